@@ -1,0 +1,154 @@
+//! Command-line arguments. Each flag is defined once here; its doc comment is its help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Measure how well a causal language model predicts text: perplexity,
+/// exactly, with the protocol named in every report.
+#[derive(Debug, Parser)]
+#[command(name = "perplex", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// perplex commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a model on texts, files, JSONL or stdin.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `perplex eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model: a Hugging Face folder, a .gguf file, or a hub repo id `org/name[@revision]` found in the local HF cache.
+    #[arg(short, long, value_name = "MODEL")]
+    pub model: String,
+
+    /// Texts to evaluate, one document each.
+    #[arg(value_name = "TEXT")]
+    pub texts: Vec<String>,
+
+    /// Text files to evaluate (`-` for stdin); see --split. With no TEXT, --file or --jsonl, stdin is read.
+    #[arg(short, long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+
+    /// How text files and stdin become documents.
+    #[arg(long, value_enum, default_value_t = SplitArg::Whole)]
+    pub split: SplitArg,
+
+    /// JSONL files, one JSON object per line; the text is read from --field.
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Vec<PathBuf>,
+
+    /// The JSONL field that holds the text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    pub field: String,
+
+    /// Concatenate all documents into one, separated by --separator, before tokenising (as the transformers recipe and llama.cpp do).
+    #[arg(long)]
+    pub join: bool,
+
+    /// Separator used by --join.
+    #[arg(long, value_name = "TEXT", default_value = "\n\n", requires = "join")]
+    pub separator: String,
+
+    /// Evaluation protocol: truncate (first --max-length tokens), chunks (non-overlapping windows of --context), sliding (windows of --context moving by --stride), llama-cpp (llama-perplexity's: second half of each --context chunk).
+    #[arg(short, long, value_enum, default_value_t = ProtocolArg::Chunks)]
+    pub protocol: ProtocolArg,
+
+    /// Window length in tokens for chunks, sliding and llama-cpp (BOS included).
+    #[arg(short, long, value_name = "N", default_value_t = 512)]
+    pub context: usize,
+
+    /// How far a sliding window moves [default: context / 2].
+    #[arg(long, value_name = "N")]
+    pub stride: Option<usize>,
+
+    /// Longest text kept by the truncate protocol, in tokens (BOS included).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_length: usize,
+
+    /// Evaluate only the first N text tokens of the corpus.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+
+    /// BOS policy: auto (as the tokenizer does), none, document (once per document), window (at every window's start).
+    #[arg(long, value_enum, default_value_t = BosArg::Auto)]
+    pub bos: BosArg,
+
+    /// Windows per forward pass.
+    #[arg(short, long, value_name = "N", default_value_t = 1)]
+    pub batch_size: usize,
+
+    /// Compute threads [default: physical cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Report format on stdout (or in --output).
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+
+    /// Write the report to this file instead of stdout (written atomically).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Write every scored token (document, position, token id, text, NLL) to this JSONL file as the run goes.
+    #[arg(long, value_name = "PATH")]
+    pub per_token: Option<PathBuf>,
+
+    /// No progress bar or notes on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// How files become documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The whole file is one document.
+    Whole,
+    /// Each line is a document.
+    Lines,
+    /// Each blank-line-separated paragraph is a document.
+    Paragraphs,
+}
+
+/// Protocol names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// Each document cut to --max-length.
+    Truncate,
+    /// Non-overlapping windows of --context.
+    Chunks,
+    /// Strided windows of --context.
+    Sliding,
+    /// llama.cpp's perplexity protocol.
+    LlamaCpp,
+}
+
+/// BOS policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BosArg {
+    /// Follow the tokenizer.
+    Auto,
+    /// Never.
+    None,
+    /// Once per document.
+    Document,
+    /// At every window's start.
+    Window,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// A readable table.
+    Table,
+    /// The versioned JSON report.
+    Json,
+    /// CSV: a corpus row, then a row per document.
+    Csv,
+}

@@ -1,0 +1,78 @@
+//! CLI errors: classified for the exit code, rendered once as
+//! `error:` / `caused by:` / `hint:` on stderr.
+
+use std::error::Error as _;
+use std::io::Write;
+use std::path::PathBuf;
+
+use perplex_data::corpus::CorpusError;
+
+/// Everything `perplex` can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Loading or evaluating failed.
+    #[error(transparent)]
+    Perplex(#[from] perplex::Error),
+    /// An input could not be read.
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    /// Arguments that parse but do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// An output file could not be written.
+    #[error("could not write {}", path.display())]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// stdout was closed by the reader (e.g. `| head`): not a failure.
+    #[error("broken pipe")]
+    BrokenPipe,
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BrokenPipe => 0,
+            CliError::Usage(_) => 2,
+            CliError::Corpus(_) | CliError::Output { .. } => 3,
+            CliError::Perplex(perplex::Error::Model(_)) => 4,
+            CliError::Perplex(perplex::Error::Tokenize { .. }) => 3,
+            CliError::Perplex(perplex::Error::Plan(_)) => 2,
+            CliError::Perplex(perplex::Error::Eval(_)) => 1,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CliError::Perplex(e) => e.hint(),
+            CliError::Corpus(e) => e.hint(),
+            CliError::Output { .. } => Some("check that the folder exists and is writable".into()),
+            CliError::Usage(_) | CliError::BrokenPipe => None,
+        }
+    }
+}
+
+/// Writes `error: …`, one `caused by: …` per source, and `hint: …`.
+pub fn render(e: &CliError) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {e}");
+    let mut source = e.source();
+    // `transparent` variants share their message with the first source: skip repeats.
+    let mut last = e.to_string();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text != last {
+            let _ = writeln!(err, "  caused by: {text}");
+        }
+        last = text;
+        source = cause.source();
+    }
+    if let Some(hint) = e.hint() {
+        let _ = writeln!(err, "  hint: {hint}");
+    }
+}

@@ -1,0 +1,252 @@
+//! `perplex eval`.
+
+use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use perplex::{Corpus, EvalOptions, Evaluator};
+use perplex_core::plan::{BosPolicy, Protocol};
+use perplex_data::corpus::{self, CorpusError, Split};
+use perplex_eval::{NullSink, Sink};
+use perplex_model::LoadOptions;
+use perplex_report::{write_report, Format, PerTokenJsonl};
+
+use super::args::{BosArg, EvalArgs, FormatArg, ProtocolArg, SplitArg};
+use super::error::CliError;
+use super::progress::ProgressSink;
+
+/// Settings resolved from the arguments; destructuring every field means a
+/// new flag cannot be forgotten here.
+pub fn run(args: EvalArgs) -> Result<(), CliError> {
+    let EvalArgs {
+        model,
+        texts,
+        files,
+        split,
+        jsonl,
+        field,
+        join,
+        separator,
+        protocol,
+        context,
+        stride,
+        max_length,
+        max_tokens,
+        bos,
+        batch_size,
+        threads,
+        format,
+        output,
+        per_token,
+        quiet,
+    } = args;
+
+    if batch_size == 0 {
+        return Err(CliError::Usage("--batch-size must be at least 1".into()));
+    }
+    if threads == Some(0) {
+        return Err(CliError::Usage("--threads must be at least 1".into()));
+    }
+    let protocol = match protocol {
+        ProtocolArg::Truncate => Protocol::Truncate { max_length },
+        ProtocolArg::Chunks => Protocol::Chunks { context },
+        ProtocolArg::Sliding => Protocol::Sliding {
+            context,
+            stride: stride.unwrap_or((context / 2).max(1)),
+        },
+        ProtocolArg::LlamaCpp => Protocol::LlamaCpp { context },
+    };
+    if stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
+        return Err(CliError::Usage("--stride applies only to --protocol sliding".into()));
+    }
+    let options = EvalOptions {
+        protocol,
+        bos: match bos {
+            BosArg::Auto => BosPolicy::Auto,
+            BosArg::None => BosPolicy::None,
+            BosArg::Document => BosPolicy::Document,
+            BosArg::Window => BosPolicy::Window,
+        },
+        batch_size,
+        max_tokens,
+        join: join.then_some(separator),
+    };
+    let split = match split {
+        SplitArg::Whole => Split::Whole,
+        SplitArg::Lines => Split::Lines,
+        SplitArg::Paragraphs => Split::Paragraphs,
+    };
+
+    // Read every input and open every output before loading the model, so a
+    // typo fails in milliseconds rather than after a long run.
+    let corpus = read_corpus(texts, files, split, jsonl, &field)?;
+    let per_token_file = per_token
+        .as_deref()
+        .map(|path| create(path).map(|f| (path.to_path_buf(), f)))
+        .transpose()?;
+    if let Some(path) = &output {
+        check_writable(path)?;
+    }
+
+    if let Some(n) = threads {
+        perplex_model::set_threads(n);
+    }
+    let mut evaluator = Evaluator::load_with(&model, &LoadOptions::default())?;
+    note(quiet, &format!("loaded {model}"));
+
+    let report = match per_token_file {
+        Some((path, file)) => {
+            let tokenizer = evaluator.model().tokenizer.clone();
+            let mut sink = PerTokenJsonl::new(BufWriter::new(file), move |id| tokenizer.token_text(id));
+            let report = evaluate(&mut evaluator, &corpus, &options, &mut sink, quiet)?;
+            sink.finish()
+                .map_err(|source| CliError::Output { path, source })?;
+            report
+        }
+        None => evaluate(&mut evaluator, &corpus, &options, &mut NullSink, quiet)?,
+    };
+
+    let format = match format {
+        FormatArg::Table => Format::Table,
+        FormatArg::Json => Format::Json,
+        FormatArg::Csv => Format::Csv,
+    };
+    match output {
+        Some(path) => write_atomically(&path, |out| write_report(&report, format, out)),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            write_report(&report, format, &mut stdout)
+                .and_then(|()| stdout.flush())
+                .map_err(stdout_error)
+        }
+    }
+}
+
+fn evaluate(
+    evaluator: &mut Evaluator,
+    corpus: &Corpus,
+    options: &EvalOptions,
+    sink: &mut dyn Sink,
+    quiet: bool,
+) -> Result<perplex::EvalReport, CliError> {
+    let mut progress = ProgressSink::new(sink, quiet);
+    let report = evaluator.evaluate_into(corpus, options, &mut progress);
+    progress.finish();
+    Ok(report?)
+}
+
+fn read_corpus(
+    texts: Vec<String>,
+    files: Vec<PathBuf>,
+    split: Split,
+    jsonl: Vec<PathBuf>,
+    field: &str,
+) -> Result<Corpus, CliError> {
+    let mut documents = Vec::new();
+    let mut sources = Vec::new();
+    let read_stdin = texts.is_empty() && files.is_empty() && jsonl.is_empty();
+    if read_stdin && std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(
+            "no input: give TEXT arguments, --file PATH, --jsonl PATH, or pipe text to stdin".into(),
+        ));
+    }
+    if !texts.is_empty() {
+        sources.push("arguments".to_string());
+        documents.extend(corpus::from_args(&texts));
+    }
+    for path in files.iter().map(PathBuf::as_path).chain(read_stdin.then_some(Path::new("-"))) {
+        if path == Path::new("-") {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|source| CorpusError::Read {
+                    path: "stdin".into(),
+                    source,
+                })?;
+            sources.push("stdin".to_string());
+            documents.extend(corpus::from_bytes("stdin", &bytes, split)?);
+        } else {
+            sources.push(path.display().to_string());
+            documents.extend(corpus::read_file(path, split)?);
+        }
+    }
+    for path in &jsonl {
+        sources.push(path.display().to_string());
+        documents.extend(corpus::read_jsonl(path, field)?);
+    }
+    let split = if jsonl.is_empty() {
+        format!("{split:?}").to_lowercase()
+    } else {
+        format!("jsonl:{field}")
+    };
+    Ok(Corpus {
+        documents,
+        sources,
+        split,
+    })
+}
+
+fn create(path: &Path) -> Result<std::fs::File, CliError> {
+    std::fs::File::create(path).map_err(|source| CliError::Output {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Fails early when the report could not be written at the end.
+fn check_writable(path: &Path) -> Result<(), CliError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(CliError::Output {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "its folder does not exist"),
+        })
+    }
+}
+
+/// Writes to `path.tmp`, then renames: a reader never sees half a report.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), CliError> {
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::Output {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn stdout_error(source: std::io::Error) -> CliError {
+    if source.kind() == std::io::ErrorKind::BrokenPipe {
+        CliError::BrokenPipe
+    } else {
+        CliError::Output {
+            path: "stdout".into(),
+            source,
+        }
+    }
+}
+
+/// A note for the user on stderr, unless `--quiet`.
+fn note(quiet: bool, message: &str) {
+    if !quiet {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{message}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The command-line front end: settings from arguments, inputs opened before
+//! the first forward pass, data on stdout, progress and errors on stderr.
+//!
+//! Exit codes (fixed, documented in the README):
+//! 0 success · 1 evaluation failed · 2 usage error · 3 bad input (corpus,
+//! output path) · 4 the model could not be loaded.
+
+mod args;
+mod error;
+mod eval;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+use error::CliError;
+
+/// Runs the CLI and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap renders help, version and usage errors itself.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        args::Command::Eval(args) => eval::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            error::render(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The real-model checks: SmolLM2-135M (the demo GGUF, Q4_1) on the first
+//! 40,960 tokens of WikiText-2, against transformers' f32 figures on exactly
+//! the same weights (`../shared/reference/README.md`): corpus perplexity
+//! within 1e-4 relative and per-token NLLs against the reference arrays.
+
+mod common;
+
+use perplex::core::{BosPolicy, Protocol};
+use perplex::eval::CollectSink;
+use perplex::{Corpus, EvalOptions, Evaluator};
+
+/// Reference arrays are f32; per-token agreement is limited by f32 rounding
+/// through 30 layers computed in a different order.
+const PER_TOKEN_TOL: f64 = 2e-3;
+
+fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str) {
+    let model = common::demo_model();
+    let mut evaluator = Evaluator::load(model.to_str().unwrap()).unwrap();
+    let text = std::fs::read_to_string(common::reference("wiki.test.80chunks.raw")).unwrap();
+    let corpus = Corpus::from_texts([text]);
+    let options = EvalOptions {
+        // The file says add-BOS false: `auto` must resolve to no BOS, as in the reference runs.
+        bos: BosPolicy::Auto,
+        max_tokens: Some(40_960),
+        batch_size: 2,
+        ..EvalOptions::new(protocol)
+    };
+    let mut sink = CollectSink::default();
+    let report = evaluator.evaluate_into(&corpus, &options, &mut sink).unwrap();
+    assert_eq!(report.protocol.bos.name(), "none");
+    assert_eq!(report.summary.tokens, 40_960);
+    assert_eq!(report.summary.scored_tokens, expected_scored);
+    let ppl = report.summary.perplexity.unwrap();
+    let rel = (ppl - expected_ppl).abs() / expected_ppl;
+    assert!(rel <= 1e-4, "{protocol}: perplexity {ppl} vs transformers {expected_ppl} (relative {rel:.2e})");
+
+    let reference = common::read_npz(&common::reference("smollm2-transformers-per-token.npz"), array);
+    assert_eq!(reference.len(), sink.events.len());
+    let worst = sink
+        .events
+        .iter()
+        .zip(&reference)
+        .map(|(e, r)| (e.score.nll - r).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= PER_TOKEN_TOL, "{protocol}: worst per-token difference {worst:.2e}");
+}
+
+#[test]
+fn chunks_512_matches_transformers() {
+    run(Protocol::Chunks { context: 512 }, 29.52196, 40_880, "chunked");
+}
+
+#[test]
+fn llama_cpp_512_matches_transformers() {
+    run(Protocol::LlamaCpp { context: 512 }, 22.55409, 20_400, "llamacpp");
+}
+
+#[test]
+fn sliding_2048_stride_512_matches_transformers() {
+    run(
+        Protocol::Sliding {
+            context: 2048,
+            stride: 512,
+        },
+        18.16990,
+        40_959,
+        "strided",
+    );
+}
