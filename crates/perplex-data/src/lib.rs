@@ -8,6 +8,17 @@
 //!   ([`tokenizer::GgufVocab`]); BOS/EOS are reported, never added silently
 //!   (the window planner adds BOS by policy);
 //! - [`counts`]: byte and word counts for bits-per-byte and word perplexity.
+//!
+//! ```
+//! use perplex_data::corpus::{join, split_text, Split};
+//! use perplex_data::counts::{byte_count, word_count};
+//!
+//! let docs = split_text("Paris is\nthe capital.\n\n", "notes.txt", Split::Lines);
+//! assert_eq!(docs.len(), 3); // the empty third line is a document too
+//! let all = join(&docs, "\n");
+//! assert_eq!(all.source, "notes.txt");
+//! assert_eq!((byte_count(&all.text), word_count(&all.text)), (22, 5));
+//! ```
 
 pub mod corpus;
 pub mod counts;

@@ -25,6 +25,7 @@
 //! # Ok::<(), perplex::Error>(())
 //! ```
 
+use std::path::Path;
 use std::time::Instant;
 
 pub use perplex_core as core;
@@ -34,6 +35,7 @@ pub use perplex_model as model;
 pub use perplex_report as output;
 
 use perplex_core::lm::CausalLm;
+use perplex_core::mock::{HashLm, UniformLm};
 use perplex_core::plan::{BosPolicy, PlanError, Protocol, ResolvedBos};
 use perplex_core::report::{
     CorpusIdentity, DocumentReport, DocumentStatus, Hash, ModelIdentity, ProtocolInfo, Report,
@@ -92,18 +94,10 @@ pub struct Corpus {
 impl Corpus {
     /// A corpus of in-memory texts, one document each.
     pub fn from_texts<S: Into<String>>(texts: impl IntoIterator<Item = S>) -> Self {
-        let documents: Vec<Document> = texts
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| Document {
-                source: format!("arg:{}", i + 1),
-                text: t.into(),
-            })
-            .collect();
         Self {
+            documents: perplex_data::corpus::from_args(texts),
             sources: vec!["arguments".into()],
             split: "whole".into(),
-            documents,
         }
     }
 }
@@ -129,6 +123,9 @@ pub enum Error {
     /// The engine failed.
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// A `mock:` model spec names no mock model.
+    #[error("unknown mock model `{0}`")]
+    UnknownMock(String),
 }
 
 impl Error {
@@ -153,6 +150,7 @@ impl Error {
                 "the weights or the computation overflowed; check the model file, or report it with the window above".into(),
             ),
             Error::Eval(_) => None,
+            Error::UnknownMock(_) => Some("use mock:uniform:<tokenizer.json> or mock:hash:<tokenizer.json>".into()),
         }
     }
 }
@@ -169,10 +167,16 @@ impl Evaluator {
     }
 
     /// Loads a model with explicit options.
+    ///
+    /// `mock:uniform:<tokenizer.json>` and `mock:hash:<tokenizer.json>` load
+    /// the deterministic mock models of [`perplex_core::mock`] with that
+    /// tokenizer: the CLI tests run the real binary against them.
     pub fn load_with(spec: &str, options: &LoadOptions) -> Result<Self, Error> {
-        Ok(Self {
-            model: perplex_model::load(spec, options)?,
-        })
+        let model = match spec.strip_prefix("mock:") {
+            Some(mock) => load_mock(spec, mock)?,
+            None => perplex_model::load(spec, options)?,
+        };
+        Ok(Self { model })
     }
 
     /// Wraps an already loaded model.
@@ -335,6 +339,39 @@ pub fn evaluate(
                 0.0
             },
         },
+    })
+}
+
+fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
+    let (kind, path) = mock.split_once(':').unwrap_or((mock, ""));
+    let tokenizer = TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| Error::Tokenize {
+        source_name: path.to_string(),
+        source,
+    })?;
+    let vocab = tokenizer.vocab_size();
+    let model: Box<dyn CausalLm + Send> = match kind {
+        "uniform" => Box::new(UniformLm::new(vocab, Some(4096))),
+        "hash" => Box::new(HashLm::new(vocab, Some(4096))),
+        other => return Err(Error::UnknownMock(other.to_string())),
+    };
+    let identity = ModelIdentity {
+        spec: spec.to_string(),
+        path: path.to_string(),
+        format: "mock".into(),
+        architecture: kind.to_string(),
+        parameters: 0,
+        weights: "none".into(),
+        compute_dtype: "f64".into(),
+        device: "cpu".into(),
+        hash: Hash {
+            algorithm: "none".into(),
+            value: String::new(),
+        },
+    };
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        identity,
     })
 }
 

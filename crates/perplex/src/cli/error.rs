@@ -42,7 +42,7 @@ impl CliError {
             CliError::Corpus(_) | CliError::Output { .. } => 3,
             CliError::Perplex(perplex::Error::Model(_)) => 4,
             CliError::Perplex(perplex::Error::Tokenize { .. }) => 3,
-            CliError::Perplex(perplex::Error::Plan(_)) => 2,
+            CliError::Perplex(perplex::Error::Plan(_) | perplex::Error::UnknownMock(_)) => 2,
             CliError::Perplex(perplex::Error::Eval(_)) => 1,
         }
     }

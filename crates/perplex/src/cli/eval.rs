@@ -1,11 +1,11 @@
 //! `perplex eval`.
 
-use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use perplex::{Corpus, EvalOptions, Evaluator};
 use perplex_core::plan::{BosPolicy, Protocol};
-use perplex_data::corpus::{self, CorpusError, Split};
+use perplex_data::corpus::{self, Split};
 use perplex_eval::{NullSink, Sink};
 use perplex_model::LoadOptions;
 use perplex_report::{write_report, Format, PerTokenJsonl};
@@ -155,16 +155,8 @@ fn read_corpus(
     }
     for path in files.iter().map(PathBuf::as_path).chain(read_stdin.then_some(Path::new("-"))) {
         if path == Path::new("-") {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .map_err(|source| CorpusError::Read {
-                    path: "stdin".into(),
-                    source,
-                })?;
             sources.push("stdin".to_string());
-            documents.extend(corpus::from_bytes("stdin", &bytes, split)?);
+            documents.extend(corpus::read_stdin(split)?);
         } else {
             sources.push(path.display().to_string());
             documents.extend(corpus::read_file(path, split)?);
@@ -175,7 +167,7 @@ fn read_corpus(
         documents.extend(corpus::read_jsonl(path, field)?);
     }
     let split = if jsonl.is_empty() {
-        format!("{split:?}").to_lowercase()
+        split.name().to_string()
     } else {
         format!("jsonl:{field}")
     };
