@@ -277,7 +277,7 @@ pub fn evaluate(
             };
             // Byte and word counts describe the evaluated text: a document cut
             // by --max-tokens has no exact text extent, so it counts only when whole.
-            let whole = kept == tokens[i].len();
+            let whole = kept == tokens[i].len() && !d.text.is_empty();
             DocumentReport {
                 index: i,
                 source: d.source.clone(),

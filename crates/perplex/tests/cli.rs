@@ -1,0 +1,230 @@
+//! The real `perplex` binary against the deterministic mock models, with
+//! volatile fields (timing, version, absolute paths) filtered from snapshots.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+
+fn tokenizer() -> String {
+    common::fixture("tiny-llama/tokenizer.json").display().to_string()
+}
+
+fn uniform() -> String {
+    format!("mock:uniform:{}", tokenizer())
+}
+
+fn perplex() -> Command {
+    let mut cmd = Command::cargo_bin("perplex").unwrap();
+    cmd.current_dir(common::workspace());
+    cmd
+}
+
+/// stdout, stderr and the exit code as one text, volatile parts replaced.
+fn render(out: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+macro_rules! snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({
+            filters => vec![
+                (common::workspace().to_str().unwrap(), "[ROOT]"),
+                (r"\d+\.\d s, \d+ tok/s", "[TIME]"),
+                (r#""seconds": [0-9.e-]+"#, r#""seconds": "[TIME]""#),
+                (r#""tokens_per_second": [0-9.e+-]+"#, r#""tokens_per_second": "[TIME]""#),
+                (r#""version": "[0-9.]+""#, r#""version": "[VERSION]""#),
+                (r"/tmp/[^ \n:,]+", "[TMP]"),
+            ],
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!($name, $value);
+        });
+    };
+}
+
+#[test]
+fn table_for_two_texts_with_the_uniform_mock() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "The cat sat on the mat.", "Rust is fast."])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    snapshot!("table_uniform", render(&out));
+}
+
+#[test]
+fn json_report_has_perplexity_exactly_v() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--format", "json", "--quiet", "one two three four five"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vocab = report["tokenizer"]["vocab_size"].as_f64().unwrap();
+    let ppl = report["summary"]["perplexity"].as_f64().unwrap();
+    assert!((ppl - vocab).abs() < 1e-9 * vocab, "{ppl} vs {vocab}");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["protocol"]["protocol"]["name"], "chunks");
+    snapshot!("json_uniform", String::from_utf8_lossy(&out.stdout).to_string());
+}
+
+#[test]
+fn csv_has_a_corpus_row_then_documents_and_counts_empty_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, "first line of text\n\nx\nthird, with a comma\n").unwrap();
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--split", "lines", "--format", "csv", "-q"])
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    snapshot!("csv_lines", render(&out));
+}
+
+#[test]
+fn stdin_is_read_when_no_input_is_given() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--format", "json", "-q"])
+        .write_stdin("Paragraph one.\n\nParagraph two is longer.\n")
+        .args(["--split", "paragraphs"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["corpus"]["documents"], 2);
+    assert_eq!(report["corpus"]["sources"][0], "stdin");
+}
+
+#[test]
+fn per_token_file_has_one_line_per_scored_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.jsonl");
+    let out = perplex()
+        .args(["eval", "-m", &format!("mock:hash:{}", tokenizer()), "--format", "json", "-q"])
+        .arg("--per-token")
+        .arg(&tokens)
+        .args(["A first text.", "And a second, longer text for the model."])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines = std::fs::read_to_string(&tokens).unwrap();
+    let events: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len() as u64, report["summary"]["scored_tokens"].as_u64().unwrap());
+    let sum: f64 = events.iter().map(|e| e["nll"].as_f64().unwrap()).sum();
+    let expected = report["summary"]["nll_sum"].as_f64().unwrap();
+    assert!((sum - expected).abs() < 1e-9 * expected.abs());
+    assert!(events.iter().all(|e| e["text"].is_string()));
+}
+
+#[test]
+fn batch_sizes_give_identical_reports() {
+    let run = |batch: &str| {
+        let out = perplex()
+            .args(["eval", "-m", &format!("mock:hash:{}", tokenizer()), "--format", "csv", "-q"])
+            .args(["--protocol", "sliding", "--context", "8", "--stride", "3", "--batch-size", batch])
+            .args(["one two three four five six seven eight nine ten", "short", "a b c d e f g"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", render(&out));
+        out.stdout
+    };
+    let one = run("1");
+    assert_eq!(one, run("3"));
+    assert_eq!(one, run("8"));
+}
+
+#[test]
+fn missing_file_is_an_input_error_naming_it() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--file", "no/such/file.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    snapshot!("missing_file", render(&out));
+}
+
+#[test]
+fn invalid_utf8_names_the_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latin1.txt");
+    std::fs::write(&file, b"caf\xe9 au lait").unwrap();
+    let out = perplex().args(["eval", "-m", &uniform(), "--file"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("latin1.txt"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn malformed_jsonl_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.jsonl");
+    std::fs::write(&file, "{\"text\": \"fine\"}\n{\"text\": oops}\n").unwrap();
+    let out = perplex().args(["eval", "-m", &uniform(), "--jsonl"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("data.jsonl:2"), "{stderr}");
+}
+
+#[test]
+fn missing_model_is_a_model_error_with_a_hint() {
+    let out = perplex()
+        .args(["eval", "-m", "no/such-model", "some text"])
+        .env("HF_HUB_CACHE", Path::new("/nonexistent/hf-cache"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    snapshot!("missing_model", render(&out));
+}
+
+#[test]
+fn bad_stride_is_a_usage_error() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--protocol", "sliding", "--context", "8", "--stride", "9", "text"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    snapshot!("bad_stride", render(&out));
+}
+
+#[test]
+fn a_context_longer_than_the_model_is_refused() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--context", "8192", "text"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("4096"), "{stderr}");
+}
+
+#[test]
+fn too_short_and_empty_documents_are_reported_not_nan() {
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--format", "json", "-q", "--bos", "none", "", "a", "a longer text"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("NaN"));
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let statuses: Vec<&str> = report["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["empty", "too-short", "scored"]);
+    assert_eq!(report["corpus"]["empty_documents"], 1);
+}
