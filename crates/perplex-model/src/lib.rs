@@ -1,3 +1,355 @@
-//! Model loading and forward passes (skeleton; being written).
-#![allow(missing_docs)]
+//! Model loading and forward passes for perplex: the only crate that names
+//! the ML framework (candle).
+//!
+//! [`load`] turns a model spec into a [`LoadedModel`]: a [`CausalLm`] that
+//! scores windows exactly (f32 on the CPU, matching transformers' f32
+//! forward pass), the model's tokenizer, and a [`ModelIdentity`] for the
+//! report. A spec is a Hugging Face model folder, a `.gguf` file, or an
+//! `org/name[@revision]` id already in the local hub cache (see [`source`]).
+//!
+//! Supported: the Llama family (`LlamaForCausalLM`, `MistralForCausalLM`,
+//! GGUF `llama`): Llama 2/3, Mistral, SmolLM, TinyLlama. Safetensors weights
+//! in F32/F16/BF16 are converted to f32 at load; GGUF weights stay in their
+//! stored type (F32, F16, BF16, Q4_0 … Q8_0, Q2_K … Q8_K) and are
+//! dequantized into scratch just before use: one layer's matrices, and the
+//! output head in tiles of rows, never a whole f32 copy of the model.
+//! Matmuls are always `dequantized weights × f32 activations`, never a
+//! quantized dot product. The output head is fused with log-softmax: logits
+//! are reduced to scores tile by tile and only for scored positions.
+//!
+//! ```no_run
+//! use perplex_core::{CausalLm, WindowRef};
+//! use perplex_model::{load, LoadOptions};
+//!
+//! let mut loaded = load("models/SmolLM2-135M-Instruct.Q4_1.gguf", &LoadOptions::default())?;
+//! let ids = loaded.tokenizer.encode("The quick brown fox jumps over the lazy dog.")?;
+//! let scores = loaded.model.score_batch(&[WindowRef { tokens: &ids, score_from: 1 }])?;
+//! println!("{} tokens scored", scores[0].len());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Threads
+//!
+//! Forward passes run inside a rayon pool of [`LoadOptions::threads`]
+//! threads, or of the process-wide [`set_threads`] count when that is unset:
+//! candle's matmuls (gemm), softmax and norms, and perplex's own head
+//! reduction and dequantization run there. candle's element-wise kernels use
+//! a separate pool that candle sizes once per process from
+//! `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: physical cores), and
+//! gemm splits its work into that many tasks. A binary that must stay within
+//! N cores therefore also sets `RAYON_NUM_THREADS=N` in its environment
+//! before any thread starts (a library cannot do that soundly).
+
+pub mod config;
+pub mod error;
+mod gguf;
 pub mod gguf_vocab;
+mod head;
+mod llama;
+pub mod rope;
+mod safetensors;
+pub mod source;
+#[cfg(test)]
+mod test_util;
+mod weights;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use perplex_core::report::{Hash, ModelIdentity};
+use perplex_core::CausalLm;
+use perplex_data::tokenizer::TextTokenizer;
+
+pub use config::{LlamaConfig, RopeScaling};
+pub use error::ModelError;
+pub use llama::Llama;
+pub use source::{HubCache, ModelSource, RepoId};
+
+/// The process-wide thread count set by [`set_threads`]; 0: unset.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the number of compute threads for models loaded afterwards without
+/// an explicit [`LoadOptions::threads`]. See the crate docs, "Threads".
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads, Ordering::Relaxed);
+}
+
+/// The number of compute threads models loaded now use by default: the
+/// [`set_threads`] count, else candle's (`RAYON_NUM_THREADS`, else the
+/// physical cores).
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => candle_core::utils::get_num_threads(),
+        n => n,
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Compute threads for forward passes; `None`: the [`set_threads`]
+    /// count, else candle's defaults (see the crate docs, "Threads").
+    pub threads: Option<usize>,
+    /// The hub cache to resolve `org/name` specs in; `None`: the one the
+    /// environment selects ([`HubCache::from_env`]).
+    pub hub_cache: Option<PathBuf>,
+}
+
+/// A model ready to score, its tokenizer, and what to record about it.
+pub struct LoadedModel {
+    /// The model behind the scoring seam.
+    pub model: Box<dyn CausalLm + Send>,
+    /// The model's tokenizer (from `tokenizer.json` or the GGUF vocabulary).
+    pub tokenizer: TextTokenizer,
+    /// Identity for the report.
+    pub identity: ModelIdentity,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the tokenizer of a loaded model comes from.
+enum TokenizerSource {
+    HfFolder(PathBuf),
+    Gguf(PathBuf, Box<candle_core::quantized::gguf_file::Content>),
+}
+
+/// Resolves `spec`, loads the weights, the tokenizer, and the identity.
+/// Fails early: every file is opened and checked before returning.
+pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
+    let (model, identity, tokenizer_source) = load_parts(spec, opts)?;
+    let tokenizer = match &tokenizer_source {
+        TokenizerSource::HfFolder(dir) => {
+            TextTokenizer::from_hf_folder(dir).map_err(|source| ModelError::Tokenizer {
+                path: dir.clone(),
+                source: Box::new(source),
+            })?
+        }
+        TokenizerSource::Gguf(path, content) => {
+            let vocab =
+                gguf_vocab::vocab_from_gguf(content).map_err(|source| ModelError::GgufVocab {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?;
+            let source = format!("gguf:{}", path.display());
+            TextTokenizer::from_gguf_vocab(&vocab, &source).map_err(|source| {
+                ModelError::Tokenizer {
+                    path: path.clone(),
+                    source: Box::new(source),
+                }
+            })?
+        }
+    };
+    let model_vocab = model.config().vocab_size;
+    if tokenizer.vocab_size() > model_vocab {
+        return Err(ModelError::VocabMismatch {
+            tokenizer: tokenizer.vocab_size(),
+            model: model_vocab,
+        });
+    }
+    Ok(LoadedModel {
+        model: Box::new(model),
+        tokenizer,
+        identity,
+    })
+}
+
+/// Like [`load`] without the tokenizer: the model and its identity.
+pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Llama, ModelIdentity), ModelError> {
+    let (model, identity, _) = load_parts(spec, opts)?;
+    Ok((model, identity))
+}
+
+fn load_parts(
+    spec: &str,
+    opts: &LoadOptions,
+) -> Result<(Llama, ModelIdentity, TokenizerSource), ModelError> {
+    let hub = match &opts.hub_cache {
+        Some(root) => Some(HubCache { root: root.clone() }),
+        None => HubCache::from_env(),
+    };
+    let source = source::resolve(spec, hub.as_ref())?;
+    let threads = opts
+        .threads
+        .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0));
+    let pool = match threads {
+        None => None,
+        Some(threads) => Some(Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|source| ModelError::ThreadPool { threads, source })?,
+        )),
+    };
+    let (mut model, summary, hashed, tokenizer) = match &source {
+        ModelSource::HfFolder(dir) => {
+            let config_path = dir.join("config.json");
+            let text = fs_err::read_to_string(&config_path)?;
+            let config = LlamaConfig::from_hf_json(&text, &config_path)?;
+            let mut set = safetensors::SafetensorsSet::open_folder(dir)?;
+            let (model, summary) = llama::build(config, llama::Store::Hf(&mut set))?;
+            let mut hashed = vec![config_path];
+            hashed.extend(set.paths());
+            (
+                model,
+                summary,
+                hashed,
+                TokenizerSource::HfFolder(dir.clone()),
+            )
+        }
+        ModelSource::Gguf(path) => {
+            let mut file = gguf::GgufFile::open(path)?;
+            let config = gguf_config(&mut file)?;
+            let (model, summary) = llama::build(config, llama::Store::Gguf(&mut file))?;
+            let content = Box::new(file.content);
+            (
+                model,
+                summary,
+                vec![path.clone()],
+                TokenizerSource::Gguf(path.clone(), content),
+            )
+        }
+    };
+    model.set_pool(pool);
+    let identity = ModelIdentity {
+        spec: spec.to_string(),
+        path: source.path().display().to_string(),
+        format: source.format().to_string(),
+        architecture: model.config().architecture.clone(),
+        parameters: summary.parameters,
+        weights: summary.describe(),
+        compute_dtype: "f32".into(),
+        device: "cpu".into(),
+        hash: Hash {
+            algorithm: "blake3".into(),
+            value: hash_files(&hashed)?,
+        },
+    };
+    Ok((model, identity, tokenizer))
+}
+
+/// The hyperparameters of a GGUF file, with the facts only its tensors tell:
+/// the vocabulary (embedding rows), tied output, and `rope_freqs`.
+fn gguf_config(file: &mut gguf::GgufFile) -> Result<LlamaConfig, ModelError> {
+    let vocab_rows = match file.info("token_embd.weight") {
+        Some((dims, _)) => dims[0],
+        None => {
+            return Err(ModelError::MissingTensor {
+                name: "token_embd.weight".into(),
+                path: file.path.clone(),
+            })
+        }
+    };
+    let tied = file.info("output.weight").is_none();
+    let rope_freqs = match file.read("rope_freqs.weight")? {
+        None => None,
+        Some(q) => Some(
+            q.dequantize(&candle_core::Device::Cpu)
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .map_err(|source| ModelError::Backend {
+                    context: "reading `rope_freqs.weight`".into(),
+                    source: Box::new(source),
+                })?,
+        ),
+    };
+    let mut config =
+        LlamaConfig::from_gguf(&file.content, &file.path, vocab_rows, rope_freqs, tied)?;
+    if config.vocab_size != vocab_rows {
+        return Err(ModelError::InvalidConfig {
+            path: file.path.clone(),
+            problem: format!(
+                "llama.vocab_size is {} but token_embd.weight has {vocab_rows} rows",
+                config.vocab_size
+            ),
+        });
+    }
+    config.vocab_size = vocab_rows;
+    Ok(config)
+}
+
+/// blake3 of the concatenation of `paths`, streamed (`cat paths… | b3sum`).
+fn hash_files(paths: &[PathBuf]) -> Result<String, ModelError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for path in paths {
+        let mut f = fs_err::File::open(Path::new(path))?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+
+    fn write_gguf(path: &Path, arch: &str) {
+        let mut f = std::fs::File::create(path).unwrap();
+        let arch = gguf_file::Value::String(arch.into());
+        let embd =
+            candle_core::Tensor::zeros((8, 32), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap();
+        let embd = QTensor::quantize(&embd, GgmlDType::F32).unwrap();
+        gguf_file::write(
+            &mut f,
+            &[("general.architecture", &arch)],
+            &[("token_embd.weight", &embd)],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn other_gguf_architectures_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.gguf");
+        write_gguf(&path, "qwen2");
+        let err = load_model(path.to_str().unwrap(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "unsupported architecture `qwen2` in {} (supported: llama)",
+                path.display()
+            )
+        );
+        // a llama file without its hyperparameters
+        write_gguf(&path, "llama");
+        let err = load_model(path.to_str().unwrap(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid model configuration in {}: `llama.embedding_length` is missing",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn hashes_are_of_the_concatenated_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::write(&a, b"hello ").unwrap();
+        std::fs::write(&b, b"world").unwrap();
+        assert_eq!(
+            hash_files(&[a, b]).unwrap(),
+            blake3::hash(b"hello world").to_hex().to_string()
+        );
+    }
+
+    #[test]
+    fn the_thread_setting_has_a_default() {
+        assert!(threads() >= 1);
+    }
+}

@@ -1,0 +1,262 @@
+//! Why a model could not be found or loaded.
+
+use std::path::PathBuf;
+
+use perplex_data::tokenizer::TokenizerError;
+
+/// Everything that can go wrong between a model spec and a loaded model.
+///
+/// Messages are lowercase, quote the path or value at fault, and never repeat
+/// their cause (which is the error's `source`). [`ModelError::hint`] suggests
+/// what to do next where there is something useful to say.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The spec named neither an existing path nor a cached hub model.
+    #[error("model `{spec}` not found; looked in: {}", display_paths(searched))]
+    NotFound {
+        /// What the user passed.
+        spec: String,
+        /// Every place that was tried, in order.
+        searched: Vec<PathBuf>,
+        /// `org/name` when the spec looked like a hub id.
+        repo: Option<String>,
+    },
+    /// The spec is neither a path nor an `org/name[@revision]` hub id.
+    #[error("model `{spec}` is neither an existing path nor an `org/name[@revision]` hub id")]
+    InvalidSpec {
+        /// What the user passed.
+        spec: String,
+    },
+    /// A folder was found but holds no loadable model.
+    #[error("{path} holds no model: {problem}")]
+    NoModelFiles {
+        /// The folder.
+        path: PathBuf,
+        /// What is missing, e.g. `no config.json`.
+        problem: String,
+    },
+    /// A file could not be read (the message of the cause names the file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A JSON file (config.json, a shard index) is not valid JSON of the expected shape.
+    #[error("cannot parse {path}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A hyperparameter is missing or out of range.
+    #[error("invalid model configuration in {path}: {problem}")]
+    InvalidConfig {
+        /// The config.json or GGUF file.
+        path: PathBuf,
+        /// Which value and why.
+        problem: String,
+    },
+    /// The architecture is not one perplex implements.
+    #[error("unsupported architecture `{architecture}` in {path} (supported: {supported})")]
+    UnsupportedArchitecture {
+        /// The config.json or GGUF file.
+        path: PathBuf,
+        /// What the file declares.
+        architecture: String,
+        /// The supported names, comma separated.
+        supported: String,
+    },
+    /// A RoPE scaling variant perplex does not implement.
+    #[error(
+        "unsupported rope scaling `{kind}` in {path} (supported: none, linear, dynamic, llama3)"
+    )]
+    UnsupportedRopeScaling {
+        /// The config.json or GGUF file.
+        path: PathBuf,
+        /// The declared scaling type.
+        kind: String,
+    },
+    /// A tensor the architecture needs is not in the weight files.
+    #[error("tensor `{name}` is missing from {path}")]
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+        /// The weight file (or folder, for sharded checkpoints).
+        path: PathBuf,
+    },
+    /// A tensor has a shape the configuration does not allow.
+    #[error("tensor `{name}` in {path} has shape {actual:?}, expected {expected:?}")]
+    TensorShape {
+        /// The tensor name.
+        name: String,
+        /// The weight file.
+        path: PathBuf,
+        /// Shape in the file.
+        actual: Vec<usize>,
+        /// Shape the configuration implies.
+        expected: Vec<usize>,
+    },
+    /// A safetensors file whose header or data is inconsistent.
+    #[error("safetensors file {path} is truncated or corrupt: {problem}")]
+    CorruptSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is inconsistent.
+        problem: String,
+        /// The JSON error, when the header does not parse.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// A safetensors tensor stored in a type perplex does not convert.
+    #[error("tensor `{name}` in {path} has dtype {dtype} (supported: F32, F16, BF16)")]
+    UnsupportedDtype {
+        /// The tensor name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The stored dtype.
+        dtype: String,
+    },
+    /// A GGUF file that could not be parsed.
+    #[error("cannot read gguf file {path}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+    /// A GGUF tensor whose data could not be read (e.g. the file ends early).
+    #[error("cannot read tensor `{name}` from gguf file {path}")]
+    GgufTensor {
+        /// The tensor name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+    /// A GGUF tensor in a quantization type perplex cannot dequantize.
+    #[error(
+        "tensor `{name}` in {path} uses quantization type {dtype}, which perplex cannot dequantize \
+         (supported: {SUPPORTED_GGML_TYPES})"
+    )]
+    UnsupportedQuantization {
+        /// The tensor name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The type, e.g. `iq2_xxs (16)`.
+        dtype: String,
+    },
+    /// The tokenizer could not be built.
+    #[error("cannot load the tokenizer for {path}")]
+    Tokenizer {
+        /// The model folder or GGUF file.
+        path: PathBuf,
+        /// The tokenizer error.
+        #[source]
+        source: Box<TokenizerError>,
+    },
+    /// The tokenizer vocabulary of a GGUF file could not be read.
+    #[error("cannot read the tokenizer vocabulary of gguf file {path}")]
+    GgufVocab {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<crate::gguf_vocab::GgufVocabError>,
+    },
+    /// The tokenizer can produce ids the model has no embedding for.
+    #[error(
+        "the tokenizer has {tokenizer} tokens but the model's embedding has only {model} rows"
+    )]
+    VocabMismatch {
+        /// Tokenizer vocabulary size.
+        tokenizer: usize,
+        /// Embedding rows.
+        model: usize,
+    },
+    /// The thread pool for the requested thread count could not be built.
+    #[error("cannot start a pool of {threads} compute threads")]
+    ThreadPool {
+        /// Requested threads.
+        threads: usize,
+        /// The cause.
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// The tensor library failed while preparing the model.
+    #[error("the model backend failed while {context}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+}
+
+/// The GGUF tensor types perplex dequantizes, as listed in error messages.
+pub(crate) const SUPPORTED_GGML_TYPES: &str =
+    "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, q2_k, q3_k, q4_k, q5_k, q6_k, q8_k";
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ModelError {
+    /// A suggestion for the user, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ModelError::NotFound {
+                repo: Some(repo), ..
+            } => Some(format!(
+                "download it with `huggingface-cli download {repo}` (there is no network access \
+                 from perplex itself), or pass the path of a model folder or a .gguf file"
+            )),
+            ModelError::NotFound { repo: None, .. } | ModelError::InvalidSpec { .. } => Some(
+                "pass the path of a Hugging Face model folder (with config.json), a .gguf file, \
+                 or an `org/name[@revision]` id that is in the Hugging Face cache"
+                    .into(),
+            ),
+            ModelError::NoModelFiles { .. } => Some(
+                "a model folder needs config.json and model.safetensors (or \
+                 model.safetensors.index.json with its shards); PyTorch .bin checkpoints are not \
+                 read"
+                    .into(),
+            ),
+            ModelError::CorruptSafetensors { .. }
+            | ModelError::Gguf { .. }
+            | ModelError::GgufTensor { .. } => Some(
+                "the file may be truncated or corrupt (an interrupted download?); download it again"
+                    .into(),
+            ),
+            ModelError::UnsupportedArchitecture { .. } => Some(
+                "perplex implements the Llama family (Llama 2/3, Mistral, SmolLM, TinyLlama)"
+                    .into(),
+            ),
+            ModelError::UnsupportedQuantization { .. } => Some(
+                "use a GGUF with one of the supported types (e.g. q8_0 or q4_k_m), or the \
+                 safetensors model folder"
+                    .into(),
+            ),
+            ModelError::MissingTensor { .. } | ModelError::TensorShape { .. } => Some(
+                "the weights do not match the configuration: a different model, or an incomplete \
+                 download?"
+                    .into(),
+            ),
+            ModelError::Tokenizer { source, .. } => source.hint(),
+            ModelError::GgufVocab { source, .. } => source.hint(),
+            ModelError::VocabMismatch { .. } => Some(
+                "the tokenizer and the weights seem to come from different models".into(),
+            ),
+            _ => None,
+        }
+    }
+}

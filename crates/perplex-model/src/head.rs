@@ -1,0 +1,254 @@
+//! The output head fused with log-softmax and gather.
+//!
+//! For `P` scored positions and a vocabulary of `V`, the logits `[P, V]` are
+//! never materialised: the head weight is dequantized in tiles of rows, each
+//! tile's logits are computed for a bounded chunk of positions, and every
+//! position keeps a running `(max, Σexp(l - max), argmax, target logit)`
+//! merged across tiles (the streaming log-sum-exp). Sums are kept in `f64`;
+//! each `exp` is of an `f32` difference `≤ 0`.
+
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+use crate::weights::Weight;
+
+/// How the head is tiled: f32 elements of one dequantized weight tile and of
+/// one block of logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadTiling {
+    pub(crate) weight_elems: usize,
+    pub(crate) logit_elems: usize,
+}
+
+impl Default for HeadTiling {
+    fn default() -> Self {
+        HeadTiling {
+            weight_elems: 4 << 20,
+            logit_elems: 4 << 20,
+        }
+    }
+}
+
+/// The running reduction of one position's logits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Running {
+    max: f32,
+    /// `Σ exp(l - max)` over the vocabulary seen so far.
+    sum: f64,
+    argmax: u32,
+    target: f32,
+    /// First non-finite logit seen.
+    bad: Option<f32>,
+}
+
+impl Running {
+    fn new() -> Self {
+        Running {
+            max: f32::NEG_INFINITY,
+            sum: 0.0,
+            argmax: 0,
+            target: f32::NAN,
+            bad: None,
+        }
+    }
+
+    /// Folds in the logits of ids `first..first + row.len()`.
+    fn update(&mut self, row: &[f32], first: u32, target: u32) {
+        let mut tile_max = f32::NEG_INFINITY;
+        let mut tile_arg = 0usize;
+        let mut finite = true;
+        for (i, &l) in row.iter().enumerate() {
+            finite &= l.is_finite();
+            // strictly greater: the lowest id wins ties
+            if l > tile_max {
+                tile_max = l;
+                tile_arg = i;
+            }
+        }
+        if !finite {
+            if let Some(&l) = row.iter().find(|l| !l.is_finite()) {
+                self.bad.get_or_insert(l);
+            }
+            return;
+        }
+        let tile_sum: f64 = row.iter().map(|&l| f64::from((l - tile_max).exp())).sum();
+        if tile_max > self.max {
+            self.sum = self.sum * f64::from(self.max - tile_max).exp() + tile_sum;
+            self.max = tile_max;
+            self.argmax = first + tile_arg as u32;
+        } else {
+            self.sum += tile_sum * f64::from(tile_max - self.max).exp();
+        }
+        if (first..first + row.len() as u32).contains(&target) {
+            self.target = row[(target - first) as usize];
+        }
+    }
+
+    /// `(nll, argmax)`, or the offending value when something was not finite.
+    pub(crate) fn finish(&self) -> Result<(f64, u32), f64> {
+        if let Some(bad) = self.bad {
+            return Err(f64::from(bad));
+        }
+        let nll = f64::from(self.max) + self.sum.ln() - f64::from(self.target);
+        if nll.is_finite() {
+            Ok((nll, self.argmax))
+        } else {
+            Err(nll)
+        }
+    }
+}
+
+/// Reduces `hidden · headᵀ` (`hidden`: `[P, h]`, already normalised) to one
+/// [`Running`] per position, for the `targets` (one per position).
+pub(crate) fn fused_head(
+    hidden: &Tensor,
+    head: &Weight,
+    targets: &[u32],
+    tiling: HeadTiling,
+) -> candle_core::Result<Vec<Running>> {
+    let (positions, h) = hidden.dims2()?;
+    let (vocab, cols) = head.dims();
+    if cols != h || targets.len() != positions {
+        candle_core::bail!(
+            "head of shape ({vocab}, {cols}) for hidden states {:?} and {} targets",
+            hidden.dims(),
+            targets.len()
+        )
+    }
+    let mut states = vec![Running::new(); positions];
+    let tile_rows = (tiling.weight_elems / h.max(1)).clamp(1, vocab.max(1));
+    let chunk_positions = (tiling.logit_elems / tile_rows).max(1);
+    for first in (0..vocab).step_by(tile_rows) {
+        let rows = tile_rows.min(vocab - first);
+        let tile = head.rows_f32(first, rows)?;
+        let tile_t = tile.t()?;
+        for p0 in (0..positions).step_by(chunk_positions) {
+            let n = chunk_positions.min(positions - p0);
+            let logits = hidden.narrow(0, p0, n)?.matmul(&tile_t)?;
+            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            states[p0..p0 + n]
+                .par_iter_mut()
+                .zip(logits.par_chunks_exact(rows))
+                .zip(&targets[p0..p0 + n])
+                .for_each(|((state, row), &target)| state.update(row, first as u32, target));
+        }
+    }
+    Ok(states)
+}
+
+/// The naive reference: full logits, `log_softmax`, gather. For tests.
+#[cfg(test)]
+pub(crate) fn naive_head(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &[u32],
+) -> candle_core::Result<Vec<(f64, u32)>> {
+    use candle_core::D;
+    let logits = hidden
+        .matmul(&head.t()?)?
+        .to_dtype(candle_core::DType::F64)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f64>()?;
+    let argmax = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    Ok(logp
+        .iter()
+        .zip(targets)
+        .zip(argmax)
+        .map(|((row, &t), a)| (-row[t as usize], a))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::Device;
+    use std::sync::Arc;
+
+    fn random(shape: (usize, usize), seed: u64) -> Tensor {
+        // a small LCG: deterministic and dependency-free
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let data: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn fused_head_equals_naive_log_softmax() {
+        // vocab not a multiple of the tile, several tiles and position chunks
+        let (p, h, v) = (37, 32, 300_001 / 100);
+        let hidden = random((p, h), 1);
+        let head = random((v, h), 2);
+        let targets: Vec<u32> = (0..p as u32).map(|i| (i * 97) % v as u32).collect();
+        let naive = naive_head(&hidden, &head, &targets).unwrap();
+        // 7 weight tiles of 500 rows (the last shorter), position chunks of 4
+        let tiling = HeadTiling {
+            weight_elems: 500 * h,
+            logit_elems: 2000,
+        };
+        let fused = fused_head(&hidden, &Weight::Dense(head.clone()), &targets, tiling).unwrap();
+        let whole = HeadTiling {
+            weight_elems: v * h,
+            logit_elems: v * p,
+        };
+        let single = fused_head(&hidden, &Weight::Dense(head.clone()), &targets, whole).unwrap();
+        for (a, b) in fused.iter().zip(&single) {
+            let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
+            assert!((a.0 - b.0).abs() < 1e-5 && a.1 == b.1);
+        }
+        for ((f, (nll, arg)), i) in fused.iter().zip(&naive).zip(0..) {
+            let (fnll, farg) = f.finish().unwrap();
+            assert!((fnll - nll).abs() < 1e-5, "{i}: {fnll} vs {nll}");
+            assert_eq!(farg, *arg, "{i}");
+        }
+    }
+
+    #[test]
+    fn fused_head_tiles_quantized_weights() {
+        let (p, h, v) = (9, 64, 1000);
+        let hidden = random((p, h), 3);
+        let head = QTensor::quantize(&random((v, h), 4), GgmlDType::Q8_0).unwrap();
+        let dense = head.dequantize(&Device::Cpu).unwrap();
+        let targets: Vec<u32> = (0..p as u32).collect();
+        let naive = naive_head(&hidden, &dense, &targets).unwrap();
+        let tiling = HeadTiling {
+            weight_elems: 96 * h,
+            logit_elems: 1000,
+        };
+        let fused = fused_head(&hidden, &Weight::Quant(Arc::new(head)), &targets, tiling).unwrap();
+        for (f, (nll, arg)) in fused.iter().zip(&naive) {
+            let (fnll, farg) = f.finish().unwrap();
+            assert!((fnll - nll).abs() < 1e-5);
+            assert_eq!(farg, *arg);
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_id_across_tiles() {
+        let mut s = Running::new();
+        s.update(&[0.0, 3.0, 1.0], 0, 4);
+        s.update(&[3.0, 3.0], 3, 4);
+        let (nll, arg) = s.finish().unwrap();
+        assert_eq!(arg, 1);
+        let lse = (1f64 + 3f64.exp() * 3.0 + 1f64.exp()).ln();
+        // exp is taken in f32: about 1e-7 relative per term
+        assert!((nll - (lse - 3.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_finite_logits_are_reported() {
+        let mut s = Running::new();
+        s.update(&[0.0, f32::NAN], 0, 0);
+        assert!(s.finish().unwrap_err().is_nan());
+        let mut s = Running::new();
+        s.update(&[0.0, f32::INFINITY], 0, 0);
+        assert_eq!(s.finish().unwrap_err(), f64::INFINITY);
+    }
+}

@@ -1,0 +1,299 @@
+//! A streaming reader for safetensors checkpoints (one file or an indexed set
+//! of shards), converting F32/F16/BF16 tensors to f32.
+//!
+//! The format is an 8-byte little-endian header length, a JSON header
+//! `{name: {dtype, shape, data_offsets: [begin, end]}}` and the data section.
+//! The header is checked against the file size up front, so a truncated
+//! download is reported with the file's name before any weight is read;
+//! tensors are then read one at a time (no memory map, no whole-file buffer).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+
+use crate::error::ModelError;
+
+/// Headers larger than this are not safetensors headers.
+const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, Deserialize)]
+struct RawInfo {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+#[derive(Debug)]
+struct TensorInfo {
+    dtype: String,
+    shape: Vec<usize>,
+    begin: u64,
+    end: u64,
+}
+
+/// One open safetensors file with its parsed and checked header.
+#[derive(Debug)]
+struct SafetensorsFile {
+    path: PathBuf,
+    file: fs_err::File,
+    data_start: u64,
+    tensors: HashMap<String, TensorInfo>,
+}
+
+fn element_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
+}
+
+impl SafetensorsFile {
+    fn open(path: &Path) -> Result<Self, ModelError> {
+        let corrupt_because = |problem: String, source| ModelError::CorruptSafetensors {
+            path: path.to_path_buf(),
+            problem,
+            source,
+        };
+        let corrupt = |problem: String| corrupt_because(problem, None);
+        let mut file = fs_err::File::open(path)?;
+        let file_len = file.metadata()?.len();
+        if file_len < 8 {
+            return Err(corrupt(format!(
+                "the file has {file_len} bytes, fewer than the 8-byte header length"
+            )));
+        }
+        let mut len_bytes = [0u8; 8];
+        file.read_exact(&mut len_bytes)?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
+            return Err(corrupt(format!(
+                "the header claims {header_len} bytes but the file has {file_len}"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header)?;
+        let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| corrupt_because("the header is not valid JSON".into(), Some(e)))?;
+        let data_start = 8 + header_len;
+        let data_len = file_len - data_start;
+        let mut tensors = HashMap::new();
+        for (name, value) in raw {
+            if name == "__metadata__" {
+                continue;
+            }
+            let info: RawInfo = serde_json::from_value(value).map_err(|e| {
+                corrupt_because(format!("the header entry of `{name}` is invalid"), Some(e))
+            })?;
+            let [begin, end] = info.data_offsets;
+            if begin > end || end > data_len {
+                return Err(corrupt(format!(
+                    "tensor `{name}` needs bytes {begin}..{end} of the data section, which has \
+                     {data_len}"
+                )));
+            }
+            if let Some(size) = element_size(&info.dtype) {
+                let expected = info.shape.iter().product::<usize>() as u64 * size as u64;
+                if end - begin != expected {
+                    return Err(corrupt(format!(
+                        "tensor `{name}` ({} {:?}) should have {expected} bytes, the header gives \
+                         {}",
+                        info.dtype,
+                        info.shape,
+                        end - begin
+                    )));
+                }
+            }
+            tensors.insert(
+                name,
+                TensorInfo {
+                    dtype: info.dtype,
+                    shape: info.shape,
+                    begin,
+                    end,
+                },
+            );
+        }
+        Ok(SafetensorsFile {
+            path: path.to_path_buf(),
+            file,
+            data_start,
+            tensors,
+        })
+    }
+
+    fn read_f32(&mut self, name: &str) -> Result<Tensor, ModelError> {
+        let info = &self.tensors[name];
+        let unsupported = || ModelError::UnsupportedDtype {
+            name: name.to_string(),
+            path: self.path.clone(),
+            dtype: info.dtype.clone(),
+        };
+        let convert: fn(&[u8]) -> f32 = match info.dtype.as_str() {
+            "F32" => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            "F16" => |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            "BF16" => |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+            _ => return Err(unsupported()),
+        };
+        let width = element_size(&info.dtype).unwrap_or(4);
+        let mut bytes = vec![0u8; (info.end - info.begin) as usize];
+        self.file
+            .seek(SeekFrom::Start(self.data_start + info.begin))?;
+        self.file.read_exact(&mut bytes)?;
+        let values: Vec<f32> = bytes.chunks_exact(width).map(convert).collect();
+        Tensor::from_vec(values, info.shape.clone(), &Device::Cpu).map_err(|source| {
+            ModelError::Backend {
+                context: format!("building tensor `{name}` of {}", self.path.display()),
+                source: Box::new(source),
+            }
+        })
+    }
+}
+
+/// The weight files of a Hugging Face folder.
+#[derive(Debug)]
+pub(crate) struct SafetensorsSet {
+    files: Vec<SafetensorsFile>,
+    /// Which file holds each tensor.
+    owner: HashMap<String, usize>,
+    /// The single file, or the shard index: what errors name for a missing tensor.
+    described_by: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl SafetensorsSet {
+    /// Opens `model.safetensors`, or the shards listed by
+    /// `model.safetensors.index.json`, in `dir`.
+    pub(crate) fn open_folder(dir: &Path) -> Result<Self, ModelError> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let (paths, described_by) = if single.is_file() {
+            (vec![single.clone()], single)
+        } else if index.is_file() {
+            let text = fs_err::read_to_string(&index)?;
+            let parsed: ShardIndex =
+                serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                    path: index.clone(),
+                    source,
+                })?;
+            let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+            (shards.into_iter().map(|s| dir.join(s)).collect(), index)
+        } else {
+            return Err(ModelError::NoModelFiles {
+                path: dir.to_path_buf(),
+                problem: "no model.safetensors or model.safetensors.index.json".into(),
+            });
+        };
+        let mut files = Vec::with_capacity(paths.len());
+        let mut owner = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let f = SafetensorsFile::open(path)?;
+            for name in f.tensors.keys() {
+                owner.insert(name.clone(), i);
+            }
+            files.push(f);
+        }
+        Ok(SafetensorsSet {
+            files,
+            owner,
+            described_by,
+        })
+    }
+
+    /// The weight files, in the order they are hashed.
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    /// Shape and stored dtype of `name`, if present.
+    pub(crate) fn info(&self, name: &str) -> Option<(Vec<usize>, String)> {
+        let f = &self.files[*self.owner.get(name)?];
+        let info = &f.tensors[name];
+        Some((info.shape.clone(), info.dtype.to_ascii_lowercase()))
+    }
+
+    /// `name` converted to f32, or `None` when no file has it.
+    pub(crate) fn read_f32(&mut self, name: &str) -> Result<Option<Tensor>, ModelError> {
+        match self.owner.get(name) {
+            None => Ok(None),
+            Some(&i) => self.files[i].read_f32(name).map(Some),
+        }
+    }
+
+    /// The file holding `name` (or the index / single file when absent).
+    pub(crate) fn path_of(&self, name: &str) -> &Path {
+        match self.owner.get(name) {
+            Some(&i) => &self.files[i].path,
+            None => &self.described_by,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::write_safetensors;
+
+    #[test]
+    fn reads_tensors_and_reports_truncation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("model.safetensors");
+        write_safetensors(
+            &path,
+            &[
+                ("a".into(), vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
+                ("b".into(), vec![3], vec![5.0, 6.0, 7.0]),
+            ],
+        );
+        let mut set = SafetensorsSet::open_folder(tmp.path()).unwrap();
+        let a = set.read_f32("a").unwrap().unwrap();
+        assert_eq!(
+            a.to_vec2::<f32>().unwrap(),
+            vec![vec![1.0, 2.0], vec![3.0, 4.0]]
+        );
+        assert!(set.read_f32("c").unwrap().is_none());
+
+        // cut the file in the middle of the data section
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 6]).unwrap();
+        let err = SafetensorsSet::open_folder(tmp.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "safetensors file {} is truncated or corrupt: tensor `",
+                path.display()
+            )),
+            "{msg}"
+        );
+        assert!(err.hint().unwrap().contains("download it again"));
+
+        // cut inside the header
+        std::fs::write(&path, &bytes[..20]).unwrap();
+        let msg = SafetensorsSet::open_folder(tmp.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("the header claims"), "{msg}");
+        std::fs::write(&path, &bytes[..5]).unwrap();
+        let msg = SafetensorsSet::open_folder(tmp.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("fewer than the 8-byte header length"), "{msg}");
+    }
+
+    #[test]
+    fn a_folder_without_weights_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = SafetensorsSet::open_folder(tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("no model.safetensors"), "{err}");
+        assert!(err.hint().is_some());
+    }
+}

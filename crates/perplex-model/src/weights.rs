@@ -1,0 +1,222 @@
+//! Weight storage: dense f32 tensors, or GGUF tensors kept in their stored
+//! type and dequantized into scratch just before use.
+//!
+//! Matmuls are always `dequantize(W) × f32 activations`: candle's `QMatMul`
+//! quantizes the activations to q8 (as llama.cpp does), which is not the
+//! model transformers evaluates.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+/// Rows dequantized together when a whole matrix is materialised in parallel.
+const DEQUANT_CHUNK_ELEMS: usize = 1 << 18;
+
+/// A 2-D weight matrix `[rows, cols]` (PyTorch orientation: `y = x · Wᵀ`).
+#[derive(Clone)]
+pub(crate) enum Weight {
+    /// f32, contiguous.
+    Dense(Tensor),
+    /// Stored in a GGUF type; rows are contiguous runs of blocks.
+    Quant(Arc<QTensor>),
+}
+
+impl std::fmt::Debug for Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Weight::Dense(t) => write!(f, "Dense({:?})", t.dims()),
+            Weight::Quant(q) => write!(f, "Quant({:?}, {:?})", q.dtype(), q.shape().dims()),
+        }
+    }
+}
+
+impl Weight {
+    /// `(rows, cols)`.
+    pub(crate) fn dims(&self) -> (usize, usize) {
+        let dims = match self {
+            Weight::Dense(t) => t.dims().to_vec(),
+            Weight::Quant(q) => q.shape().dims().to_vec(),
+        };
+        (dims[0], dims[1])
+    }
+
+    /// The whole matrix in f32: the tensor itself, or a fresh dequantized copy.
+    pub(crate) fn to_f32(&self) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Dense(t) => Ok(t.clone()),
+            Weight::Quant(q) => {
+                let (rows, cols) = self.dims();
+                let chunk_rows = (DEQUANT_CHUNK_ELEMS / cols.max(1)).max(1);
+                if rows <= chunk_rows {
+                    return q.dequantize(&Device::Cpu);
+                }
+                let starts: Vec<usize> = (0..rows).step_by(chunk_rows).collect();
+                let parts = starts
+                    .par_iter()
+                    .map(|&s| dequantize_rows(q, s, chunk_rows.min(rows - s)))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&parts, 0)
+            }
+        }
+    }
+
+    /// Rows `start..start + len` in f32 (a view for dense weights).
+    pub(crate) fn rows_f32(&self, start: usize, len: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Dense(t) => t.narrow(0, start, len),
+            Weight::Quant(q) => dequantize_rows(q, start, len),
+        }
+    }
+
+    /// The rows of `ids` (an embedding lookup), in f32.
+    pub(crate) fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Dense(t) => t.index_select(ids, 0),
+            // dequantizes only the selected rows, exactly
+            Weight::Quant(q) => q.embedding(ids),
+        }
+    }
+}
+
+/// Bytes of one row of a `[rows, cols]` tensor of type `dtype`.
+pub(crate) fn row_bytes(dtype: GgmlDType, cols: usize) -> usize {
+    cols / dtype.block_size() * dtype.type_size()
+}
+
+/// Dequantizes rows `start..start + len` of a 2-D quantized tensor.
+fn dequantize_rows(q: &QTensor, start: usize, len: usize) -> candle_core::Result<Tensor> {
+    let (rows, cols) = q.shape().dims2()?;
+    if start + len > rows {
+        candle_core::bail!("rows {start}..{} of a {rows}-row tensor", start + len)
+    }
+    let rb = row_bytes(q.dtype(), cols);
+    let data = q.data()?;
+    // The storage is a Vec of blocks, so `data` is aligned for the block type
+    // and so is every row start (a row is a whole number of blocks).
+    let slice = &data[start * rb..(start + len) * rb];
+    let storage = QStorage::from_data(Cow::Borrowed(slice), &Device::Cpu, q.dtype())?;
+    QTensor::new(storage, (len, cols))?.dequantize(&Device::Cpu)
+}
+
+/// Builds a quantized tensor from rows of raw ggml data. `bytes` is copied
+/// into block-aligned storage.
+pub(crate) fn qtensor_from_bytes(
+    bytes: &[u8],
+    dtype: GgmlDType,
+    dims: &[usize],
+) -> candle_core::Result<QTensor> {
+    // u32 storage aligns the bytes for every block type (the widest field is an f32)
+    let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
+    let view: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut aligned)[..bytes.len()];
+    view.copy_from_slice(bytes);
+    let storage = QStorage::from_data(Cow::Borrowed(view), &Device::Cpu, dtype)?;
+    QTensor::new(storage, dims.to_vec())
+}
+
+/// Lower-case name of a GGUF type, as in llama.cpp (`q4_k`, `f16`).
+pub(crate) fn ggml_type_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::F32 => "f32",
+        GgmlDType::F16 => "f16",
+        GgmlDType::BF16 => "bf16",
+        GgmlDType::Q4_0 => "q4_0",
+        GgmlDType::Q4_1 => "q4_1",
+        GgmlDType::Q5_0 => "q5_0",
+        GgmlDType::Q5_1 => "q5_1",
+        GgmlDType::Q8_0 => "q8_0",
+        GgmlDType::Q8_1 => "q8_1",
+        GgmlDType::Q2K => "q2_k",
+        GgmlDType::Q3K => "q3_k",
+        GgmlDType::Q4K => "q4_k",
+        GgmlDType::Q5K => "q5_k",
+        GgmlDType::Q6K => "q6_k",
+        GgmlDType::Q8K => "q8_k",
+    }
+}
+
+/// Parameter count and storage types of the tensors of a model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StorageSummary {
+    /// Total elements.
+    pub parameters: u64,
+    /// Tensors per stored type.
+    pub types: BTreeMap<String, usize>,
+}
+
+impl StorageSummary {
+    pub(crate) fn add(&mut self, dtype: &str, elems: usize) {
+        self.parameters += elems as u64;
+        *self.types.entry(dtype.to_string()).or_default() += 1;
+    }
+
+    /// `q4_1: 210, f32: 61, q8_0: 1`: most used first, then by name.
+    pub(crate) fn describe(&self) -> String {
+        let mut entries: Vec<(&String, &usize)> = self.types.iter().collect();
+        entries.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        entries
+            .iter()
+            .map(|(name, n)| format!("{name}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(rows: usize, cols: usize) -> Tensor {
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn row_tiles_equal_the_whole_dequantized_matrix() {
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::F16,
+        ] {
+            let q = QTensor::quantize(&ramp(2100, 256), dtype).unwrap();
+            let whole = q.dequantize(&Device::Cpu).unwrap();
+            let w = Weight::Quant(Arc::new(q));
+            let parallel = w.to_f32().unwrap();
+            let diff = (&whole - &parallel)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?}");
+            let tile = w.rows_f32(1000, 37).unwrap();
+            let expected = whole.narrow(0, 1000, 37).unwrap();
+            let diff = (&tile - &expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn summaries_list_the_most_used_type_first() {
+        let mut s = StorageSummary::default();
+        for _ in 0..3 {
+            s.add("q4_1", 10);
+        }
+        s.add("q8_0", 5);
+        s.add("f32", 1);
+        s.add("f32", 1);
+        assert_eq!(s.describe(), "q4_1: 3, f32: 2, q8_0: 1");
+        assert_eq!(s.parameters, 37);
+    }
+}
