@@ -89,6 +89,9 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
 
     if let Some(n) = threads {
         perplex_model::set_threads(n);
+        // candle sizes its element-wise pool once, from the environment; no
+        // compute thread has started yet, so setting it here is sound.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     let mut evaluator = Evaluator::load_with(&model, &LoadOptions::default())?;
     note(quiet, &format!("loaded {model}"));
