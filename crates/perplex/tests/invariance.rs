@@ -53,7 +53,7 @@ fn batch_size_never_changes_a_score() {
             Protocol::Truncate { max_length: 40 },
         ] {
             let one = run(&mut evaluator, protocol, BosPolicy::Auto, 1);
-            assert!(one.len() > 300);
+            assert!(one.len() > 100, "{protocol}: {} scored", one.len());
             for batch in [3, 8] {
                 let other = run(&mut evaluator, protocol, BosPolicy::Auto, batch);
                 assert_close(&one, &other, &format!("{model} {protocol} batch {batch}"));
