@@ -74,7 +74,12 @@ pub fn write_csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         "corpus".to_string(),
         String::new(),
         report.corpus.sources.join(" "),
-        if s.scored_tokens > 0 { "scored" } else { "too-short" }.to_string(),
+        if s.scored_tokens > 0 {
+            "scored"
+        } else {
+            "too-short"
+        }
+        .to_string(),
         s.tokens.to_string(),
         s.scored_tokens.to_string(),
         s.nll_sum.to_string(),
@@ -190,7 +195,10 @@ mod tests {
             doc: 1,
             position: 4,
             token: 7,
-            score: TokenScore { nll: 0.5, argmax: 3 },
+            score: TokenScore {
+                nll: 0.5,
+                argmax: 3,
+            },
         })
         .unwrap();
         let text = String::from_utf8(sink.finish().unwrap()).unwrap();

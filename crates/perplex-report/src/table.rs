@@ -13,9 +13,24 @@ const MAX_TABLE_DOCUMENTS: usize = 20;
 pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let m = &r.model;
-    writeln!(out, "model      {} ({}, {}, {} parameters)", m.spec, m.format, m.architecture, group(m.parameters))?;
-    writeln!(out, "weights    {}; computed in {} on {}", m.weights, m.compute_dtype, m.device)?;
-    writeln!(out, "tokenizer  {} ({})", r.tokenizer.kind, r.tokenizer.source)?;
+    writeln!(
+        out,
+        "model      {} ({}, {}, {} parameters)",
+        m.spec,
+        m.format,
+        m.architecture,
+        group(m.parameters)
+    )?;
+    writeln!(
+        out,
+        "weights    {}; computed in {} on {}",
+        m.weights, m.compute_dtype, m.device
+    )?;
+    writeln!(
+        out,
+        "tokenizer  {} ({})",
+        r.tokenizer.kind, r.tokenizer.source
+    )?;
     writeln!(
         out,
         "protocol   {}, BOS {}, batch {}, {} thread{}",
@@ -50,7 +65,10 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
 
     let Some(ppl) = s.perplexity else {
-        writeln!(out, "no token could be scored: every document is empty or too short")?;
+        writeln!(
+            out,
+            "no token could be scored: every document is empty or too short"
+        )?;
         return Ok(());
     };
     let row = |out: &mut dyn Write, name: &str, value: String| writeln!(out, "  {name:<24}{value}");
@@ -60,11 +78,22 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         .unwrap_or_default();
     row(out, "perplexity", format!("{}{ci}", sig(ppl)))?;
     if let Some(mean) = s.mean_nll {
-        let se = s.mean_nll_stderr.map(|se| format!(" ± {se:.5}")).unwrap_or_default();
+        let se = s
+            .mean_nll_stderr
+            .map(|se| format!(" ± {se:.5}"))
+            .unwrap_or_default();
         let bits = s.mean_nll_bits.unwrap_or(f64::NAN);
-        row(out, "mean NLL", format!("{mean:.5}{se} nats ({bits:.5} bits)"))?;
+        row(
+            out,
+            "mean NLL",
+            format!("{mean:.5}{se} nats ({bits:.5} bits)"),
+        )?;
     }
-    row(out, "scored tokens", format!("{} of {}", group(s.scored_tokens), group(s.tokens)))?;
+    row(
+        out,
+        "scored tokens",
+        format!("{} of {}", group(s.scored_tokens), group(s.tokens)),
+    )?;
     if let Some(acc) = s.token_accuracy {
         row(out, "top-1 accuracy", format!("{:.2} %", acc * 100.0))?;
     }
@@ -72,13 +101,28 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         (Some(bpb), Some(bppl), Some(wppl)) => {
             row(out, "bits per byte", format!("{bpb:.5}"))?;
             row(out, "byte perplexity", sig(bppl))?;
-            row(out, "word perplexity", format!("{} ({} words)", sig(wppl), group(s.words)))?;
+            row(
+                out,
+                "word perplexity",
+                format!("{} ({} words)", sig(wppl), group(s.words)),
+            )?;
         }
-        _ => row(out, "bits per byte", "n/a: this protocol does not score whole documents".into())?,
+        _ => row(
+            out,
+            "bits per byte",
+            "n/a: this protocol does not score whole documents".into(),
+        )?,
     }
     if s.scored_documents > 1 {
         if let Some(mean_ppl) = s.mean_document_perplexity {
-            row(out, "mean doc perplexity", format!("{}   (HF evaluate's mean_perplexity; not the corpus perplexity)", sig(mean_ppl)))?;
+            row(
+                out,
+                "mean doc perplexity",
+                format!(
+                    "{}   (HF evaluate's mean_perplexity; not the corpus perplexity)",
+                    sig(mean_ppl)
+                ),
+            )?;
         }
     }
     row(
@@ -96,12 +140,18 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
 
     if r.documents.len() > 1 {
         writeln!(out)?;
-        writeln!(out, "  {:>5}  {:<28} {:>8} {:>8} {:>12} {:>9}", "doc", "source", "tokens", "scored", "perplexity", "accuracy")?;
+        writeln!(
+            out,
+            "  {:>5}  {:<28} {:>8} {:>8} {:>12} {:>9}",
+            "doc", "source", "tokens", "scored", "perplexity", "accuracy"
+        )?;
         for d in r.documents.iter().take(MAX_TABLE_DOCUMENTS) {
             let (ppl, acc) = match d.status {
                 DocumentStatus::Scored => (
                     d.perplexity.map(sig).unwrap_or_default(),
-                    d.token_accuracy.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_default(),
+                    d.token_accuracy
+                        .map(|a| format!("{:.1} %", a * 100.0))
+                        .unwrap_or_default(),
                 ),
                 other => (status_name(other).to_string(), String::new()),
             };
@@ -132,7 +182,11 @@ fn sig(x: f64) -> String {
     if !x.is_finite() {
         return x.to_string();
     }
-    let digits = if x.abs() >= 1.0 { 5 - (x.abs().log10().floor() as i32).min(5) } else { 6 };
+    let digits = if x.abs() >= 1.0 {
+        5 - (x.abs().log10().floor() as i32).min(5)
+    } else {
+        6
+    };
     format!("{:.*}", digits.max(0) as usize, x)
 }
 
@@ -141,7 +195,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -153,7 +207,14 @@ fn ellipsize(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
-    let tail: String = s.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(max - 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("…{tail}")
 }
 

@@ -316,7 +316,11 @@ pub fn evaluate(
             sources: corpus.sources.clone(),
             split: corpus.split.clone(),
             documents: corpus.documents.len(),
-            empty_documents: corpus.documents.iter().filter(|d| d.text.is_empty()).count(),
+            empty_documents: corpus
+                .documents
+                .iter()
+                .filter(|d| d.text.is_empty())
+                .count(),
             joined: options.join.is_some(),
             separator: options.join.clone(),
             hash: corpus_hash(documents),
@@ -344,10 +348,11 @@ pub fn evaluate(
 
 fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
     let (kind, path) = mock.split_once(':').unwrap_or((mock, ""));
-    let tokenizer = TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| Error::Tokenize {
-        source_name: path.to_string(),
-        source,
-    })?;
+    let tokenizer =
+        TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| Error::Tokenize {
+            source_name: path.to_string(),
+            source,
+        })?;
     let vocab = tokenizer.vocab_size();
     let model: Box<dyn CausalLm + Send> = match kind {
         "uniform" => Box::new(UniformLm::new(vocab, Some(4096))),

@@ -9,7 +9,9 @@ use std::process::Output;
 use assert_cmd::Command;
 
 fn tokenizer() -> String {
-    common::fixture("tiny-llama/tokenizer.json").display().to_string()
+    common::fixture("tiny-llama/tokenizer.json")
+        .display()
+        .to_string()
 }
 
 fn uniform() -> String {
@@ -53,7 +55,13 @@ macro_rules! snapshot {
 #[test]
 fn table_for_two_texts_with_the_uniform_mock() {
     let out = perplex()
-        .args(["eval", "-m", &uniform(), "The cat sat on the mat.", "Rust is fast."])
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "The cat sat on the mat.",
+            "Rust is fast.",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -63,7 +71,15 @@ fn table_for_two_texts_with_the_uniform_mock() {
 #[test]
 fn json_report_has_perplexity_exactly_v() {
     let out = perplex()
-        .args(["eval", "-m", &uniform(), "--format", "json", "--quiet", "one two three four five"])
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "--format",
+            "json",
+            "--quiet",
+            "one two three four five",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", render(&out));
@@ -73,7 +89,10 @@ fn json_report_has_perplexity_exactly_v() {
     assert!((ppl - vocab).abs() < 1e-9 * vocab, "{ppl} vs {vocab}");
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["protocol"]["protocol"]["name"], "chunks");
-    snapshot!("json_uniform", String::from_utf8_lossy(&out.stdout).to_string());
+    snapshot!(
+        "json_uniform",
+        String::from_utf8_lossy(&out.stdout).to_string()
+    );
 }
 
 #[test]
@@ -82,7 +101,16 @@ fn csv_has_a_corpus_row_then_documents_and_counts_empty_lines() {
     let file = dir.path().join("lines.txt");
     std::fs::write(&file, "first line of text\n\nx\nthird, with a comma\n").unwrap();
     let out = perplex()
-        .args(["eval", "-m", &uniform(), "--split", "lines", "--format", "csv", "-q"])
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "--split",
+            "lines",
+            "--format",
+            "csv",
+            "-q",
+        ])
         .arg("--file")
         .arg(&file)
         .output()
@@ -110,7 +138,14 @@ fn per_token_file_has_one_line_per_scored_token() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.jsonl");
     let out = perplex()
-        .args(["eval", "-m", &format!("mock:hash:{}", tokenizer()), "--format", "json", "-q"])
+        .args([
+            "eval",
+            "-m",
+            &format!("mock:hash:{}", tokenizer()),
+            "--format",
+            "json",
+            "-q",
+        ])
         .arg("--per-token")
         .arg(&tokens)
         .args(["A first text.", "And a second, longer text for the model."])
@@ -119,8 +154,14 @@ fn per_token_file_has_one_line_per_scored_token() {
     assert!(out.status.success(), "{}", render(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let lines = std::fs::read_to_string(&tokens).unwrap();
-    let events: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(events.len() as u64, report["summary"]["scored_tokens"].as_u64().unwrap());
+    let events: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events.len() as u64,
+        report["summary"]["scored_tokens"].as_u64().unwrap()
+    );
     let sum: f64 = events.iter().map(|e| e["nll"].as_f64().unwrap()).sum();
     let expected = report["summary"]["nll_sum"].as_f64().unwrap();
     assert!((sum - expected).abs() < 1e-9 * expected.abs());
@@ -131,9 +172,29 @@ fn per_token_file_has_one_line_per_scored_token() {
 fn batch_sizes_give_identical_reports() {
     let run = |batch: &str| {
         let out = perplex()
-            .args(["eval", "-m", &format!("mock:hash:{}", tokenizer()), "--format", "csv", "-q"])
-            .args(["--protocol", "sliding", "--context", "8", "--stride", "3", "--batch-size", batch])
-            .args(["one two three four five six seven eight nine ten", "short", "a b c d e f g"])
+            .args([
+                "eval",
+                "-m",
+                &format!("mock:hash:{}", tokenizer()),
+                "--format",
+                "csv",
+                "-q",
+            ])
+            .args([
+                "--protocol",
+                "sliding",
+                "--context",
+                "8",
+                "--stride",
+                "3",
+                "--batch-size",
+                batch,
+            ])
+            .args([
+                "one two three four five six seven eight nine ten",
+                "short",
+                "a b c d e f g",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", render(&out));
@@ -159,7 +220,11 @@ fn invalid_utf8_names_the_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("latin1.txt");
     std::fs::write(&file, b"caf\xe9 au lait").unwrap();
-    let out = perplex().args(["eval", "-m", &uniform(), "--file"]).arg(&file).output().unwrap();
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("latin1.txt"), "{stderr}");
@@ -171,7 +236,11 @@ fn malformed_jsonl_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.jsonl");
     std::fs::write(&file, "{\"text\": \"fine\"}\n{\"text\": oops}\n").unwrap();
-    let out = perplex().args(["eval", "-m", &uniform(), "--jsonl"]).arg(&file).output().unwrap();
+    let out = perplex()
+        .args(["eval", "-m", &uniform(), "--jsonl"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("data.jsonl:2"), "{stderr}");
@@ -191,7 +260,18 @@ fn missing_model_is_a_model_error_with_a_hint() {
 #[test]
 fn bad_stride_is_a_usage_error() {
     let out = perplex()
-        .args(["eval", "-m", &uniform(), "--protocol", "sliding", "--context", "8", "--stride", "9", "text"])
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "--protocol",
+            "sliding",
+            "--context",
+            "8",
+            "--stride",
+            "9",
+            "text",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -212,7 +292,19 @@ fn a_context_longer_than_the_model_is_refused() {
 #[test]
 fn too_short_and_empty_documents_are_reported_not_nan() {
     let out = perplex()
-        .args(["eval", "-m", &uniform(), "--format", "json", "-q", "--bos", "none", "", "a", "a longer text"])
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "--format",
+            "json",
+            "-q",
+            "--bos",
+            "none",
+            "",
+            "a",
+            "a longer text",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", render(&out));

@@ -12,8 +12,12 @@ fn corpus() -> Corpus {
     // Mixed lengths: a document shorter than a window, one spanning several,
     // one of a single token (too short), so batches are padded.
     let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(common::fixture("goldens.json")).unwrap()).unwrap();
-    let long = golden["protocols"][0]["texts"][0].as_str().unwrap().to_string();
+        serde_json::from_str(&std::fs::read_to_string(common::fixture("goldens.json")).unwrap())
+            .unwrap();
+    let long = golden["protocols"][0]["texts"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     Corpus::from_texts([
         long.clone(),
         "Short text.".to_string(),
@@ -24,22 +28,36 @@ fn corpus() -> Corpus {
     ])
 }
 
-fn run(evaluator: &mut Evaluator, protocol: Protocol, bos: BosPolicy, batch_size: usize) -> Vec<TokenEvent> {
+fn run(
+    evaluator: &mut Evaluator,
+    protocol: Protocol,
+    bos: BosPolicy,
+    batch_size: usize,
+) -> Vec<TokenEvent> {
     let options = EvalOptions {
         bos,
         batch_size,
         ..EvalOptions::new(protocol)
     };
     let mut sink = CollectSink::default();
-    evaluator.evaluate_into(&corpus(), &options, &mut sink).unwrap();
+    evaluator
+        .evaluate_into(&corpus(), &options, &mut sink)
+        .unwrap();
     sink.events
 }
 
 fn assert_close(a: &[TokenEvent], b: &[TokenEvent], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: scored tokens");
     for (x, y) in a.iter().zip(b) {
-        assert_eq!((x.doc, x.position, x.token), (y.doc, y.position, y.token), "{what}");
-        assert!((x.score.nll - y.score.nll).abs() <= 1e-5, "{what}: {x:?} vs {y:?}");
+        assert_eq!(
+            (x.doc, x.position, x.token),
+            (y.doc, y.position, y.token),
+            "{what}"
+        );
+        assert!(
+            (x.score.nll - y.score.nll).abs() <= 1e-5,
+            "{what}: {x:?} vs {y:?}"
+        );
     }
 }
 
@@ -49,7 +67,10 @@ fn batch_size_never_changes_a_score() {
         let mut evaluator = Evaluator::load(common::fixture(model).to_str().unwrap()).unwrap();
         for protocol in [
             Protocol::Chunks { context: 48 },
-            Protocol::Sliding { context: 64, stride: 20 },
+            Protocol::Sliding {
+                context: 64,
+                stride: 20,
+            },
             Protocol::Truncate { max_length: 40 },
         ] {
             let one = run(&mut evaluator, protocol, BosPolicy::Auto, 1);
@@ -67,7 +88,15 @@ fn sliding_with_stride_equal_to_context_is_chunks() {
     let mut evaluator = Evaluator::load(common::fixture("tiny-llama").to_str().unwrap()).unwrap();
     for bos in [BosPolicy::None, BosPolicy::Document, BosPolicy::Window] {
         let chunks = run(&mut evaluator, Protocol::Chunks { context: 32 }, bos, 4);
-        let sliding = run(&mut evaluator, Protocol::Sliding { context: 32, stride: 32 }, bos, 4);
+        let sliding = run(
+            &mut evaluator,
+            Protocol::Sliding {
+                context: 32,
+                stride: 32,
+            },
+            bos,
+            4,
+        );
         assert_close(&chunks, &sliding, &format!("bos {bos:?}"));
     }
 }
@@ -81,7 +110,10 @@ fn thread_count_never_changes_a_score() {
         };
         Evaluator::load_with(common::fixture("tiny-llama").to_str().unwrap(), &options).unwrap()
     };
-    let protocol = Protocol::Sliding { context: 64, stride: 16 };
+    let protocol = Protocol::Sliding {
+        context: 64,
+        stride: 16,
+    };
     let one = run(&mut load(1), protocol, BosPolicy::Auto, 3);
     let two = run(&mut load(2), protocol, BosPolicy::Auto, 3);
     assert_close(&one, &two, "1 vs 2 threads");

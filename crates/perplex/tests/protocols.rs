@@ -16,28 +16,43 @@ use serde_json::Value;
 const TOL: f64 = 1e-4;
 
 fn goldens() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(common::fixture("goldens.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(common::fixture("goldens.json")).unwrap())
+        .unwrap()
 }
 
 fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn options(case: &Value) -> EvalOptions {
     let p = &case["params"];
     let n = |k: &str| p[k].as_u64().unwrap() as usize;
     let protocol = match case["protocol"].as_str().unwrap() {
-        "truncate" => Protocol::Truncate { max_length: n("max_length") },
-        "chunks" => Protocol::Chunks { context: n("context") },
+        "truncate" => Protocol::Truncate {
+            max_length: n("max_length"),
+        },
+        "chunks" => Protocol::Chunks {
+            context: n("context"),
+        },
         "sliding" => Protocol::Sliding {
             context: n("max_length"),
             stride: n("stride"),
         },
-        "llama-cpp" => Protocol::LlamaCpp { context: n("n_ctx") },
+        "llama-cpp" => Protocol::LlamaCpp {
+            context: n("n_ctx"),
+        },
         other => panic!("unknown protocol {other}"),
     };
     let bos = match case["bos"].as_str().unwrap() {
@@ -62,10 +77,13 @@ fn every_protocol_matches_transformers() {
     let mut models: std::collections::HashMap<String, Evaluator> = Default::default();
     for case in cases {
         let model = case["model"].as_str().unwrap();
-        let evaluator = models.entry(model.to_string()).or_insert_with(|| {
-            Evaluator::load(common::fixture(model).to_str().unwrap()).unwrap()
-        });
-        let name = format!("{model} {} {} bos={}", case["protocol"], case["params"], case["bos"]);
+        let evaluator = models
+            .entry(model.to_string())
+            .or_insert_with(|| Evaluator::load(common::fixture(model).to_str().unwrap()).unwrap());
+        let name = format!(
+            "{model} {} {} bos={}",
+            case["protocol"], case["params"], case["bos"]
+        );
         let texts: Vec<String> = case["texts"]
             .as_array()
             .unwrap()
@@ -97,7 +115,11 @@ fn every_protocol_matches_transformers() {
         for ((w, ids), range) in windows.iter().zip(calls).zip(ranges) {
             assert_eq!(w.tokens, u32s(ids), "{name}: window tokens");
             let range = u32s(range);
-            assert_eq!((w.score_from, w.tokens.len()), (range[0] as usize, range[1] as usize), "{name}");
+            assert_eq!(
+                (w.score_from, w.tokens.len()),
+                (range[0] as usize, range[1] as usize),
+                "{name}"
+            );
         }
 
         let mut sink = CollectSink::default();
@@ -107,16 +129,29 @@ fn every_protocol_matches_transformers() {
         let expected = f64s(&case["nll"]);
         assert_eq!(sink.events.len(), expected.len(), "{name}: scored tokens");
         for (i, (e, x)) in sink.events.iter().zip(&expected).enumerate() {
-            assert!((e.score.nll - x).abs() <= TOL, "{name}: token {i}: {} vs {x}", e.score.nll);
+            assert!(
+                (e.score.nll - x).abs() <= TOL,
+                "{name}: token {i}: {} vs {x}",
+                e.score.nll
+            );
         }
-        assert_eq!(report.summary.scored_tokens, case["scored_tokens"].as_u64().unwrap());
+        assert_eq!(
+            report.summary.scored_tokens,
+            case["scored_tokens"].as_u64().unwrap()
+        );
         let ppl = report.summary.perplexity.unwrap();
         let want = case["perplexity"].as_f64().unwrap();
-        assert!((ppl - want).abs() / want < 1e-5, "{name}: perplexity {ppl} vs {want}");
+        assert!(
+            (ppl - want).abs() / want < 1e-5,
+            "{name}: perplexity {ppl} vs {want}"
+        );
         if let Some(mean) = case.get("mean_perplexity") {
             let got = report.summary.mean_document_perplexity.unwrap();
             let want = mean.as_f64().unwrap();
-            assert!((got - want).abs() / want < 1e-5, "{name}: mean perplexity {got} vs {want}");
+            assert!(
+                (got - want).abs() / want < 1e-5,
+                "{name}: mean perplexity {got} vs {want}"
+            );
         }
     }
 }

@@ -56,7 +56,9 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
         ProtocolArg::LlamaCpp => Protocol::LlamaCpp { context },
     };
     if stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
-        return Err(CliError::Usage("--stride applies only to --protocol sliding".into()));
+        return Err(CliError::Usage(
+            "--stride applies only to --protocol sliding".into(),
+        ));
     }
     let options = EvalOptions {
         protocol,
@@ -99,7 +101,8 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
     let report = match per_token_file {
         Some((path, file)) => {
             let tokenizer = evaluator.model().tokenizer.clone();
-            let mut sink = PerTokenJsonl::new(BufWriter::new(file), move |id| tokenizer.token_text(id));
+            let mut sink =
+                PerTokenJsonl::new(BufWriter::new(file), move |id| tokenizer.token_text(id));
             let report = evaluate(&mut evaluator, &corpus, &options, &mut sink, quiet)?;
             sink.finish()
                 .map_err(|source| CliError::Output { path, source })?;
@@ -149,14 +152,19 @@ fn read_corpus(
     let read_stdin = texts.is_empty() && files.is_empty() && jsonl.is_empty();
     if read_stdin && std::io::stdin().is_terminal() {
         return Err(CliError::Usage(
-            "no input: give TEXT arguments, --file PATH, --jsonl PATH, or pipe text to stdin".into(),
+            "no input: give TEXT arguments, --file PATH, --jsonl PATH, or pipe text to stdin"
+                .into(),
         ));
     }
     if !texts.is_empty() {
         sources.push("arguments".to_string());
         documents.extend(corpus::from_args(&texts));
     }
-    for path in files.iter().map(PathBuf::as_path).chain(read_stdin.then_some(Path::new("-"))) {
+    for path in files
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(read_stdin.then_some(Path::new("-")))
+    {
         if path == Path::new("-") {
             sources.push("stdin".to_string());
             documents.extend(corpus::read_stdin(split)?);
