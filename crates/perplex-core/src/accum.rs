@@ -141,7 +141,9 @@ mod tests {
 
     #[test]
     fn merge_equals_sequential_in_any_split() {
-        let xs: Vec<f64> = (0..50).map(|i| ((i * 37 % 11) as f64) * 0.7 + 0.01).collect();
+        let xs: Vec<f64> = (0..50)
+            .map(|i| ((i * 37 % 11) as f64) * 0.7 + 0.01)
+            .collect();
         let mut all = NllStats::new();
         xs.iter().for_each(|&x| all.push(x, x > 3.0));
         for split in [0, 1, 17, 49, 50] {

@@ -57,7 +57,9 @@ pub struct ModelInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {
     /// The model produced a NaN or infinite logit or NLL.
-    #[error("the model produced a non-finite value ({value}) at window {window}, position {position}")]
+    #[error(
+        "the model produced a non-finite value ({value}) at window {window}, position {position}"
+    )]
     NonFinite {
         /// Index of the window in the batch.
         window: usize,

@@ -77,7 +77,11 @@ impl Protocol {
     /// Checks the parameters against each other and the model's context.
     pub fn validate(&self, max_context: Option<usize>) -> Result<(), PlanError> {
         let len = self.window_len();
-        let min = if matches!(self, Protocol::LlamaCpp { .. }) { 4 } else { 2 };
+        let min = if matches!(self, Protocol::LlamaCpp { .. }) {
+            4
+        } else {
+            2
+        };
         if len < min {
             return Err(PlanError::WindowTooShort {
                 protocol: self.name(),
@@ -172,7 +176,9 @@ impl ResolvedBos {
         let id = bos_id.ok_or(PlanError::NoBosToken)?;
         Ok(match (protocol, wanted) {
             (Protocol::LlamaCpp { .. }, _) => ResolvedBos::ReplaceFirst { id },
-            (Protocol::Truncate { .. }, _) | (_, BosPolicy::Document) => ResolvedBos::Document { id },
+            (Protocol::Truncate { .. }, _) | (_, BosPolicy::Document) => {
+                ResolvedBos::Document { id }
+            }
             _ => ResolvedBos::Window { id },
         })
     }
@@ -191,9 +197,9 @@ impl ResolvedBos {
     pub fn id(&self) -> Option<u32> {
         match *self {
             ResolvedBos::None => None,
-            ResolvedBos::Document { id } | ResolvedBos::Window { id } | ResolvedBos::ReplaceFirst { id } => {
-                Some(id)
-            }
+            ResolvedBos::Document { id }
+            | ResolvedBos::Window { id }
+            | ResolvedBos::ReplaceFirst { id } => Some(id),
         }
     }
 }
@@ -254,7 +260,12 @@ pub enum PlanError {
 }
 
 /// Plans the windows of one document whose text tokens are `text`.
-pub fn plan_document(protocol: &Protocol, bos: ResolvedBos, doc: usize, text: &[u32]) -> Vec<Window> {
+pub fn plan_document(
+    protocol: &Protocol,
+    bos: ResolvedBos,
+    doc: usize,
+    text: &[u32],
+) -> Vec<Window> {
     // The stream the protocol cuts: a document-level BOS is part of it.
     let (stream, doc_prefix): (Vec<u32>, usize) = match bos {
         ResolvedBos::Document { id } | ResolvedBos::ReplaceFirst { id } => {
@@ -297,7 +308,9 @@ pub fn plan_document(protocol: &Protocol, bos: ResolvedBos, doc: usize, text: &[
             strided(n, len, stride.min(len), make)
         }
         Protocol::LlamaCpp { context } => {
-            let replace = bos.id().filter(|_| matches!(bos, ResolvedBos::ReplaceFirst { .. }));
+            let replace = bos
+                .id()
+                .filter(|_| matches!(bos, ResolvedBos::ReplaceFirst { .. }));
             (0..n / context)
                 .filter_map(|k| {
                     let start = k * context;
@@ -371,7 +384,12 @@ mod tests {
     #[test]
     fn sliding_with_stride_equal_to_context_is_chunks() {
         for n in [1, 2, 5, 8, 9, 23] {
-            let a = plan_document(&Protocol::Chunks { context: 4 }, ResolvedBos::None, 0, &ids(n));
+            let a = plan_document(
+                &Protocol::Chunks { context: 4 },
+                ResolvedBos::None,
+                0,
+                &ids(n),
+            );
             let b = plan_document(
                 &Protocol::Sliding {
                     context: 4,
@@ -473,12 +491,19 @@ mod tests {
     #[test]
     fn validation_names_the_bad_value() {
         assert!(matches!(
-            Protocol::Sliding { context: 8, stride: 9 }.validate(None),
+            Protocol::Sliding {
+                context: 8,
+                stride: 9
+            }
+            .validate(None),
             Err(PlanError::BadStride { stride: 9, .. })
         ));
         assert!(matches!(
             Protocol::Chunks { context: 4096 }.validate(Some(2048)),
-            Err(PlanError::ContextTooLong { len: 4096, max: 2048 })
+            Err(PlanError::ContextTooLong {
+                len: 4096,
+                max: 2048
+            })
         ));
         assert!(Protocol::Truncate { max_length: 1 }.validate(None).is_err());
     }

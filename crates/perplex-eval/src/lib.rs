@@ -158,7 +158,9 @@ pub fn plan_corpus(docs: &[Vec<u32>], settings: &EvalSettings) -> Vec<Window> {
     docs.iter()
         .zip(budget)
         .enumerate()
-        .flat_map(|(i, (doc, keep))| plan_document(&settings.protocol, settings.bos, i, &doc[..keep]))
+        .flat_map(|(i, (doc, keep))| {
+            plan_document(&settings.protocol, settings.bos, i, &doc[..keep])
+        })
         .collect()
 }
 
@@ -186,11 +188,13 @@ pub fn evaluate<M: CausalLm + ?Sized>(
                 score_from: w.score_from,
             })
             .collect();
-        let scores = model.score_batch(&refs).map_err(|source| EvalError::Model {
-            doc: batch[0].doc,
-            first_target: batch[0].first_target,
-            source,
-        })?;
+        let scores = model
+            .score_batch(&refs)
+            .map_err(|source| EvalError::Model {
+                doc: batch[0].doc,
+                first_target: batch[0].first_target,
+                source,
+            })?;
         for (window, scores) in batch.iter().zip(&scores) {
             if scores.len() != window.scored() {
                 return Err(EvalError::ScoreCount {
@@ -265,7 +269,10 @@ mod tests {
         let protocols = [
             Protocol::Truncate { max_length: 20 },
             Protocol::Chunks { context: 8 },
-            Protocol::Sliding { context: 12, stride: 5 },
+            Protocol::Sliding {
+                context: 12,
+                stride: 5,
+            },
             Protocol::LlamaCpp { context: 8 },
         ];
         for protocol in protocols {
@@ -280,8 +287,13 @@ mod tests {
                     .iter()
                     .map(|&b| {
                         let mut sink = CollectSink::default();
-                        evaluate(&mut HashLm::new(50, None), &corpus(), &settings(protocol, bos, b), &mut sink)
-                            .unwrap();
+                        evaluate(
+                            &mut HashLm::new(50, None),
+                            &corpus(),
+                            &settings(protocol, bos, b),
+                            &mut sink,
+                        )
+                        .unwrap();
                         sink.events
                     })
                     .collect();
@@ -299,7 +311,14 @@ mod tests {
         evaluate(
             &mut HashLm::new(50, None),
             &docs,
-            &settings(Protocol::Sliding { context: 10, stride: 3 }, ResolvedBos::None, 4),
+            &settings(
+                Protocol::Sliding {
+                    context: 10,
+                    stride: 3,
+                },
+                ResolvedBos::None,
+                4,
+            ),
             &mut sink,
         )
         .unwrap();
@@ -307,7 +326,11 @@ mod tests {
         for (d, doc) in docs.iter().enumerate() {
             expected.extend((1..doc.len()).map(|p| (d, p, doc[p])));
         }
-        let got: Vec<_> = sink.events.iter().map(|e| (e.doc, e.position, e.token)).collect();
+        let got: Vec<_> = sink
+            .events
+            .iter()
+            .map(|e| (e.doc, e.position, e.token))
+            .collect();
         assert_eq!(got, expected);
     }
 
@@ -333,6 +356,9 @@ mod tests {
             &mut NullSink,
         )
         .unwrap_err();
-        assert!(matches!(err, EvalError::Plan(PlanError::ContextTooLong { .. })));
+        assert!(matches!(
+            err,
+            EvalError::Plan(PlanError::ContextTooLong { .. })
+        ));
     }
 }
