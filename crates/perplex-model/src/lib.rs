@@ -5,7 +5,8 @@
 //! scores windows exactly (f32 on the CPU, matching transformers' f32
 //! forward pass), the model's tokenizer, and a [`ModelIdentity`] for the
 //! report. A spec is a Hugging Face model folder, a `.gguf` file, or an
-//! `org/name[@revision]` id already in the local hub cache (see [`source`]).
+//! `org/name[@revision]` hub id, taken from the local hub cache and
+//! downloaded into it when missing (see [`source`] and [`download`]).
 //!
 //! Supported: the Llama family (`LlamaForCausalLM`, `MistralForCausalLM`,
 //! GGUF `llama`): Llama 2/3, Mistral, SmolLM, TinyLlama. Safetensors weights
@@ -41,6 +42,7 @@
 //! before any thread starts (a library cannot do that soundly).
 
 pub mod config;
+pub mod download;
 pub mod error;
 mod gguf;
 pub mod gguf_vocab;
@@ -63,6 +65,7 @@ use perplex_core::CausalLm;
 use perplex_data::tokenizer::TextTokenizer;
 
 pub use config::{LlamaConfig, RopeScaling};
+pub use download::{DownloadError, DownloadEvent, HubOptions, Progress};
 pub use error::ModelError;
 pub use llama::Llama;
 pub use source::{HubCache, ModelSource, RepoId};
@@ -95,6 +98,10 @@ pub struct LoadOptions {
     /// The hub cache to resolve `org/name` specs in; `None`: the one the
     /// environment selects ([`HubCache::from_env`]).
     pub hub_cache: Option<PathBuf>,
+    /// How to download `org/name` specs the hub cache lacks (endpoint,
+    /// token, offline mode, progress callback); unset fields come from the
+    /// environment (see [`download`]).
+    pub hub: HubOptions,
 }
 
 /// A model ready to score, its tokenizer, and what to record about it.
@@ -175,7 +182,7 @@ fn load_parts(
         Some(root) => Some(HubCache { root: root.clone() }),
         None => HubCache::from_env(),
     };
-    let source = source::resolve(spec, hub.as_ref())?;
+    let source = source::resolve_or_download(spec, hub.as_ref(), &opts.hub)?;
     let threads = opts
         .threads
         .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0));

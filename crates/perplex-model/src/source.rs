@@ -4,12 +4,19 @@
 //! 1. an existing path: a folder with `config.json` (a Hugging Face model
 //!    folder), a `.gguf` file, or a folder holding exactly one `.gguf` file;
 //! 2. `org/name[@revision]`: a model in the local Hugging Face hub cache
-//!    (see [`HubCache`]). perplex never downloads: a model that is not cached
-//!    is an error listing every place that was tried.
+//!    (see [`HubCache`]). [`resolve`] only looks there; [`resolve_or_download`]
+//!    (what [`load`](crate::load) uses) downloads a model that is not cached
+//!    into the cache first (see [`download`]), and when that fails too, the
+//!    error lists every place that was tried and why the download failed.
+//!
+//! A cached model is used as it is, without asking the hub whether a branch
+//! moved: delete `refs/<revision>` (or pass a commit) to update it.
 
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::download::{self, DownloadError, HubOptions};
 use crate::error::ModelError;
 
 /// What a spec resolved to.
@@ -140,8 +147,108 @@ impl HubCache {
     }
 }
 
+/// Resolves `spec` to a model folder or GGUF file, like [`resolve`], and
+/// downloads an `org/name[@revision]` model into `cache` when the cache has
+/// no usable snapshot of it: none, or one a download was interrupted in (no
+/// config.json with its safetensors weights, and no single `.gguf` file).
+/// `hub` says how to reach the hub (unset fields come from the environment,
+/// read only when a download is needed).
+pub fn resolve_or_download(
+    spec: &str,
+    cache: Option<&HubCache>,
+    hub: &HubOptions,
+) -> Result<ModelSource, ModelError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return classify_path(path);
+    }
+    let mut searched = vec![path.to_path_buf()];
+    let Some(id) = RepoId::parse(spec) else {
+        return Err(ModelError::NotFound {
+            spec: spec.to_string(),
+            searched,
+            repo: None,
+        });
+    };
+    let failed = |searched, source| ModelError::DownloadFailed {
+        spec: spec.to_string(),
+        searched,
+        repo: id.repo.clone(),
+        source: Box::new(source),
+    };
+    let Some(cache) = cache else {
+        return Err(failed(searched, DownloadError::NoCache));
+    };
+    match cache.snapshot(&id) {
+        Ok(dir) => match usable_snapshot(&dir) {
+            Some(model) => return classify_path(&model),
+            None => searched.push(dir),
+        },
+        Err(tried) => searched.extend(tried),
+    }
+    match download::download_snapshot(&id, cache, hub) {
+        Ok(model) => classify_path(&model),
+        Err(source) => Err(failed(searched, source)),
+    }
+}
+
+/// The model in a cached snapshot: the folder when it has config.json and
+/// every safetensors file, else its only `.gguf` file; `None` when an
+/// interrupted or partial download (e.g. transformers caching config.json
+/// alone) left less than that.
+fn usable_snapshot(dir: &Path) -> Option<PathBuf> {
+    if dir.join("config.json").is_file() && has_safetensors(dir) {
+        return Some(dir.to_path_buf());
+    }
+    let mut ggufs = Vec::new();
+    find_ggufs(dir, 3, &mut ggufs);
+    match ggufs.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+fn has_safetensors(dir: &Path) -> bool {
+    if dir.join("model.safetensors").is_file() {
+        return true;
+    }
+    #[derive(serde::Deserialize)]
+    struct ShardIndex {
+        weight_map: HashMap<String, String>,
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join("model.safetensors.index.json")) else {
+        return false;
+    };
+    match serde_json::from_str::<ShardIndex>(&text) {
+        Ok(index) => index
+            .weight_map
+            .values()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .all(|shard| dir.join(shard).is_file()),
+        // the loader reports a broken index with its path
+        Err(_) => true,
+    }
+}
+
+fn find_ggufs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            if depth > 1 {
+                find_ggufs(&path, depth - 1, out);
+            }
+        } else if path.is_file() && is_gguf(&path) {
+            out.push(path);
+        }
+    }
+}
+
 /// Resolves `spec` to a model folder or GGUF file. `hub` is the cache to look
-/// in for `org/name` specs (`None`: no cache is known).
+/// in for `org/name` specs (`None`: no cache is known). Never downloads (see
+/// [`resolve_or_download`]).
 pub fn resolve(spec: &str, hub: Option<&HubCache>) -> Result<ModelSource, ModelError> {
     let path = Path::new(spec);
     if path.exists() {
@@ -321,6 +428,73 @@ mod tests {
         std::fs::remove_dir_all(&snap).unwrap();
         let msg = resolve("org/gone", Some(&hub)).unwrap_err().to_string();
         assert!(msg.contains(&snap.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn downloads_only_what_the_cache_lacks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hub = HubCache {
+            root: tmp.path().to_path_buf(),
+        };
+        // offline: any attempt to download fails, and says so
+        let offline = HubOptions {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            offline: Some(true),
+            ..HubOptions::default()
+        };
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let snap = fake_snapshot(tmp.path(), "org/model", "main", commit);
+
+        // config.json alone (what transformers' AutoConfig caches) is not a model
+        let err = resolve_or_download("org/model", Some(&hub), &offline).unwrap_err();
+        let ModelError::DownloadFailed {
+            searched, source, ..
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert!(matches!(**source, DownloadError::Offline), "{err}");
+        assert_eq!(searched.last(), Some(&snap));
+
+        // with its weights it is, and needs no network
+        std::fs::write(snap.join("model.safetensors"), b"").unwrap();
+        assert_eq!(
+            resolve_or_download("org/model", Some(&hub), &offline).unwrap(),
+            ModelSource::HfFolder(snap.clone())
+        );
+        // a shard index counts when all its shards are there
+        std::fs::remove_file(snap.join("model.safetensors")).unwrap();
+        std::fs::write(
+            snap.join("model.safetensors.index.json"),
+            r#"{"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors"}}"#,
+        )
+        .unwrap();
+        std::fs::write(snap.join("s1.safetensors"), b"").unwrap();
+        assert!(resolve_or_download("org/model", Some(&hub), &offline).is_err());
+        std::fs::write(snap.join("s2.safetensors"), b"").unwrap();
+        assert!(resolve_or_download("org/model", Some(&hub), &offline).is_ok());
+
+        // a snapshot with one .gguf file, possibly in a subfolder
+        let gguf_snap = fake_snapshot(tmp.path(), "org/gguf", "main", commit);
+        std::fs::remove_file(gguf_snap.join("config.json")).unwrap();
+        std::fs::create_dir(gguf_snap.join("q8")).unwrap();
+        let gguf = gguf_snap.join("q8").join("m.Q8_0.gguf");
+        std::fs::write(&gguf, b"GGUF").unwrap();
+        assert_eq!(
+            resolve_or_download("org/gguf", Some(&hub), &offline).unwrap(),
+            ModelSource::Gguf(gguf)
+        );
+
+        // no cache folder at all
+        let err = resolve_or_download("org/model", None, &offline).unwrap_err();
+        assert!(err.to_string().contains("could not be downloaded"), "{err}");
+        assert!(err.hint().unwrap().contains("HF_HUB_CACHE"), "{err}");
+        // not a hub id: no download is tried
+        let err = resolve_or_download("no-such-file", Some(&hub), &offline).unwrap_err();
+        assert!(
+            matches!(err, ModelError::NotFound { repo: None, .. }),
+            "{err}"
+        );
     }
 
     #[test]

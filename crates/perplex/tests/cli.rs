@@ -251,6 +251,7 @@ fn missing_model_is_a_model_error_with_a_hint() {
     let out = perplex()
         .args(["eval", "-m", "no/such-model", "some text"])
         .env("HF_HUB_CACHE", Path::new("/nonexistent/hf-cache"))
+        .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
