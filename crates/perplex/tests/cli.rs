@@ -321,3 +321,49 @@ fn too_short_and_empty_documents_are_reported_not_nan() {
     assert_eq!(statuses, ["empty", "too-short", "scored"]);
     assert_eq!(report["corpus"]["empty_documents"], 1);
 }
+
+#[test]
+fn a_truncated_gguf_is_a_model_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(common::fixture("tiny-llama-q4_1.gguf")).unwrap();
+    let file = dir.path().join("cut.gguf");
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let out = perplex()
+        .args(["eval", "-m"])
+        .arg(&file)
+        .arg("some text")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", render(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cut.gguf") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unsupported_architecture_lists_the_supported_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::fixture("tiny-llama")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("LlamaForCausalLM", "FalconForCausalLM");
+    std::fs::write(&config, text).unwrap();
+    let out = perplex()
+        .args(["eval", "-m"])
+        .arg(dir.path())
+        .arg("some text")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", render(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FalconForCausalLM") && stderr.contains("LlamaForCausalLM"),
+        "{stderr}"
+    );
+}
