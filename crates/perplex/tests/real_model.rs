@@ -10,8 +10,8 @@ use perplex::eval::CollectSink;
 use perplex::{Corpus, EvalOptions, Evaluator};
 
 /// Reference arrays are f32; per-token agreement is limited by f32 rounding
-/// through 30 layers computed in a different order.
-const PER_TOKEN_TOL: f64 = 2e-3;
+/// through 30 layers computed in a different order (worst seen: 7.0e-5).
+const PER_TOKEN_TOL: f64 = 2e-4;
 
 fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str) {
     let model = common::demo_model();
