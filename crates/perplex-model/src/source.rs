@@ -158,17 +158,9 @@ pub fn resolve_or_download(
     cache: Option<&HubCache>,
     hub: &HubOptions,
 ) -> Result<ModelSource, ModelError> {
-    let path = Path::new(spec);
-    if path.exists() {
-        return classify_path(path);
-    }
-    let mut searched = vec![path.to_path_buf()];
-    let Some(id) = RepoId::parse(spec) else {
-        return Err(ModelError::NotFound {
-            spec: spec.to_string(),
-            searched,
-            repo: None,
-        });
+    let (id, mut searched) = match local_or_repo(spec)? {
+        Spec::Local(source) => return Ok(source),
+        Spec::Repo(id, searched) => (id, searched),
     };
     let failed = |searched, source| ModelError::DownloadFailed {
         spec: spec.to_string(),
@@ -189,6 +181,31 @@ pub fn resolve_or_download(
     match download::download_snapshot(&id, cache, hub) {
         Ok(model) => classify_path(&model),
         Err(source) => Err(failed(searched, source)),
+    }
+}
+
+/// What a spec names before any cache is consulted.
+enum Spec {
+    /// An existing path, classified.
+    Local(ModelSource),
+    /// A hub repo id, with the paths already looked at.
+    Repo(RepoId, Vec<PathBuf>),
+}
+
+/// An existing path is classified at once; anything else must be a repo id.
+fn local_or_repo(spec: &str) -> Result<Spec, ModelError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return classify_path(path).map(Spec::Local);
+    }
+    let searched = vec![path.to_path_buf()];
+    match RepoId::parse(spec) {
+        Some(id) => Ok(Spec::Repo(id, searched)),
+        None => Err(ModelError::NotFound {
+            spec: spec.to_string(),
+            searched,
+            repo: None,
+        }),
     }
 }
 
@@ -250,17 +267,9 @@ fn find_ggufs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 /// in for `org/name` specs (`None`: no cache is known). Never downloads (see
 /// [`resolve_or_download`]).
 pub fn resolve(spec: &str, hub: Option<&HubCache>) -> Result<ModelSource, ModelError> {
-    let path = Path::new(spec);
-    if path.exists() {
-        return classify_path(path);
-    }
-    let mut searched = vec![path.to_path_buf()];
-    let Some(id) = RepoId::parse(spec) else {
-        return Err(ModelError::NotFound {
-            spec: spec.to_string(),
-            searched,
-            repo: None,
-        });
+    let (id, mut searched) = match local_or_repo(spec)? {
+        Spec::Local(source) => return Ok(source),
+        Spec::Repo(id, searched) => (id, searched),
     };
     if let Some(hub) = hub {
         match hub.snapshot(&id) {
