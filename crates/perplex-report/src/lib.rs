@@ -70,36 +70,39 @@ pub fn write_csv(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         report.protocol.bos.name().to_string(),
         report.model.spec.clone(),
     ];
-    let corpus = [
-        "corpus".to_string(),
-        String::new(),
-        report.corpus.sources.join(" "),
-        if s.scored_tokens > 0 {
-            "scored"
+    // The corpus row is the summary seen as one document, so both kinds of
+    // row are rendered by the same function.
+    let corpus = DocumentReport {
+        index: 0,
+        source: report.corpus.sources.join(" "),
+        status: if s.scored_tokens > 0 {
+            DocumentStatus::Scored
         } else {
-            "too-short"
-        }
-        .to_string(),
-        s.tokens.to_string(),
-        s.scored_tokens.to_string(),
-        s.nll_sum.to_string(),
-        opt(s.mean_nll),
-        opt(s.perplexity),
-        opt(s.token_accuracy),
-        s.bytes.to_string(),
-        s.words.to_string(),
-    ];
-    write_row(out, corpus.iter().chain(&context))?;
+            DocumentStatus::TooShort
+        },
+        tokens: s.tokens,
+        scored_tokens: s.scored_tokens,
+        nll_sum: s.nll_sum,
+        mean_nll: s.mean_nll,
+        perplexity: s.perplexity,
+        token_accuracy: s.token_accuracy,
+        bytes: s.bytes,
+        words: s.words,
+    };
+    write_row(out, row("corpus", None, &corpus).iter().chain(&context))?;
     for d in &report.documents {
-        write_row(out, document_row(d).iter().chain(&context))?;
+        write_row(
+            out,
+            row("document", Some(d.index), d).iter().chain(&context),
+        )?;
     }
     Ok(())
 }
 
-fn document_row(d: &DocumentReport) -> [String; 12] {
+fn row(kind: &str, index: Option<usize>, d: &DocumentReport) -> [String; 12] {
     [
-        "document".to_string(),
-        d.index.to_string(),
+        kind.to_string(),
+        index.map(|i| i.to_string()).unwrap_or_default(),
         d.source.clone(),
         status_name(d.status).to_string(),
         d.tokens.to_string(),
