@@ -176,6 +176,14 @@ mod tests {
         Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap()
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar::<f32>())
+            .unwrap()
+    }
+
     #[test]
     fn row_tiles_equal_the_whole_dequantized_matrix() {
         for dtype in [
@@ -188,22 +196,10 @@ mod tests {
             let whole = q.dequantize(&Device::Cpu).unwrap();
             let w = Weight::Quant(Arc::new(q));
             let parallel = w.to_f32().unwrap();
-            let diff = (&whole - &parallel)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?}");
+            assert_eq!(max_abs_diff(&whole, &parallel), 0.0, "{dtype:?}");
             let tile = w.rows_f32(1000, 37).unwrap();
             let expected = whole.narrow(0, 1000, 37).unwrap();
-            let diff = (&tile - &expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?}");
+            assert_eq!(max_abs_diff(&tile, &expected), 0.0, "{dtype:?}");
         }
     }
 
