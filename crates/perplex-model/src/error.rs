@@ -85,7 +85,7 @@ pub enum ModelError {
     },
     /// A RoPE scaling variant perplex does not implement.
     #[error(
-        "unsupported rope scaling `{kind}` in {path} (supported: none, linear, dynamic, llama3)"
+        "unsupported rope scaling `{kind}` in {path} (supported: none, linear, dynamic, llama3, longrope)"
     )]
     UnsupportedRopeScaling {
         /// The config.json or GGUF file.
@@ -256,7 +256,9 @@ impl ModelError {
                     .into(),
             ),
             ModelError::UnsupportedArchitecture { .. } => Some(
-                "perplex implements the Llama family (Llama 2/3, Mistral, SmolLM, TinyLlama)"
+                "perplex implements GPT-2, the Llama family (Llama 2/3, Mistral, SmolLM, \
+                 TinyLlama), Qwen2/2.5/3, Gemma 1/2/3 and Phi-3; `perplex inspect MODEL` shows \
+                 what a model declares"
                     .into(),
             ),
             ModelError::UnsupportedQuantization { .. } => Some(

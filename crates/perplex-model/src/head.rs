@@ -99,11 +99,14 @@ impl Running {
 }
 
 /// Reduces `hidden · headᵀ` (`hidden`: `[P, h]`, already normalised) to one
-/// [`Running`] per position, for the `targets` (one per position).
+/// [`Running`] per position, for the `targets` (one per position). With
+/// `softcap`, each logit `l` is first replaced by `tanh(l / cap) · cap` (in
+/// f32, as transformers computes it).
 pub(crate) fn fused_head(
     hidden: &Tensor,
     head: &Weight,
     targets: &[u32],
+    softcap: Option<f32>,
     tiling: HeadTiling,
 ) -> candle_core::Result<Vec<Running>> {
     let (positions, h) = hidden.dims2()?;
@@ -125,7 +128,12 @@ pub(crate) fn fused_head(
         for p0 in (0..positions).step_by(chunk_positions) {
             let n = chunk_positions.min(positions - p0);
             let logits = hidden.narrow(0, p0, n)?.matmul(&tile_t)?;
-            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            let mut logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(cap) = softcap {
+                logits
+                    .par_iter_mut()
+                    .for_each(|l| *l = (*l / cap).tanh() * cap);
+            }
             states[p0..p0 + n]
                 .par_iter_mut()
                 .zip(logits.par_chunks_exact(rows))
@@ -193,12 +201,20 @@ mod tests {
             weight_elems: 500 * h,
             logit_elems: 2000,
         };
-        let fused = fused_head(&hidden, &Weight::Dense(head.clone()), &targets, tiling).unwrap();
+        let fused = fused_head(
+            &hidden,
+            &Weight::Dense(head.clone()),
+            &targets,
+            None,
+            tiling,
+        )
+        .unwrap();
         let whole = HeadTiling {
             weight_elems: v * h,
             logit_elems: v * p,
         };
-        let single = fused_head(&hidden, &Weight::Dense(head.clone()), &targets, whole).unwrap();
+        let single =
+            fused_head(&hidden, &Weight::Dense(head.clone()), &targets, None, whole).unwrap();
         for (a, b) in fused.iter().zip(&single) {
             let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
             assert!((a.0 - b.0).abs() < 1e-5 && a.1 == b.1);
@@ -222,10 +238,44 @@ mod tests {
             weight_elems: 96 * h,
             logit_elems: 1000,
         };
-        let fused = fused_head(&hidden, &Weight::Quant(Arc::new(head)), &targets, tiling).unwrap();
+        let fused = fused_head(
+            &hidden,
+            &Weight::Quant(Arc::new(head)),
+            &targets,
+            None,
+            tiling,
+        )
+        .unwrap();
         for (f, (nll, arg)) in fused.iter().zip(&naive) {
             let (fnll, farg) = f.finish().unwrap();
             assert!((fnll - nll).abs() < 1e-5);
+            assert_eq!(farg, *arg);
+        }
+    }
+
+    #[test]
+    fn softcapping_applies_before_the_log_softmax() {
+        let (p, h, v) = (5, 16, 40);
+        let hidden = (random((p, h), 5) * 3.0).unwrap();
+        let head = random((v, h), 6);
+        let targets: Vec<u32> = (0..p as u32).map(|i| i * 7).collect();
+        let capped_logits = ((hidden.matmul(&head.t().unwrap()).unwrap() / 2.0)
+            .unwrap()
+            .tanh()
+            .unwrap()
+            * 2.0)
+            .unwrap();
+        // the naive head of an identity "hidden" over the capped logits
+        let eye = Tensor::eye(v, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let naive = naive_head(&capped_logits, &eye, &targets).unwrap();
+        let tiling = HeadTiling {
+            weight_elems: 7 * h,
+            logit_elems: 14,
+        };
+        let fused = fused_head(&hidden, &Weight::Dense(head), &targets, Some(2.0), tiling).unwrap();
+        for (f, (nll, arg)) in fused.iter().zip(&naive) {
+            let (fnll, farg) = f.finish().unwrap();
+            assert!((fnll - nll).abs() < 1e-5, "{fnll} vs {nll}");
             assert_eq!(farg, *arg);
         }
     }

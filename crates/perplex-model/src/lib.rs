@@ -8,8 +8,11 @@
 //! `org/name[@revision]` hub id, taken from the local hub cache and
 //! downloaded into it when missing (see [`source`] and [`download`]).
 //!
-//! Supported: the Llama family (`LlamaForCausalLM`, `MistralForCausalLM`,
-//! GGUF `llama`): Llama 2/3, Mistral, SmolLM, TinyLlama. Safetensors weights
+//! Supported families ([`Family`]): GPT-2, the Llama family (Llama 2/3,
+//! Mistral, SmolLM, TinyLlama), Qwen2/2.5/3, Gemma 1/2/3 and Phi-3, from
+//! `config.json` `architectures` or GGUF `general.architecture` (see
+//! [`config::SUPPORTED_HF_ARCHITECTURES`] and
+//! [`config::SUPPORTED_GGUF_ARCHITECTURES`]). Safetensors weights
 //! in F32/F16/BF16 are converted to f32 at load; GGUF weights stay in their
 //! stored type (F32, F16, BF16, Q4_0 … Q8_0, Q2_K … Q8_K) and are
 //! dequantized into scratch just before use: one layer's matrices, and the
@@ -42,12 +45,12 @@
 //! before any thread starts (a library cannot do that soundly).
 
 pub mod config;
+mod decoder;
 pub mod download;
 pub mod error;
 mod gguf;
 pub mod gguf_vocab;
 mod head;
-mod llama;
 pub mod rope;
 mod safetensors;
 pub mod source;
@@ -64,10 +67,10 @@ use perplex_core::report::{Hash, ModelIdentity};
 use perplex_core::CausalLm;
 use perplex_data::tokenizer::TextTokenizer;
 
-pub use config::{LlamaConfig, RopeScaling};
+pub use config::{Family, ModelConfig, RopeScaling};
+pub use decoder::Decoder;
 pub use download::{DownloadError, DownloadEvent, HubOptions, Progress};
 pub use error::ModelError;
-pub use llama::Llama;
 pub use source::{HubCache, ModelSource, RepoId};
 
 /// The process-wide thread count set by [`set_threads`]; 0: unset.
@@ -169,7 +172,7 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
 }
 
 /// Like [`load`] without the tokenizer: the model and its identity.
-pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Llama, ModelIdentity), ModelError> {
+pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Decoder, ModelIdentity), ModelError> {
     let (model, identity, _) = load_parts(spec, opts)?;
     Ok((model, identity))
 }
@@ -177,7 +180,7 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Llama, ModelIdentit
 fn load_parts(
     spec: &str,
     opts: &LoadOptions,
-) -> Result<(Llama, ModelIdentity, TokenizerSource), ModelError> {
+) -> Result<(Decoder, ModelIdentity, TokenizerSource), ModelError> {
     let hub = match &opts.hub_cache {
         Some(root) => Some(HubCache { root: root.clone() }),
         None => HubCache::from_env(),
@@ -199,9 +202,9 @@ fn load_parts(
         ModelSource::HfFolder(dir) => {
             let config_path = dir.join("config.json");
             let text = fs_err::read_to_string(&config_path)?;
-            let config = LlamaConfig::from_hf_json(&text, &config_path)?;
+            let config = ModelConfig::from_hf_json(&text, &config_path)?;
             let mut set = safetensors::SafetensorsSet::open_folder(dir)?;
-            let (model, summary) = llama::build(config, llama::Store::Hf(&mut set))?;
+            let (model, summary) = decoder::build(config, decoder::Store::Hf(&mut set))?;
             let mut hashed = vec![config_path];
             hashed.extend(set.paths());
             (
@@ -214,7 +217,7 @@ fn load_parts(
         ModelSource::Gguf(path) => {
             let mut file = gguf::GgufFile::open(path)?;
             let config = gguf_config(&mut file)?;
-            let (model, summary) = llama::build(config, llama::Store::Gguf(&mut file))?;
+            let (model, summary) = decoder::build(config, decoder::Store::Gguf(&mut file))?;
             let content = Box::new(file.content);
             (
                 model,
@@ -243,8 +246,8 @@ fn load_parts(
 }
 
 /// The hyperparameters of a GGUF file, with the facts only its tensors tell:
-/// the vocabulary (embedding rows), tied output, and `rope_freqs`.
-fn gguf_config(file: &mut gguf::GgufFile) -> Result<LlamaConfig, ModelError> {
+/// the vocabulary (embedding rows), tied output, and RoPE factor tensors.
+fn gguf_config(file: &mut gguf::GgufFile) -> Result<ModelConfig, ModelError> {
     let vocab_rows = match file.info("token_embd.weight") {
         Some((dims, _)) => dims[0],
         None => {
@@ -254,26 +257,33 @@ fn gguf_config(file: &mut gguf::GgufFile) -> Result<LlamaConfig, ModelError> {
             })
         }
     };
-    let tied = file.info("output.weight").is_none();
-    let rope_freqs = match file.read("rope_freqs.weight")? {
-        None => None,
-        Some(q) => Some(
-            q.dequantize(&candle_core::Device::Cpu)
+    let mut vector = |name: &str| -> Result<Option<Vec<f32>>, ModelError> {
+        match file.read(name)? {
+            None => Ok(None),
+            Some(q) => q
+                .dequantize(&candle_core::Device::Cpu)
                 .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .map(Some)
                 .map_err(|source| ModelError::Backend {
-                    context: "reading `rope_freqs.weight`".into(),
+                    context: format!("reading `{name}`"),
                     source: Box::new(source),
-                })?,
-        ),
+                }),
+        }
     };
-    let mut config =
-        LlamaConfig::from_gguf(&file.content, &file.path, vocab_rows, rope_freqs, tied)?;
+    let facts = config::GgufTensorFacts {
+        vocab_rows,
+        rope_freqs: vector("rope_freqs.weight")?,
+        rope_short: vector("rope_factors_short.weight")?,
+        rope_long: vector("rope_factors_long.weight")?,
+        tied: file.info("output.weight").is_none(),
+    };
+    let mut config = ModelConfig::from_gguf(&file.content, &file.path, facts)?;
     if config.vocab_size != vocab_rows {
         return Err(ModelError::InvalidConfig {
             path: file.path.clone(),
             problem: format!(
-                "llama.vocab_size is {} but token_embd.weight has {vocab_rows} rows",
-                config.vocab_size
+                "{}.vocab_size is {} but token_embd.weight has {vocab_rows} rows",
+                config.architecture, config.vocab_size
             ),
         });
     }
@@ -322,13 +332,14 @@ mod tests {
     fn other_gguf_architectures_are_named() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("m.gguf");
-        write_gguf(&path, "qwen2");
+        write_gguf(&path, "mamba");
         let err = load_model(path.to_str().unwrap(), &LoadOptions::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "unsupported architecture `qwen2` in {} (supported: llama)",
-                path.display()
+                "unsupported architecture `mamba` in {} (supported: {})",
+                path.display(),
+                config::SUPPORTED_GGUF_ARCHITECTURES.join(", ")
             )
         );
         // a llama file without its hyperparameters

@@ -76,15 +76,32 @@ pub fn dynamic_inv_freq(
     default_inv_freq(head_dim, base)
 }
 
+/// LongRoPE (Phi-3): `1 / (factor_i · base^(2i/d))` in f32, as transformers'
+/// `_compute_longrope_parameters` orders the operations.
+pub fn longrope_inv_freq(head_dim: usize, base: f32, factors: &[f32]) -> Vec<f32> {
+    (0..head_dim / 2)
+        .zip(factors)
+        .map(|(i, &f)| {
+            let exponent = (2 * i) as f32 / head_dim as f32;
+            1.0f32 / (f * pow_f32(base, exponent))
+        })
+        .collect()
+}
+
 /// The RoPE of one model: how to get the inverse frequencies of a window.
 #[derive(Debug, Clone)]
 pub struct Rope {
     head_dim: usize,
     base: f32,
-    /// Inverse frequencies shared by every window (all scalings but dynamic).
+    /// Inverse frequencies shared by every window (all scalings but dynamic
+    /// and LongRoPE's long windows).
     fixed: Vec<f32>,
     /// `(factor, max_position_embeddings)` for dynamic NTK.
     dynamic: Option<(f32, usize)>,
+    /// `(inverse frequencies, original context)` for LongRoPE's long windows.
+    long: Option<(Vec<f32>, usize)>,
+    /// Multiplier of the cos and sin tables (LongRoPE's attention factor).
+    scale: f32,
 }
 
 impl Rope {
@@ -97,7 +114,7 @@ impl Rope {
     ) -> Self {
         let base = theta as f32;
         let plain = default_inv_freq(head_dim, base);
-        let mut dynamic = None;
+        let (mut dynamic, mut long, mut scale) = (None, None, 1.0f32);
         let fixed = match scaling {
             RopeScaling::None => plain,
             RopeScaling::Linear { factor } => plain.iter().map(|f| f / *factor as f32).collect(),
@@ -120,17 +137,37 @@ impl Rope {
             RopeScaling::Factors(factors) => {
                 plain.iter().zip(factors).map(|(f, d)| f / d).collect()
             }
+            RopeScaling::LongRope {
+                short,
+                long: long_factors,
+                original_max_position_embeddings,
+                attention_factor,
+            } => {
+                long = Some((
+                    longrope_inv_freq(head_dim, base, long_factors),
+                    *original_max_position_embeddings,
+                ));
+                scale = *attention_factor as f32;
+                longrope_inv_freq(head_dim, base, short)
+            }
         };
         Rope {
             head_dim,
             base,
             fixed,
             dynamic,
+            long,
+            scale,
         }
     }
 
     /// Inverse frequencies for a window of `len` positions.
     pub fn inv_freq(&self, len: usize) -> std::borrow::Cow<'_, [f32]> {
+        if let Some((long, original)) = &self.long {
+            if len > *original {
+                return (&long[..]).into();
+            }
+        }
         match self.dynamic {
             Some((factor, max_pos)) if len > max_pos => {
                 dynamic_inv_freq(self.head_dim, self.base, factor, max_pos, len).into()
@@ -142,7 +179,8 @@ impl Rope {
     /// The cos and sin tables for a batch padded to `padded_len` whose windows
     /// have lengths `lens`: `[padded_len, head_dim / 2]` when every window
     /// shares its frequencies, `[batch, padded_len, head_dim / 2]` otherwise
-    /// (dynamic NTK past the trained context). Angles are `f32(position ×
+    /// (dynamic NTK past the trained context, LongRoPE's short and long
+    /// windows in one batch). Angles are `f32(position ×
     /// inv_freq)`, as transformers computes them; cos and sin of the rounded
     /// angle are then correctly rounded.
     pub fn tables(
@@ -151,13 +189,16 @@ impl Rope {
         padded_len: usize,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let shared = self
-            .dynamic
-            .is_none_or(|(_, max)| lens.iter().all(|&l| l <= max));
-        let freqs: Vec<std::borrow::Cow<'_, [f32]>> = if shared {
-            vec![self.inv_freq(0)]
+        let per_window: Vec<std::borrow::Cow<'_, [f32]>> =
+            lens.iter().map(|&l| self.inv_freq(l)).collect();
+        let shared = per_window.windows(2).all(|w| w[0] == w[1]);
+        let freqs = if shared {
+            vec![per_window
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| self.inv_freq(0))]
         } else {
-            lens.iter().map(|&l| self.inv_freq(l)).collect()
+            per_window
         };
         let half = self.head_dim / 2;
         let n = freqs.len() * padded_len * half;
@@ -166,8 +207,9 @@ impl Rope {
             for pos in 0..padded_len {
                 for &f in inv.iter() {
                     let angle = f64::from(pos as f32 * f);
-                    cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
+                    // transformers: `emb.cos() * attention_scaling`, in f32
+                    cos.push(angle.cos() as f32 * self.scale);
+                    sin.push(angle.sin() as f32 * self.scale);
                 }
             }
         }
@@ -281,5 +323,24 @@ mod tests {
         assert_eq!(cos[0], vec![1.0, 1.0]);
         assert!((cos[2][1] - (2.0f64 * 0.1).cos() as f32).abs() < 1e-7);
         assert!((sin[2][1] - (2.0f64 * 0.1).sin() as f32).abs() < 1e-7);
+    }
+
+    #[test]
+    fn longrope_switches_factors_past_the_original_context() {
+        let scaling = RopeScaling::LongRope {
+            short: vec![1.0, 2.0],
+            long: vec![4.0, 8.0],
+            original_max_position_embeddings: 16,
+            attention_factor: 1.5,
+        };
+        let rope = Rope::new(4, 100.0, &scaling, 64);
+        assert_eq!(rope.inv_freq(16)[1], 1.0 / (2.0 * pow_f32(100.0, 0.5)));
+        assert_eq!(rope.inv_freq(17)[1], 1.0 / (8.0 * pow_f32(100.0, 0.5)));
+        let (cos, sin) = rope.tables(&[10, 20], 20, &Device::Cpu).unwrap();
+        assert_eq!(cos.dims(), &[2, 20, 2]);
+        // position 0: cos = attention factor, sin = 0
+        let cos = cos.to_vec3::<f32>().unwrap();
+        assert_eq!(cos[0][0], vec![1.5, 1.5]);
+        assert_eq!(sin.to_vec3::<f32>().unwrap()[1][0], vec![0.0, 0.0]);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use perplex_core::{CausalLm, TokenScore, WindowRef};
-use perplex_model::{load_model, Llama, LoadOptions};
+use perplex_model::{load_model, Decoder, LoadOptions};
 use serde::Deserialize;
 
 const TOLERANCE: f64 = 1e-4;
@@ -42,14 +42,14 @@ fn goldens() -> BTreeMap<String, Vec<GoldenWindow>> {
     by_model
 }
 
-fn load(model: &str) -> Llama {
+fn load(model: &str) -> Decoder {
     let path = fixtures().join(model);
     load_model(path.to_str().unwrap(), &LoadOptions::default())
         .unwrap_or_else(|e| panic!("loading {model}: {e}"))
         .0
 }
 
-fn score(model: &mut Llama, windows: &[GoldenWindow], batch: usize) -> Vec<Vec<TokenScore>> {
+fn score(model: &mut Decoder, windows: &[GoldenWindow], batch: usize) -> Vec<Vec<TokenScore>> {
     windows
         .chunks(batch)
         .flat_map(|chunk| {
@@ -66,7 +66,7 @@ fn score(model: &mut Llama, windows: &[GoldenWindow], batch: usize) -> Vec<Vec<T
 }
 
 /// `-log p(candidate | tokens[..position])`.
-fn nll_of(model: &mut Llama, tokens: &[u32], position: usize, candidate: u32) -> f64 {
+fn nll_of(model: &mut Decoder, tokens: &[u32], position: usize, candidate: u32) -> f64 {
     let mut t = tokens[..position].to_vec();
     t.push(candidate);
     let s = model

@@ -1,11 +1,17 @@
-//! The Llama-family forward pass (Llama 2/3, Mistral, SmolLM, TinyLlama):
-//! RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, optionally tied
-//! embeddings, computed in f32 on the CPU.
+//! The decoder-only transformer every supported family runs on: GPT-2,
+//! Llama 2/3, Mistral, Qwen2/3, Gemma 1/2/3 and Phi-3, in f32 on the CPU.
+//!
+//! One forward pass with switches read from [`ModelConfig`] (norm kind,
+//! fused or split projections, q/k norms, sandwich norms, GELU or SiLU,
+//! gated or plain MLP, learned or rotary positions, per-layer sliding
+//! windows and RoPE bases, attention and logit soft-capping, embedding
+//! scale); the families differ only in those switches and in tensor names
+//! (`Part`).
 //!
 //! A batch of windows is right-padded to its longest window; positions start
 //! at 0 in every window and attention is causal, so padding only ever sits
 //! after a window's real positions and cannot change their values. Weights
-//! stored quantized are dequantized just before use (at most the three MLP
+//! stored quantized are dequantized just before use (at most the MLP
 //! matrices of one layer at once) and dropped after, so memory is the stored
 //! weights plus one layer's worth of f32 scratch; the output head is
 //! dequantized in tiles of rows (see `head.rs`).
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use perplex_core::lm::{validate_batch, CausalLm, LmError, ModelInfo, TokenScore, WindowRef};
 
-use crate::config::LlamaConfig;
+use crate::config::{Activation, Family, ModelConfig, NormKind, Positions, RopeScaling};
 use crate::error::ModelError;
 use crate::gguf::{unpermute_rows, GgufFile};
 use crate::head::{fused_head, HeadTiling, Running};
@@ -70,46 +76,88 @@ impl Linear {
     }
 }
 
+/// A normalisation's parameters; `weight` already holds the family's offset.
+#[derive(Debug, Clone)]
+struct Norm {
+    weight: Tensor,
+    /// LayerNorm only.
+    bias: Option<Tensor>,
+}
+
+/// The query/key/value projections.
+#[derive(Debug, Clone)]
+enum Qkv {
+    Split {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
+    /// One matrix whose output rows are `[q; k; v]` (GPT-2, Phi-3).
+    Fused(Linear),
+}
+
+/// The MLP's input projections (the output projection is `Layer::down`).
+#[derive(Debug, Clone)]
+enum MlpIn {
+    /// `act(gate(x)) · up(x)`.
+    Gated { gate: Linear, up: Linear },
+    /// One matrix whose output rows are `[gate; up]` (Phi-3).
+    FusedGated(Linear),
+    /// `act(up(x))` (GPT-2).
+    Plain(Linear),
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
-    attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    attn_norm: Norm,
+    qkv: Qkv,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
     o: Linear,
-    ffn_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    post_attn_norm: Option<Norm>,
+    ffn_norm: Norm,
+    mlp_in: MlpIn,
     down: Linear,
+    post_ffn_norm: Option<Norm>,
+    /// Index into the batch's masks: 0 full causal, `i + 1` the model's
+    /// `i`-th sliding window.
+    mask: usize,
+    /// Index into the model's ropes: 0 global, 1 local.
+    rope: usize,
 }
 
 /// The parts of a batch every layer shares, built once per batch.
 struct BatchContext {
     batch: usize,
     len: usize,
-    cos: Tensor,
-    sin: Tensor,
-    /// `(first query, queries, additive mask [queries, first + queries])`.
-    blocks: Vec<(usize, usize, Tensor)>,
+    /// `(cos, sin)` per rope of the model.
+    ropes: Vec<(Tensor, Tensor)>,
+    /// `(first query, queries)` of each query block.
+    blocks: Vec<(usize, usize)>,
+    /// `masks[mask][block]`: additive mask `[queries, first + queries]`.
+    masks: Vec<Vec<Tensor>>,
 }
 
-/// A loaded Llama-family model. Implements [`CausalLm`].
-pub struct Llama {
-    config: LlamaConfig,
+/// A loaded model of any supported family. Implements [`CausalLm`].
+pub struct Decoder {
+    config: ModelConfig,
     info: ModelInfo,
     embed: Weight,
+    /// Learned position table (GPT-2).
+    positions: Option<Weight>,
     layers: Vec<Layer>,
-    norm: Tensor,
+    norm: Norm,
     /// `None`: tied to the embedding.
     head: Option<Weight>,
-    rope: Rope,
+    /// The global rope, then the local one when layers use it.
+    ropes: Vec<Rope>,
     pool: Option<Arc<rayon::ThreadPool>>,
     tiling: Tiling,
 }
 
-impl std::fmt::Debug for Llama {
+impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llama")
+        f.debug_struct("Decoder")
             .field("config", &self.config)
             .field(
                 "threads",
@@ -123,9 +171,9 @@ fn backend(e: candle_core::Error) -> LmError {
     LmError::Backend(Box::new(e))
 }
 
-impl Llama {
+impl Decoder {
     /// The model's hyperparameters.
-    pub fn config(&self) -> &LlamaConfig {
+    pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
@@ -144,38 +192,56 @@ impl Llama {
     fn batch_context(&self, batch: &[WindowRef<'_>]) -> candle_core::Result<BatchContext> {
         let len = batch.iter().map(|w| w.tokens.len()).max().unwrap_or(0);
         let lens: Vec<usize> = batch.iter().map(|w| w.tokens.len()).collect();
-        let (cos, sin) = self.rope.tables(&lens, len, &Device::Cpu)?;
+        let ropes = self
+            .ropes
+            .iter()
+            .map(|r| r.tables(&lens, len, &Device::Cpu))
+            .collect::<candle_core::Result<_>>()?;
         let per_query = batch.len() * self.config.num_heads * len;
         let max_block = self.tiling.max_query_block.max(1);
         let block = (self.tiling.attention_score_elems / per_query.max(1))
             .clamp(16.min(max_block), max_block);
-        let mut blocks = Vec::new();
-        for q0 in (0..len).step_by(block) {
-            let n = block.min(len - q0);
-            let keys = q0 + n;
-            let window = self.config.sliding_window;
-            let mask: Vec<f32> = (0..n)
-                .flat_map(|i| {
-                    let q = q0 + i;
-                    (0..keys).map(move |k| {
-                        let visible = k <= q && window.is_none_or(|w| q - k < w);
-                        if visible {
-                            0.0
-                        } else {
-                            f32::NEG_INFINITY
-                        }
-                    })
-                })
-                .collect();
-            blocks.push((q0, n, Tensor::from_vec(mask, (n, keys), &Device::Cpu)?));
-        }
+        let blocks: Vec<(usize, usize)> = (0..len)
+            .step_by(block)
+            .map(|q0| (q0, block.min(len - q0)))
+            .collect();
+        let windows =
+            std::iter::once(None).chain(self.config.sliding_windows().into_iter().map(Some));
+        let masks = windows
+            .map(|window| {
+                blocks
+                    .iter()
+                    .map(|&(q0, n)| causal_mask(q0, n, window))
+                    .collect::<candle_core::Result<Vec<_>>>()
+            })
+            .collect::<candle_core::Result<_>>()?;
         Ok(BatchContext {
             batch: batch.len(),
             len,
-            cos,
-            sin,
+            ropes,
             blocks,
+            masks,
         })
+    }
+
+    fn norm(&self, x: &Tensor, n: &Norm) -> candle_core::Result<Tensor> {
+        let eps = self.config.norm_eps as f32;
+        match (self.config.norm, &n.bias) {
+            (NormKind::Layer, Some(b)) => candle_nn::ops::layer_norm(x, &n.weight, b, eps),
+            (NormKind::Layer, None) => {
+                let zero = n.weight.zeros_like()?;
+                candle_nn::ops::layer_norm(x, &n.weight, &zero, eps)
+            }
+            (NormKind::Rms, _) => candle_nn::ops::rms_norm(x, &n.weight, eps),
+        }
+    }
+
+    fn activation(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self.config.activation {
+            Activation::Silu => candle_nn::ops::silu(x),
+            Activation::GeluTanh => x.gelu(),
+            Activation::GeluErf => x.gelu_erf(),
+        }
     }
 
     /// Causal self-attention of one layer. `q`: `[b, heads, len, d]` and
@@ -185,32 +251,34 @@ impl Llama {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        masks: &[Tensor],
         ctx: &BatchContext,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (b, l, d) = (ctx.batch, ctx.len, c.head_dim);
         let (kv, rep) = (c.num_kv_heads, c.num_heads / c.num_kv_heads);
         // query head `g·rep + r` reads key/value head `g` (transformers' repeat_kv)
-        let q = (q * (1.0 / (d as f64).sqrt()))?.reshape((b, kv, rep, l, d))?;
+        let q = (q * c.attention_scale)?.reshape((b, kv, rep, l, d))?;
         let mut outs = Vec::with_capacity(ctx.blocks.len());
-        for (q0, n, mask) in &ctx.blocks {
+        for (&(q0, n), mask) in ctx.blocks.iter().zip(masks) {
             let keys = q0 + n;
-            let qb = if *n == l {
+            let qb = if n == l {
                 q.reshape((b, kv, rep * l, d))?
             } else {
-                q.narrow(3, *q0, *n)?
+                q.narrow(3, q0, n)?
                     .contiguous()?
                     .reshape((b, kv, rep * n, d))?
             };
             let kb = k.narrow(2, 0, keys)?;
             let vb = v.narrow(2, 0, keys)?;
-            let scores = qb
-                .matmul(&kb.t()?)?
-                .reshape((b, kv, rep, *n, keys))?
-                .broadcast_add(mask)?;
+            let mut scores = qb.matmul(&kb.t()?)?;
+            if let Some(cap) = c.attn_softcap {
+                scores = ((scores / cap)?.tanh()? * cap)?;
+            }
+            let scores = scores.reshape((b, kv, rep, n, keys))?.broadcast_add(mask)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let out = probs.reshape((b, kv, rep * n, keys))?.matmul(&vb)?;
-            outs.push(out.reshape((b, kv, rep, *n, d))?);
+            outs.push(out.reshape((b, kv, rep, n, d))?);
         }
         let out = if outs.len() == 1 {
             outs.remove(0)
@@ -230,40 +298,86 @@ impl Llama {
         ctx: &BatchContext,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
-        let eps = c.rms_norm_eps as f32;
         let (b, l, d) = (ctx.batch, ctx.len, c.head_dim);
-        let xn = candle_nn::ops::rms_norm(x, &layer.attn_norm, eps)?;
+        let (q_width, kv_width) = (c.num_heads * d, c.num_kv_heads * d);
+        let xn = self.norm(x, &layer.attn_norm)?;
+        let (q, k, v) = match &layer.qkv {
+            Qkv::Split { q, k, v } => (q.forward(&xn)?, k.forward(&xn)?, v.forward(&xn)?),
+            Qkv::Fused(qkv) => {
+                let y = qkv.forward(&xn)?;
+                (
+                    y.narrow(1, 0, q_width)?,
+                    y.narrow(1, q_width, kv_width)?,
+                    y.narrow(1, q_width + kv_width, kv_width)?,
+                )
+            }
+        };
+        let eps = c.norm_eps as f32;
+        // per-head RMSNorm over head_dim, before RoPE
+        let head_norm = |t: Tensor, w: &Option<Tensor>| -> candle_core::Result<Tensor> {
+            match w {
+                None => Ok(t),
+                Some(w) => {
+                    let rows = t.dims()[0];
+                    let n = t.dims()[1] / d;
+                    candle_nn::ops::rms_norm(&t.contiguous()?.reshape((rows * n, d))?, w, eps)?
+                        .reshape((rows, n * d))
+                }
+            }
+        };
+        let q = head_norm(q, &layer.q_norm)?;
+        let k = head_norm(k, &layer.k_norm)?;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, d))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(layer.q.forward(&xn)?, c.num_heads)?;
-        let k = heads(layer.k.forward(&xn)?, c.num_kv_heads)?;
-        let v = heads(layer.v.forward(&xn)?, c.num_kv_heads)?;
-        let q = candle_nn::rotary_emb::rope(&q, &ctx.cos, &ctx.sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, &ctx.cos, &ctx.sin)?;
-        let attn = self.attention(&q, &k, &v, ctx)?;
-        let x = (x + layer.o.forward(&attn)?)?;
+        let (mut q, mut k) = (heads(q, c.num_heads)?, heads(k, c.num_kv_heads)?);
+        let v = heads(v, c.num_kv_heads)?;
+        if let Some((cos, sin)) = ctx.ropes.get(layer.rope) {
+            q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+            k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        }
+        let attn = self.attention(&q, &k, &v, &ctx.masks[layer.mask], ctx)?;
+        let mut attn = layer.o.forward(&attn)?;
+        if let Some(n) = &layer.post_attn_norm {
+            attn = self.norm(&attn, n)?;
+        }
+        let x = (x + attn)?;
 
-        let xn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-        let (wg, wu, wd) = (
-            layer.gate.weight.to_f32()?,
-            layer.up.weight.to_f32()?,
-            layer.down.weight.to_f32()?,
-        );
+        let xn = self.norm(&x, &layer.ffn_norm)?;
+        let inter = c.intermediate_size;
+        let wd = layer.down.weight.to_f32()?;
+        let (w1, w2) = match &layer.mlp_in {
+            MlpIn::Gated { gate, up } => (gate.weight.to_f32()?, Some(up.weight.to_f32()?)),
+            MlpIn::FusedGated(gu) => (gu.weight.to_f32()?, None),
+            MlpIn::Plain(up) => (up.weight.to_f32()?, None),
+        };
         let rows = b * l;
-        let chunk = (self.tiling.mlp_activation_elems / c.intermediate_size).max(1);
+        let chunk = (self.tiling.mlp_activation_elems / (2 * inter)).max(1);
         let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
         for r0 in (0..rows).step_by(chunk) {
             let xs = xn.narrow(0, r0, chunk.min(rows - r0))?;
-            let act = (candle_nn::ops::silu(&layer.gate.apply(&xs, &wg)?)?
-                * layer.up.apply(&xs, &wu)?)?;
+            let act = match (&layer.mlp_in, &w2) {
+                (MlpIn::Gated { gate, up }, Some(wu)) => {
+                    (self.activation(&gate.apply(&xs, &w1)?)? * up.apply(&xs, wu)?)?
+                }
+                (MlpIn::FusedGated(gu), _) => {
+                    let y = gu.apply(&xs, &w1)?;
+                    (self.activation(&y.narrow(1, 0, inter)?)? * y.narrow(1, inter, inter)?)?
+                }
+                (MlpIn::Plain(up), _) | (MlpIn::Gated { up, .. }, None) => {
+                    self.activation(&up.apply(&xs, &w1)?)?
+                }
+            };
             parts.push(layer.down.apply(&act, &wd)?);
         }
-        let mlp = if parts.len() == 1 {
+        let mut mlp = if parts.len() == 1 {
             parts.remove(0)
         } else {
             Tensor::cat(&parts, 0)?
         };
+        if let Some(n) = &layer.post_ffn_norm {
+            mlp = self.norm(&mlp, n)?;
+        }
         x + mlp
     }
 
@@ -276,6 +390,17 @@ impl Llama {
         }
         let ids = Tensor::from_vec(ids, ctx.batch * ctx.len, &Device::Cpu)?;
         let mut x = self.embed.embedding(&ids)?;
+        if let Some(scale) = self.config.embed_scale {
+            // transformers multiplies by the scale rounded to the weights' dtype
+            x = (x * f64::from(scale as f32))?;
+        }
+        if let Some(table) = &self.positions {
+            let pos: Vec<u32> = (0..ctx.batch * ctx.len)
+                .map(|i| (i % ctx.len) as u32)
+                .collect();
+            let pos = Tensor::from_vec(pos, ctx.batch * ctx.len, &Device::Cpu)?;
+            x = (x + table.embedding(&pos)?)?;
+        }
         for layer in &self.layers {
             x = self.layer_forward(layer, &x, &ctx)?;
         }
@@ -297,15 +422,34 @@ impl Llama {
         }
         let n = rows.len();
         let rows = Tensor::from_vec(rows, n, &Device::Cpu)?;
-        let hidden = x.index_select(&rows, 0)?;
-        let hidden =
-            candle_nn::ops::rms_norm(&hidden, &self.norm, self.config.rms_norm_eps as f32)?;
+        let hidden = self.norm(&x.index_select(&rows, 0)?, &self.norm)?;
         let head = self.head.as_ref().unwrap_or(&self.embed);
-        fused_head(&hidden, head, &targets, self.tiling.head)
+        let softcap = self.config.final_softcap.map(|c| c as f32);
+        fused_head(&hidden, head, &targets, softcap, self.tiling.head)
     }
 }
 
-impl CausalLm for Llama {
+/// The additive mask of queries `q0..q0 + n` over keys `0..q0 + n`: causal,
+/// and limited to the last `window` keys (the query's own included) when set.
+fn causal_mask(q0: usize, n: usize, window: Option<usize>) -> candle_core::Result<Tensor> {
+    let keys = q0 + n;
+    let mask: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let q = q0 + i;
+            (0..keys).map(move |k| {
+                let visible = k <= q && window.is_none_or(|w| q - k < w);
+                if visible {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (n, keys), &Device::Cpu)
+}
+
+impl CausalLm for Decoder {
     fn info(&self) -> &ModelInfo {
         &self.info
     }
@@ -345,57 +489,100 @@ impl CausalLm for Llama {
 // ---------------------------------------------------------------------------
 // Loading
 
-/// A part of the model, named differently by each format.
+/// A part of the model, named differently by each family and format.
 #[derive(Debug, Clone, Copy)]
 enum Part {
     Embed,
+    PosEmbed,
     Norm,
     Head,
     AttnNorm(usize),
     Q(usize),
     K(usize),
     V(usize),
+    Qkv(usize),
+    QNorm(usize),
+    KNorm(usize),
     O(usize),
+    PostAttnNorm(usize),
     FfnNorm(usize),
     Gate(usize),
     Up(usize),
+    GateUp(usize),
     Down(usize),
+    PostFfnNorm(usize),
 }
 
 impl Part {
-    fn hf(self, suffix: &str) -> String {
+    /// The Hugging Face name; `prefix` is GPT-2's optional `transformer.`.
+    fn hf(self, family: Family, prefix: &str, suffix: &str) -> String {
+        if family == Family::Gpt2 {
+            let layer = |i: usize, rest: &str| format!("{prefix}h.{i}.{rest}.{suffix}");
+            let name = match self {
+                Part::Embed => format!("{prefix}wte.{suffix}"),
+                Part::PosEmbed => format!("{prefix}wpe.{suffix}"),
+                Part::Norm => format!("{prefix}ln_f.{suffix}"),
+                Part::AttnNorm(i) => layer(i, "ln_1"),
+                Part::Qkv(i) => layer(i, "attn.c_attn"),
+                Part::O(i) => layer(i, "attn.c_proj"),
+                Part::FfnNorm(i) => layer(i, "ln_2"),
+                Part::Up(i) => layer(i, "mlp.c_fc"),
+                Part::Down(i) => layer(i, "mlp.c_proj"),
+                _ => format!("lm_head.{suffix}"),
+            };
+            return name;
+        }
+        // Gemma 2/3's post_attention_layernorm follows attention; in every
+        // other family it is the norm before the MLP
+        let sandwich = matches!(family, Family::Gemma2 | Family::Gemma3);
         let layer = |i: usize, rest: &str| format!("model.layers.{i}.{rest}.{suffix}");
         match self {
             Part::Embed => format!("model.embed_tokens.{suffix}"),
+            Part::PosEmbed => format!("model.embed_positions.{suffix}"),
             Part::Norm => format!("model.norm.{suffix}"),
             Part::Head => format!("lm_head.{suffix}"),
             Part::AttnNorm(i) => layer(i, "input_layernorm"),
             Part::Q(i) => layer(i, "self_attn.q_proj"),
             Part::K(i) => layer(i, "self_attn.k_proj"),
             Part::V(i) => layer(i, "self_attn.v_proj"),
+            Part::Qkv(i) => layer(i, "self_attn.qkv_proj"),
+            Part::QNorm(i) => layer(i, "self_attn.q_norm"),
+            Part::KNorm(i) => layer(i, "self_attn.k_norm"),
             Part::O(i) => layer(i, "self_attn.o_proj"),
+            Part::PostAttnNorm(i) => layer(i, "post_attention_layernorm"),
+            Part::FfnNorm(i) if sandwich => layer(i, "pre_feedforward_layernorm"),
             Part::FfnNorm(i) => layer(i, "post_attention_layernorm"),
             Part::Gate(i) => layer(i, "mlp.gate_proj"),
             Part::Up(i) => layer(i, "mlp.up_proj"),
+            Part::GateUp(i) => layer(i, "mlp.gate_up_proj"),
             Part::Down(i) => layer(i, "mlp.down_proj"),
+            Part::PostFfnNorm(i) => layer(i, "post_feedforward_layernorm"),
         }
     }
 
+    /// llama.cpp's name (the same for every architecture).
     fn gguf(self, suffix: &str) -> String {
         let layer = |i: usize, rest: &str| format!("blk.{i}.{rest}.{suffix}");
         match self {
             Part::Embed => format!("token_embd.{suffix}"),
+            Part::PosEmbed => format!("position_embd.{suffix}"),
             Part::Norm => format!("output_norm.{suffix}"),
             Part::Head => format!("output.{suffix}"),
             Part::AttnNorm(i) => layer(i, "attn_norm"),
             Part::Q(i) => layer(i, "attn_q"),
             Part::K(i) => layer(i, "attn_k"),
             Part::V(i) => layer(i, "attn_v"),
+            Part::Qkv(i) => layer(i, "attn_qkv"),
+            Part::QNorm(i) => layer(i, "attn_q_norm"),
+            Part::KNorm(i) => layer(i, "attn_k_norm"),
             Part::O(i) => layer(i, "attn_output"),
+            Part::PostAttnNorm(i) => layer(i, "post_attention_norm"),
             Part::FfnNorm(i) => layer(i, "ffn_norm"),
             Part::Gate(i) => layer(i, "ffn_gate"),
-            Part::Up(i) => layer(i, "ffn_up"),
+            // Phi-3's fused gate-up matrix is llama.cpp's ffn_up
+            Part::Up(i) | Part::GateUp(i) => layer(i, "ffn_up"),
             Part::Down(i) => layer(i, "ffn_down"),
+            Part::PostFfnNorm(i) => layer(i, "post_ffw_norm"),
         }
     }
 }
@@ -410,13 +597,18 @@ pub(crate) enum Store<'a> {
 
 struct Loader<'a> {
     store: Store<'a>,
+    family: Family,
+    /// GPT-2 checkpoints name their tensors with or without `transformer.`.
+    prefix: &'static str,
+    /// Added to norm weights (Gemma's `1 + w` in HF checkpoints).
+    norm_offset: f32,
     summary: StorageSummary,
 }
 
 impl Loader<'_> {
     fn name(&self, part: Part, suffix: &str) -> String {
         match self.store {
-            Store::Hf(_) => part.hf(suffix),
+            Store::Hf(_) => part.hf(self.family, self.prefix, suffix),
             Store::Gguf(_) => part.gguf(suffix),
         }
     }
@@ -427,6 +619,12 @@ impl Loader<'_> {
             Store::Gguf(g) => g.path.clone(),
         };
         ModelError::MissingTensor { name, path }
+    }
+
+    /// GPT-2's Hugging Face checkpoints store linear weights as `Conv1D`,
+    /// `[in, out]`; everything else (and GGUF) stores `[out, in]`.
+    fn transposed(&self) -> bool {
+        self.family == Family::Gpt2 && matches!(self.store, Store::Hf(_))
     }
 
     /// Loads `part.suffix` (`weight` or `bias`) with shape `expected`.
@@ -446,29 +644,41 @@ impl Loader<'_> {
                 source: Box::new(source),
             }
         };
+        let transposed = self.transposed() && expected.len() == 2;
+        let stored: Vec<usize> = if transposed {
+            expected.iter().rev().copied().collect()
+        } else {
+            expected.to_vec()
+        };
         let shape_error = |path: std::path::PathBuf, actual: Vec<usize>| ModelError::TensorShape {
             name: name.clone(),
             path,
             actual,
-            expected: expected.to_vec(),
+            expected: stored.clone(),
         };
         match &mut self.store {
             Store::Hf(set) => {
                 let Some((shape, dtype)) = set.info(&name) else {
                     return Ok(None);
                 };
-                if shape != expected {
+                if shape != stored {
                     return Err(shape_error(set.path_of(&name).to_path_buf(), shape));
                 }
-                let t = set.read_f32(&name)?.expect("present: info() found it");
+                let mut t = set.read_f32(&name)?.expect("present: info() found it");
                 self.summary.add(&dtype, t.elem_count());
+                if transposed {
+                    t = t
+                        .t()
+                        .and_then(|t| t.contiguous())
+                        .map_err(backend(format!("transposing `{name}`")))?;
+                }
                 Ok(Some(Weight::Dense(t)))
             }
             Store::Gguf(g) => {
                 let Some((shape, _)) = g.info(&name) else {
                     return Ok(None);
                 };
-                if shape != expected {
+                if shape != stored {
                     return Err(shape_error(g.path.clone(), shape));
                 }
                 let mut q = g.read(&name)?.expect("present: info() found it");
@@ -510,6 +720,28 @@ impl Loader<'_> {
         }
     }
 
+    /// A norm's weight (with the family's offset) and, for LayerNorm, bias.
+    fn norm(&mut self, part: Part, len: usize, layer_norm: bool) -> Result<Norm, ModelError> {
+        let weight = self.vector(part, len)?;
+        let weight = if self.norm_offset == 0.0 {
+            weight
+        } else {
+            (weight + f64::from(self.norm_offset)).map_err(|source| ModelError::Backend {
+                context: format!("offsetting `{}`", self.name(part, "weight")),
+                source: Box::new(source),
+            })?
+        };
+        let bias = if layer_norm {
+            Some(
+                self.bias(part, len, true, None)?
+                    .expect("required biases exist"),
+            )
+        } else {
+            None
+        };
+        Ok(Norm { weight, bias })
+    }
+
     fn bias(
         &mut self,
         part: Part,
@@ -547,52 +779,126 @@ impl Loader<'_> {
 
 /// Builds the model from `store`; returns it with the storage summary.
 pub(crate) fn build(
-    config: LlamaConfig,
+    config: ModelConfig,
     store: Store<'_>,
-) -> Result<(Llama, StorageSummary), ModelError> {
+) -> Result<(Decoder, StorageSummary), ModelError> {
+    let prefix = match &store {
+        Store::Hf(set) if set.info("transformer.wte.weight").is_some() => "transformer.",
+        _ => "",
+    };
+    let is_gguf = matches!(store, Store::Gguf(_));
+    let c = &config;
     let mut ld = Loader {
         store,
+        family: c.family,
+        prefix,
+        norm_offset: if is_gguf { 0.0 } else { c.norm_weight_offset },
         summary: StorageSummary::default(),
     };
-    let c = &config;
-    let (h, d) = (c.hidden_size, c.head_dim);
+    let (h, d, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q_rows, kv_rows) = (c.num_heads * d, c.num_kv_heads * d);
-    let is_gguf = matches!(ld.store, Store::Gguf(_));
-    let permuted = |n: usize| is_gguf.then_some(n);
+    // only llama.cpp's `llama` architecture stores q/k in GGML's pair order
+    let permuted =
+        |n: usize| (is_gguf && matches!(c.family, Family::Llama | Family::Mistral)).then_some(n);
+    let layer_norm = c.norm == NormKind::Layer;
     let embed = ld.required(Part::Embed, &[c.vocab_size, h], None)?;
+    let positions = match c.positions {
+        Positions::Learned => {
+            Some(ld.required(Part::PosEmbed, &[c.max_position_embeddings, h], None)?)
+        }
+        Positions::Rope => None,
+    };
+    let windows = c.sliding_windows();
     let mut layers = Vec::with_capacity(c.num_layers);
-    for i in 0..c.num_layers {
-        let (ab, mb) = (c.attention_bias, c.mlp_bias);
+    for (i, attention) in c.layers.iter().enumerate() {
+        let qb = c.qkv_bias;
+        let qkv = match c.family {
+            Family::Gpt2 | Family::Phi3 => {
+                Qkv::Fused(ld.linear(Part::Qkv(i), (q_rows + 2 * kv_rows, h), qb, None)?)
+            }
+            _ => Qkv::Split {
+                q: ld.linear(Part::Q(i), (q_rows, h), qb, permuted(c.num_heads))?,
+                k: ld.linear(Part::K(i), (kv_rows, h), qb, permuted(c.num_kv_heads))?,
+                v: ld.linear(Part::V(i), (kv_rows, h), qb, None)?,
+            },
+        };
+        let (q_norm, k_norm) = if c.qk_norm {
+            (
+                Some(ld.norm(Part::QNorm(i), d, false)?.weight),
+                Some(ld.norm(Part::KNorm(i), d, false)?.weight),
+            )
+        } else {
+            (None, None)
+        };
+        let mb = c.mlp_bias;
+        let mlp_in = match c.family {
+            Family::Gpt2 => MlpIn::Plain(ld.linear(Part::Up(i), (inter, h), mb, None)?),
+            Family::Phi3 => {
+                MlpIn::FusedGated(ld.linear(Part::GateUp(i), (2 * inter, h), mb, None)?)
+            }
+            _ => MlpIn::Gated {
+                gate: ld.linear(Part::Gate(i), (inter, h), mb, None)?,
+                up: ld.linear(Part::Up(i), (inter, h), mb, None)?,
+            },
+        };
+        let sandwich = c.sandwich_norms;
         layers.push(Layer {
-            attn_norm: ld.vector(Part::AttnNorm(i), h)?,
-            q: ld.linear(Part::Q(i), (q_rows, h), ab, permuted(c.num_heads))?,
-            k: ld.linear(Part::K(i), (kv_rows, h), ab, permuted(c.num_kv_heads))?,
-            v: ld.linear(Part::V(i), (kv_rows, h), ab, None)?,
-            o: ld.linear(Part::O(i), (h, q_rows), ab, None)?,
-            ffn_norm: ld.vector(Part::FfnNorm(i), h)?,
-            gate: ld.linear(Part::Gate(i), (c.intermediate_size, h), mb, None)?,
-            up: ld.linear(Part::Up(i), (c.intermediate_size, h), mb, None)?,
-            down: ld.linear(Part::Down(i), (h, c.intermediate_size), mb, None)?,
+            attn_norm: ld.norm(Part::AttnNorm(i), h, layer_norm)?,
+            qkv,
+            q_norm,
+            k_norm,
+            o: ld.linear(Part::O(i), (h, q_rows), c.o_bias, None)?,
+            post_attn_norm: sandwich
+                .then(|| ld.norm(Part::PostAttnNorm(i), h, layer_norm))
+                .transpose()?,
+            ffn_norm: ld.norm(Part::FfnNorm(i), h, layer_norm)?,
+            mlp_in,
+            down: ld.linear(Part::Down(i), (h, inter), mb, None)?,
+            post_ffn_norm: sandwich
+                .then(|| ld.norm(Part::PostFfnNorm(i), h, layer_norm))
+                .transpose()?,
+            mask: attention
+                .sliding_window
+                .and_then(|w| windows.iter().position(|&x| x == w))
+                .map_or(0, |p| p + 1),
+            rope: usize::from(attention.local_rope),
         });
     }
-    let norm = ld.vector(Part::Norm, h)?;
+    let norm = ld.norm(Part::Norm, h, layer_norm)?;
     let head = if c.tie_word_embeddings {
         None
     } else {
         Some(ld.required(Part::Head, &[c.vocab_size, h], None)?)
     };
-    let rope = Rope::new(d, c.rope_theta, &c.rope_scaling, c.max_position_embeddings);
+    let mut ropes = Vec::new();
+    if c.positions == Positions::Rope {
+        ropes.push(Rope::new(
+            d,
+            c.rope_theta,
+            &c.rope_scaling,
+            c.max_position_embeddings,
+        ));
+        if let Some(theta) = c.local_rope_theta {
+            ropes.push(Rope::new(
+                d,
+                theta,
+                &RopeScaling::None,
+                c.max_position_embeddings,
+            ));
+        }
+    }
     let info = ModelInfo {
         vocab_size: c.vocab_size,
         max_context: c.max_context(),
     };
-    let model = Llama {
+    let model = Decoder {
         info,
         embed,
+        positions,
         layers,
         norm,
         head,
-        rope,
+        ropes,
         pool: None,
         tiling: Tiling::default(),
         config,
@@ -606,7 +912,7 @@ mod tests {
     use crate::test_util::tiny_hf_folder;
     use crate::{load_model, LoadOptions};
 
-    fn load_dir(dir: &std::path::Path) -> Llama {
+    fn load_dir(dir: &std::path::Path) -> Decoder {
         load_model(dir.to_str().unwrap(), &LoadOptions::default())
             .unwrap()
             .0
@@ -618,7 +924,7 @@ mod tests {
             .collect()
     }
 
-    fn score(m: &mut Llama, windows: &[(&[u32], usize)]) -> Vec<Vec<TokenScore>> {
+    fn score(m: &mut Decoder, windows: &[(&[u32], usize)]) -> Vec<Vec<TokenScore>> {
         let refs: Vec<WindowRef<'_>> = windows
             .iter()
             .map(|&(tokens, score_from)| WindowRef { tokens, score_from })
@@ -679,7 +985,7 @@ mod tests {
             serde_json::json!({"architectures": ["MistralForCausalLM"], "sliding_window": 4});
         tiny_hf_folder(tmp.path(), 1, extra, &[]);
         let mut m = load_dir(tmp.path());
-        assert_eq!(m.config().sliding_window, Some(4));
+        assert_eq!(m.config().sliding_windows(), vec![4]);
         let t = tokens(12, 5);
         let full = score(&mut m, &[(&t, 11)]);
         let short = score(&mut m, &[(&t[7..], 4)]);
