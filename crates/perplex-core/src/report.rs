@@ -34,6 +34,10 @@ pub struct Report {
     pub documents: Vec<DocumentReport>,
     /// Wall time and throughput; the only field that varies between identical runs.
     pub timing: Timing,
+    /// What the user should know about this run's validity (e.g. a model
+    /// that needs BOS scored without it), most severe first.
+    #[serde(default)]
+    pub warnings: Vec<crate::inspect::Check>,
 }
 
 /// Tool name and version.
@@ -75,6 +79,9 @@ pub struct ModelIdentity {
     pub device: String,
     /// Hash over the weight files (and config), identifying the exact weights.
     pub hash: Hash,
+    /// The family whose conventions were applied (`gpt2`, `llama`, `gemma3`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 /// The tokenizer as used.

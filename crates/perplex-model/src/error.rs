@@ -195,6 +195,24 @@ pub enum ModelError {
         /// Embedding rows.
         model: usize,
     },
+    /// The tokenizer's BOS or EOS id is not a row of the embedding.
+    #[error("the tokenizer's {token} id {id} is outside the model's {rows} embedding rows")]
+    SpecialTokenOutOfRange {
+        /// `BOS` or `EOS`.
+        token: &'static str,
+        /// The id.
+        id: u32,
+        /// Embedding rows.
+        rows: usize,
+    },
+    /// The tokenizer and the model disagree (see [`crate::consistency_checks`]).
+    #[error("{message}")]
+    Inconsistent {
+        /// The finding.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
     /// The thread pool for the requested thread count could not be built.
     #[error("cannot start a pool of {threads} compute threads")]
     ThreadPool {
@@ -273,7 +291,8 @@ impl ModelError {
             ),
             ModelError::Tokenizer { source, .. } => source.hint(),
             ModelError::GgufVocab { source, .. } => source.hint(),
-            ModelError::VocabMismatch { .. } => Some(
+            ModelError::Inconsistent { hint, .. } => hint.clone(),
+            ModelError::VocabMismatch { .. } | ModelError::SpecialTokenOutOfRange { .. } => Some(
                 "the tokenizer and the weights seem to come from different models".into(),
             ),
             _ => None,

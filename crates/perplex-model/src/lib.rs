@@ -51,6 +51,7 @@ pub mod error;
 mod gguf;
 pub mod gguf_vocab;
 mod head;
+pub mod inspect;
 pub mod rope;
 mod safetensors;
 pub mod source;
@@ -63,6 +64,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use perplex_core::inspect::{Check, Level};
 use perplex_core::report::{Hash, ModelIdentity};
 use perplex_core::CausalLm;
 use perplex_data::tokenizer::TextTokenizer;
@@ -71,6 +73,7 @@ pub use config::{Family, ModelConfig, RopeScaling};
 pub use decoder::Decoder;
 pub use download::{DownloadError, DownloadEvent, HubOptions, Progress};
 pub use error::ModelError;
+pub use inspect::{consistency_checks, inspect};
 pub use source::{HubCache, ModelSource, RepoId};
 
 /// The process-wide thread count set by [`set_threads`]; 0: unset.
@@ -109,6 +112,11 @@ pub struct LoadOptions {
 
 /// A model ready to score, its tokenizer, and what to record about it.
 pub struct LoadedModel {
+    /// The model's family (`None` for models from outside this crate, such
+    /// as mocks).
+    pub family: Option<Family>,
+    /// Non-fatal findings of [`consistency_checks`] (warnings, notes).
+    pub checks: Vec<Check>,
     /// The model behind the scoring seam.
     pub model: Box<dyn CausalLm + Send>,
     /// The model's tokenizer (from `tokenizer.json` or the GGUF vocabulary).
@@ -135,12 +143,31 @@ enum TokenizerSource {
 /// Fails early: every file is opened and checked before returning.
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
     let (model, identity, tokenizer_source) = load_parts(spec, opts)?;
-    let tokenizer = match &tokenizer_source {
+    let tokenizer = load_tokenizer(&tokenizer_source)?;
+    let checks = consistency_checks(model.config(), &tokenizer);
+    if let Some(check) = checks.iter().find(|c| c.level == Level::Error) {
+        return Err(ModelError::Inconsistent {
+            message: check.message.clone(),
+            hint: check.hint.clone(),
+        });
+    }
+    Ok(LoadedModel {
+        family: Some(model.config().family),
+        model: Box::new(model),
+        tokenizer,
+        identity,
+        checks,
+    })
+}
+
+/// The tokenizer a model folder or GGUF file carries.
+fn load_tokenizer(source: &TokenizerSource) -> Result<TextTokenizer, ModelError> {
+    match source {
         TokenizerSource::HfFolder(dir) => {
             TextTokenizer::from_hf_folder(dir).map_err(|source| ModelError::Tokenizer {
                 path: dir.clone(),
                 source: Box::new(source),
-            })?
+            })
         }
         TokenizerSource::Gguf(path, content) => {
             let vocab =
@@ -154,21 +181,9 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
                     path: path.clone(),
                     source: Box::new(source),
                 }
-            })?
+            })
         }
-    };
-    let model_vocab = model.config().vocab_size;
-    if tokenizer.vocab_size() > model_vocab {
-        return Err(ModelError::VocabMismatch {
-            tokenizer: tokenizer.vocab_size(),
-            model: model_vocab,
-        });
     }
-    Ok(LoadedModel {
-        model: Box::new(model),
-        tokenizer,
-        identity,
-    })
 }
 
 /// Like [`load`] without the tokenizer: the model and its identity.
@@ -237,6 +252,7 @@ fn load_parts(
         weights: summary.describe(),
         compute_dtype: "f32".into(),
         device: "cpu".into(),
+        family: Some(model.config().family.name().into()),
         hash: Hash {
             algorithm: "blake3".into(),
             value: hash_files(&hashed)?,

@@ -221,6 +221,15 @@ impl SafetensorsSet {
         Some((info.shape.clone(), info.dtype.to_ascii_lowercase()))
     }
 
+    /// Shape and stored dtype of every tensor, in no particular order.
+    pub(crate) fn tensors(&self) -> impl Iterator<Item = (Vec<usize>, String)> + '_ {
+        self.files.iter().flat_map(|f| {
+            f.tensors
+                .values()
+                .map(|info| (info.shape.clone(), info.dtype.to_ascii_lowercase()))
+        })
+    }
+
     /// `name` converted to f32, or `None` when no file has it.
     pub(crate) fn read_f32(&mut self, name: &str) -> Result<Option<Tensor>, ModelError> {
         match self.owner.get(name) {

@@ -12,8 +12,10 @@ use std::io::{self, Write};
 use perplex_core::report::{DocumentReport, DocumentStatus, Report};
 use perplex_eval::{Sink, TokenEvent};
 
+mod inspect;
 mod table;
 
+pub use inspect::{write_inspection_json, write_inspection_table};
 pub use table::write_table;
 
 /// Output format of the report.

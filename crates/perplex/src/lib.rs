@@ -34,6 +34,7 @@ pub use perplex_eval as eval;
 pub use perplex_model as model;
 pub use perplex_report as output;
 
+use perplex_core::inspect::{Check, Level};
 use perplex_core::lm::CausalLm;
 use perplex_core::mock::{HashLm, UniformLm};
 use perplex_core::plan::{BosPolicy, PlanError, Protocol, ResolvedBos};
@@ -201,12 +202,55 @@ impl Evaluator {
         options: &EvalOptions,
         sink: &mut dyn Sink,
     ) -> Result<Report, Error> {
+        let warnings = self.warnings(options);
         let LoadedModel {
             model,
             tokenizer,
             identity,
+            ..
         } = &mut self.model;
-        evaluate(model.as_mut(), tokenizer, identity, corpus, options, sink)
+        let mut report = evaluate(model.as_mut(), tokenizer, identity, corpus, options, sink)?;
+        report.warnings = warnings;
+        Ok(report)
+    }
+
+    /// What a run with `options` should warn about: the model's consistency
+    /// warnings, and a model that needs BOS (Gemma) about to be scored
+    /// without it.
+    pub fn warnings(&self, options: &EvalOptions) -> Vec<Check> {
+        let m = &self.model;
+        // whether BOS is added is decided by the options, not the tokenizer
+        let mut out: Vec<Check> = m
+            .checks
+            .iter()
+            .filter(|c| c.level == Level::Warning && c.code != "bos-not-added")
+            .cloned()
+            .collect();
+        let bos = ResolvedBos::resolve(
+            options.bos,
+            &options.protocol,
+            m.tokenizer.bos_id(),
+            m.tokenizer.adds_bos(),
+        );
+        if let (Some(family), Ok(ResolvedBos::None)) = (m.family, bos) {
+            if family.needs_bos() && m.tokenizer.bos_id().is_some() {
+                out.push(Check {
+                    level: Level::Warning,
+                    code: "no-bos".into(),
+                    message: format!(
+                        "{family} models were trained with BOS at the start of every \
+                         sequence and this run scores without it: the perplexity it reports \
+                         is far above the model's real one"
+                    ),
+                    hint: Some(
+                        "evaluate with `--bos document` (BOS before each document) or \
+                         `--bos window`"
+                            .into(),
+                    ),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -343,6 +387,7 @@ pub fn evaluate(
                 0.0
             },
         },
+        warnings: Vec::new(),
     })
 }
 
@@ -372,11 +417,14 @@ fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
             algorithm: "none".into(),
             value: String::new(),
         },
+        family: None,
     };
     Ok(LoadedModel {
+        family: None,
         model,
         tokenizer,
         identity,
+        checks: Vec::new(),
     })
 }
 

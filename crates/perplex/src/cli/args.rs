@@ -19,6 +19,29 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate a model on texts, files, JSONL or stdin.
     Eval(EvalArgs),
+    /// Show what a model declares (architecture, storage, context, tokenizer, BOS/EOS) and check its tokenizer against its weights, without loading the weights.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `perplex inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Model: a Hugging Face folder, a .gguf file, or a hub repo id `org/name[@revision]`.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = InspectFormatArg::Table)]
+    pub format: InspectFormatArg,
+}
+
+/// `--format` of `perplex inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormatArg {
+    /// Aligned sections for reading.
+    Table,
+    /// The versioned JSON inspection (schema in docs/inspect-schema.md).
+    Json,
 }
 
 /// Arguments of `perplex eval`.

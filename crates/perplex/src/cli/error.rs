@@ -28,6 +28,14 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// `perplex inspect` found problems that `eval` would refuse.
+    #[error("{model} failed {errors} consistency check(s); see the checks above")]
+    FailedChecks {
+        /// The model spec.
+        model: String,
+        /// Error-level findings.
+        errors: usize,
+    },
     /// stdout was closed by the reader (e.g. `| head`): not a failure.
     #[error("broken pipe")]
     BrokenPipe,
@@ -40,7 +48,7 @@ impl CliError {
             CliError::BrokenPipe => 0,
             CliError::Usage(_) => 2,
             CliError::Corpus(_) | CliError::Output { .. } => 3,
-            CliError::Perplex(perplex::Error::Model(_)) => 4,
+            CliError::Perplex(perplex::Error::Model(_)) | CliError::FailedChecks { .. } => 4,
             CliError::Perplex(perplex::Error::Tokenize { .. }) => 3,
             CliError::Perplex(perplex::Error::Plan(_) | perplex::Error::UnknownMock(_)) => 2,
             CliError::Perplex(perplex::Error::Eval(_)) => 1,
@@ -52,7 +60,7 @@ impl CliError {
             CliError::Perplex(e) => e.hint(),
             CliError::Corpus(e) => e.hint(),
             CliError::Output { .. } => Some("check that the folder exists and is writable".into()),
-            CliError::Usage(_) | CliError::BrokenPipe => None,
+            CliError::Usage(_) | CliError::BrokenPipe | CliError::FailedChecks { .. } => None,
         }
     }
 }
@@ -73,6 +81,15 @@ pub fn render(e: &CliError) {
         source = cause.source();
     }
     if let Some(hint) = e.hint() {
+        let _ = writeln!(err, "  hint: {hint}");
+    }
+}
+
+/// Writes `warning: …` and its `hint: …`.
+pub fn render_warning(check: &perplex_core::inspect::Check) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "warning: {}", check.message);
+    if let Some(hint) = &check.hint {
         let _ = writeln!(err, "  hint: {hint}");
     }
 }

@@ -97,6 +97,10 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
     }
     let mut evaluator = Evaluator::load_with(&model, &LoadOptions::default())?;
     note(quiet, &format!("loaded {model}"));
+    // before the run, so a long evaluation of the wrong thing can be stopped
+    for warning in evaluator.warnings(&options) {
+        super::error::render_warning(&warning);
+    }
 
     let report = match per_token_file {
         Some((path, file)) => {
@@ -233,7 +237,7 @@ fn write_atomically(
     })
 }
 
-fn stdout_error(source: std::io::Error) -> CliError {
+pub(super) fn stdout_error(source: std::io::Error) -> CliError {
     if source.kind() == std::io::ErrorKind::BrokenPipe {
         CliError::BrokenPipe
     } else {

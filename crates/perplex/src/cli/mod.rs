@@ -8,6 +8,7 @@
 mod args;
 mod error;
 mod eval;
+mod inspect;
 mod progress;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         args::Command::Eval(args) => eval::run(args),
+        args::Command::Inspect(args) => inspect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
