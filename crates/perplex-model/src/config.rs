@@ -777,7 +777,8 @@ impl ModelConfig {
         }
 
         // llama.cpp's layer patterns: Gemma 2 slides on even layers, Gemma 3
-        // on all but every sixth, each with a fixed local base of 10000.
+        // on all but every sixth, with a local RoPE base of
+        // `rope.freq_base_swa` (10000 in files that predate that key).
         let window = uint("attention.sliding_window")?;
         let pattern = match family {
             Family::Gemma2 => Some(2),
@@ -857,7 +858,11 @@ impl ModelConfig {
                 _ => 10_000.0,
             }),
             rope_scaling,
-            local_rope_theta: (family == Family::Gemma3).then_some(10_000.0),
+            local_rope_theta: if family == Family::Gemma3 {
+                Some(float("rope.freq_base_swa")?.unwrap_or(10_000.0))
+            } else {
+                None
+            },
             max_position_embeddings,
             layers,
             tie_word_embeddings: tensors.tied,

@@ -621,10 +621,12 @@ impl Loader<'_> {
         ModelError::MissingTensor { name, path }
     }
 
-    /// GPT-2's Hugging Face checkpoints store linear weights as `Conv1D`,
+    /// GPT-2's Hugging Face checkpoints store the projections as `Conv1D`,
     /// `[in, out]`; everything else (and GGUF) stores `[out, in]`.
-    fn transposed(&self) -> bool {
-        self.family == Family::Gpt2 && matches!(self.store, Store::Hf(_))
+    fn transposed(&self, part: Part) -> bool {
+        self.family == Family::Gpt2
+            && matches!(self.store, Store::Hf(_))
+            && matches!(part, Part::Qkv(_) | Part::O(_) | Part::Up(_) | Part::Down(_))
     }
 
     /// Loads `part.suffix` (`weight` or `bias`) with shape `expected`.
@@ -644,7 +646,7 @@ impl Loader<'_> {
                 source: Box::new(source),
             }
         };
-        let transposed = self.transposed() && expected.len() == 2;
+        let transposed = self.transposed(part) && expected.len() == 2;
         let stored: Vec<usize> = if transposed {
             expected.iter().rev().copied().collect()
         } else {

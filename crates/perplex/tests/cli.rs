@@ -3,10 +3,8 @@
 
 mod common;
 
+use common::{perplex, render, snapshot};
 use std::path::Path;
-use std::process::Output;
-
-use assert_cmd::Command;
 
 fn tokenizer() -> String {
     common::fixture("tiny-llama/tokenizer.json")
@@ -16,40 +14,6 @@ fn tokenizer() -> String {
 
 fn uniform() -> String {
     format!("mock:uniform:{}", tokenizer())
-}
-
-fn perplex() -> Command {
-    let mut cmd = Command::cargo_bin("perplex").unwrap();
-    cmd.current_dir(common::workspace());
-    cmd
-}
-
-/// stdout, stderr and the exit code as one text, volatile parts replaced.
-fn render(out: &Output) -> String {
-    format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-macro_rules! snapshot {
-    ($name:expr, $value:expr) => {
-        insta::with_settings!({
-            filters => vec![
-                (common::workspace().to_str().unwrap(), "[ROOT]"),
-                (r"\d+\.\d s, \d+ tok/s", "[TIME]"),
-                (r#""seconds": [0-9.e-]+"#, r#""seconds": "[TIME]""#),
-                (r#""tokens_per_second": [0-9.e+-]+"#, r#""tokens_per_second": "[TIME]""#),
-                (r#""version": "[0-9.]+""#, r#""version": "[VERSION]""#),
-                (r"/tmp/[^ \n:,]+", "[TMP]"),
-            ],
-            prepend_module_to_snapshot => false,
-        }, {
-            insta::assert_snapshot!($name, $value);
-        });
-    };
 }
 
 #[test]

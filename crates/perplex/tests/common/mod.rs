@@ -90,3 +90,41 @@ pub fn read_npz(path: &Path, name: &str) -> Vec<f64> {
     entry.read_to_end(&mut bytes).unwrap();
     parse_npy(&bytes)
 }
+
+/// The `perplex` binary, run from the workspace root.
+pub fn perplex() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("perplex").unwrap();
+    cmd.current_dir(workspace());
+    cmd
+}
+
+/// stdout, stderr and the exit code as one text, volatile parts replaced.
+pub fn render(out: &std::process::Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `insta::assert_snapshot!` with the volatile parts (root, timing, version,
+/// temp paths) filtered.
+macro_rules! snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({
+            filters => vec![
+                ($crate::common::workspace().to_str().unwrap(), "[ROOT]"),
+                (r"\d+\.\d s, \d+ tok/s", "[TIME]"),
+                (r#""seconds": [0-9.e-]+"#, r#""seconds": "[TIME]""#),
+                (r#""tokens_per_second": [0-9.e+-]+"#, r#""tokens_per_second": "[TIME]""#),
+                (r#""version": "[0-9.]+""#, r#""version": "[VERSION]""#),
+                (r"/tmp/[^ \n:,]+", "[TMP]"),
+            ],
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!($name, $value);
+        });
+    };
+}
+pub(crate) use snapshot;
