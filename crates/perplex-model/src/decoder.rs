@@ -626,7 +626,10 @@ impl Loader<'_> {
     fn transposed(&self, part: Part) -> bool {
         self.family == Family::Gpt2
             && matches!(self.store, Store::Hf(_))
-            && matches!(part, Part::Qkv(_) | Part::O(_) | Part::Up(_) | Part::Down(_))
+            && matches!(
+                part,
+                Part::Qkv(_) | Part::O(_) | Part::Up(_) | Part::Down(_)
+            )
     }
 
     /// Loads `part.suffix` (`weight` or `bias`) with shape `expected`.

@@ -10,7 +10,9 @@ use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::{load, load_model, Family, LoadOptions};
 use serde_json::Value;
 
-const FAMILIES: &[&str] = &["gpt2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3"];
+const FAMILIES: &[&str] = &[
+    "gpt2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3",
+];
 
 fn families_json() -> Value {
     let text = std::fs::read_to_string(fixtures().join("families.json")).expect("families.json");
@@ -52,7 +54,11 @@ fn windows_longer_than_the_sliding_window_are_covered() {
         )
         .unwrap();
         assert_eq!(model.config().sliding_windows(), vec![window], "{name}");
-        let longest = by_model[&name].iter().map(|w| w.tokens.len()).max().unwrap();
+        let longest = by_model[&name]
+            .iter()
+            .map(|w| w.tokens.len())
+            .max()
+            .unwrap();
         assert!(longest > 2 * window, "{name}: longest window {longest}");
     }
 }

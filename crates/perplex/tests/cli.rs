@@ -331,3 +331,46 @@ fn an_unsupported_architecture_lists_the_supported_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_gemma_model_scored_without_bos_is_warned_about() {
+    let run = |bos: &str| {
+        perplex()
+            .args([
+                "eval",
+                "-m",
+                "tests/fixtures/tiny-gemma",
+                "--bos",
+                bos,
+                "--context",
+                "64",
+                "--format",
+                "json",
+                "--quiet",
+                "The river freezes in winter.",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("none");
+    assert!(out.status.success(), "{}", render(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("warning: gemma models were trained with BOS"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: evaluate with `--bos document`"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["warnings"][0]["code"], "no-bos");
+    assert_eq!(report["model"]["family"], "gemma");
+
+    // the tokenizer adds BOS: no warning
+    let out = run("auto");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["warnings"], serde_json::json!([]));
+}
