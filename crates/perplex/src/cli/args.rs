@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Evaluate a model on texts, files, JSONL or stdin.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Show what a model declares (architecture, storage, context, tokenizer, BOS/EOS) and check its tokenizer against its weights, without loading the weights.
     Inspect(InspectArgs),
 }

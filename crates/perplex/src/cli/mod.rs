@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        args::Command::Eval(args) => eval::run(args),
+        args::Command::Eval(args) => eval::run(*args),
         args::Command::Inspect(args) => inspect::run(args),
     };
     match result {

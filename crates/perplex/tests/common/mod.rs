@@ -108,6 +108,7 @@ pub fn render(out: &std::process::Output) -> String {
     )
 }
 
+#[allow(unused_macros)] // not every test binary snapshots
 /// `insta::assert_snapshot!` with the volatile parts (root, timing, version,
 /// temp paths) filtered.
 macro_rules! snapshot {
@@ -127,4 +128,5 @@ macro_rules! snapshot {
         });
     };
 }
+#[allow(unused_imports)]
 pub(crate) use snapshot;
