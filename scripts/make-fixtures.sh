@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate tests/fixtures/ (models, GGUF files, goldens.json) with pinned packages.
+# Regenerate tests/fixtures/ (models, GGUF files, goldens.json, families.json) with
+# pinned packages: scripts/make_fixtures.py, then scripts/make_family_fixtures.py.
 #
 #   scripts/make-fixtures.sh
 #
@@ -11,6 +12,7 @@
 #   PIP_*                      read by pip itself, e.g. PIP_EXTRA_INDEX_URL pointing at an
 #                              index of CPU-only torch wheels to avoid the CUDA packages
 # Arguments are passed on to scripts/make_fixtures.py.
+# (real-tokenizers.json has its own generator: scripts/make_tokenizer_goldens.py.)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,4 +36,5 @@ else
   py="$venv/bin/python"
 fi
 
-exec "$py" scripts/make_fixtures.py "$@"
+"$py" scripts/make_fixtures.py "$@"
+exec "$py" scripts/make_family_fixtures.py

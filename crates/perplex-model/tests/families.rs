@@ -122,3 +122,37 @@ fn folder_and_gguf_tokenizers_give_the_golden_ids() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(checked >= 7 * 10, "{checked} tokenization cases");
 }
+
+/// The GGUF tokenizers in llama.cpp's mode (special-token text kept as text)
+/// give the ids of the reference the script used (sentencepiece, or the
+/// `tokenizers` byte-level BPE).
+#[test]
+fn gguf_tokenizers_in_llama_cpp_mode_give_the_reference_ids() {
+    let goldens = families_json();
+    let mut wrong = Vec::new();
+    let cases = goldens["gguf_tokenization"].as_array().unwrap();
+    assert!(cases.len() >= 7 * 10, "{} cases", cases.len());
+    for entry in cases {
+        let model = entry["model"].as_str().unwrap();
+        let text = entry["text"].as_str().unwrap();
+        let parse_special = entry["parse_special"].as_bool().unwrap();
+        let expected: Vec<u32> = entry["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let tokenizer = load(
+            fixtures().join(model).to_str().unwrap(),
+            &LoadOptions::default(),
+        )
+        .unwrap()
+        .tokenizer
+        .with_parse_special(parse_special);
+        let got = tokenizer.encode(text).unwrap();
+        if got != expected {
+            wrong.push(format!("{model} ({}): {text:?}", entry["reference"]));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
