@@ -15,6 +15,13 @@
 //! - a non-finite logit or NLL is an [`LmError::NonFinite`], never a number;
 //! - memory does not grow with batch × length × vocabulary: implementations
 //!   reduce logits to scores in bounded tiles.
+//!
+//! Comparing two models needs more than scores: both full distributions at
+//! the same position (KL divergence, top-token agreement). [`CausalLm::logits`]
+//! gives them without a vocabulary-sized row per position ever existing: it
+//! runs the forward pass once and returns a [`LogitTiles`] from which any
+//! range of token ids can be read for all scored positions. The logits are
+//! exactly those [`CausalLm::score_batch`] reduces.
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +112,27 @@ pub trait CausalLm {
     /// Scores every window of `batch`, returning one vector per window with
     /// `window.scored()` entries, in order. See the module docs for the contract.
     fn score_batch(&mut self, batch: &[WindowRef<'_>]) -> Result<Vec<Vec<TokenScore>>, LmError>;
+
+    /// Runs the forward pass of `batch` and returns the logits of its scored
+    /// positions (those [`score_batch`](Self::score_batch) reduces: position
+    /// `i - 1`'s logits predict `tokens[i]`), windows in order, positions in
+    /// order, to be read in vocabulary tiles.
+    fn logits<'a>(
+        &'a mut self,
+        batch: &[WindowRef<'_>],
+    ) -> Result<Box<dyn LogitTiles + 'a>, LmError>;
+}
+
+/// The logits of a batch's scored positions, held as whatever the model
+/// needs to produce them (a transformer keeps the final hidden states) and
+/// read a range of token ids at a time.
+pub trait LogitTiles {
+    /// Number of scored positions.
+    fn positions(&self) -> usize;
+
+    /// Writes the logits of token ids `first..first + len` for every scored
+    /// position into `out`, row-major `[positions, len]` (`out` is resized).
+    fn tile(&self, first: usize, len: usize, out: &mut Vec<f32>) -> Result<(), LmError>;
 }
 
 impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
@@ -113,6 +141,12 @@ impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
     }
     fn score_batch(&mut self, batch: &[WindowRef<'_>]) -> Result<Vec<Vec<TokenScore>>, LmError> {
         (**self).score_batch(batch)
+    }
+    fn logits<'a>(
+        &'a mut self,
+        batch: &[WindowRef<'_>],
+    ) -> Result<Box<dyn LogitTiles + 'a>, LmError> {
+        (**self).logits(batch)
     }
 }
 

@@ -5,7 +5,7 @@
 //! but cheap distribution, so tests can tell whether windows, positions and
 //! batches were routed correctly.
 
-use crate::lm::{validate_batch, CausalLm, LmError, ModelInfo, TokenScore, WindowRef};
+use crate::lm::{validate_batch, CausalLm, LmError, LogitTiles, ModelInfo, TokenScore, WindowRef};
 
 /// Uniform over `vocab_size` tokens: NLL `ln V` everywhere, argmax 0.
 #[derive(Debug, Clone)]
@@ -37,6 +37,30 @@ impl CausalLm for UniformLm {
             .iter()
             .map(|w| vec![TokenScore { nll, argmax: 0 }; w.scored()])
             .collect())
+    }
+
+    fn logits<'a>(
+        &'a mut self,
+        batch: &[WindowRef<'_>],
+    ) -> Result<Box<dyn LogitTiles + 'a>, LmError> {
+        validate_batch(&self.info, batch)?;
+        Ok(Box::new(ZeroLogits(
+            batch.iter().map(WindowRef::scored).sum(),
+        )))
+    }
+}
+
+/// Every logit 0: the uniform distribution.
+struct ZeroLogits(usize);
+
+impl LogitTiles for ZeroLogits {
+    fn positions(&self) -> usize {
+        self.0
+    }
+    fn tile(&self, _first: usize, len: usize, out: &mut Vec<f32>) -> Result<(), LmError> {
+        out.clear();
+        out.resize(self.0 * len, 0.0);
+        Ok(())
     }
 }
 
@@ -76,6 +100,18 @@ impl CausalLm for HashLm {
         &self.info
     }
 
+    fn logits<'a>(
+        &'a mut self,
+        batch: &[WindowRef<'_>],
+    ) -> Result<Box<dyn LogitTiles + 'a>, LmError> {
+        validate_batch(&self.info, batch)?;
+        let contexts = batch
+            .iter()
+            .flat_map(|w| (w.score_from..w.tokens.len()).map(move |i| (w.tokens[i - 1], i)))
+            .collect();
+        Ok(Box::new(HashLogits { contexts }))
+    }
+
     fn score_batch(&mut self, batch: &[WindowRef<'_>]) -> Result<Vec<Vec<TokenScore>>, LmError> {
         validate_batch(&self.info, batch)?;
         let vocab = self.info.vocab_size as u32;
@@ -108,6 +144,24 @@ impl CausalLm for HashLm {
                     .collect()
             })
             .collect())
+    }
+}
+
+/// [`HashLm`]'s logits (rounded to f32) for `(previous token, position)` pairs.
+struct HashLogits {
+    contexts: Vec<(u32, usize)>,
+}
+
+impl LogitTiles for HashLogits {
+    fn positions(&self) -> usize {
+        self.contexts.len()
+    }
+    fn tile(&self, first: usize, len: usize, out: &mut Vec<f32>) -> Result<(), LmError> {
+        out.clear();
+        for &(prev, pos) in &self.contexts {
+            out.extend((first..first + len).map(|v| HashLm::logit(prev, pos, v as u32) as f32));
+        }
+        Ok(())
     }
 }
 

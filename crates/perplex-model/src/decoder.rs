@@ -19,7 +19,9 @@
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use perplex_core::lm::{validate_batch, CausalLm, LmError, ModelInfo, TokenScore, WindowRef};
+use perplex_core::lm::{
+    validate_batch, CausalLm, LmError, LogitTiles, ModelInfo, TokenScore, WindowRef,
+};
 
 use crate::config::{Activation, Family, ModelConfig, NormKind, Positions, RopeScaling};
 use crate::error::ModelError;
@@ -407,9 +409,9 @@ impl Decoder {
         Ok((x, ctx.len))
     }
 
-    /// The running head reductions for every scored position, windows in
-    /// order, positions in order.
-    fn score_positions(&self, batch: &[WindowRef<'_>]) -> candle_core::Result<Vec<Running>> {
+    /// The final-normed hidden states of every scored position `[P, h]`
+    /// (windows in order, positions in order) and the tokens they predict.
+    fn scored_hidden(&self, batch: &[WindowRef<'_>]) -> candle_core::Result<(Tensor, Vec<u32>)> {
         let (x, len) = self.hidden_states(batch)?;
         // position p predicts token p + 1: the head only sees scored positions
         let mut rows = Vec::new();
@@ -423,9 +425,57 @@ impl Decoder {
         let n = rows.len();
         let rows = Tensor::from_vec(rows, n, &Device::Cpu)?;
         let hidden = self.norm(&x.index_select(&rows, 0)?, &self.norm)?;
-        let head = self.head.as_ref().unwrap_or(&self.embed);
-        let softcap = self.config.final_softcap.map(|c| c as f32);
-        fused_head(&hidden, head, &targets, softcap, self.tiling.head)
+        Ok((hidden, targets))
+    }
+
+    /// The running head reductions for every scored position, windows in
+    /// order, positions in order.
+    fn score_positions(&self, batch: &[WindowRef<'_>]) -> candle_core::Result<Vec<Running>> {
+        let (hidden, targets) = self.scored_hidden(batch)?;
+        fused_head(
+            &hidden,
+            self.head_weight(),
+            &targets,
+            self.softcap(),
+            self.tiling.head,
+        )
+    }
+
+    fn head_weight(&self) -> &Weight {
+        self.head.as_ref().unwrap_or(&self.embed)
+    }
+
+    fn softcap(&self) -> Option<f32> {
+        self.config.final_softcap.map(|c| c as f32)
+    }
+}
+
+/// A batch's scored positions, kept as final hidden states: each tile of
+/// logits is one `[P, h] × [h, len]` matmul against rows of the head.
+struct DecoderLogits<'a> {
+    model: &'a Decoder,
+    hidden: Tensor,
+}
+
+impl LogitTiles for DecoderLogits<'_> {
+    fn positions(&self) -> usize {
+        self.hidden.dims()[0]
+    }
+
+    fn tile(&self, first: usize, len: usize, out: &mut Vec<f32>) -> Result<(), LmError> {
+        let m = self.model;
+        let logits = m
+            .on_pool(|| -> candle_core::Result<Vec<f32>> {
+                let rows = m.head_weight().rows_f32(first, len)?;
+                let logits = self.hidden.matmul(&rows.t()?)?;
+                logits.flatten_all()?.to_vec1::<f32>()
+            })
+            .map_err(backend)?;
+        *out = logits;
+        if let Some(cap) = m.softcap() {
+            out.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+        }
+        Ok(())
     }
 }
 
@@ -452,6 +502,28 @@ fn causal_mask(q0: usize, n: usize, window: Option<usize>) -> candle_core::Resul
 impl CausalLm for Decoder {
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn logits<'a>(
+        &'a mut self,
+        batch: &[WindowRef<'_>],
+    ) -> Result<Box<dyn LogitTiles + 'a>, LmError> {
+        validate_batch(&self.info, batch)?;
+        let this = &*self;
+        let hidden = if batch.is_empty() {
+            Tensor::zeros(
+                (0, this.config.hidden_size),
+                candle_core::DType::F32,
+                &Device::Cpu,
+            )
+        } else {
+            this.on_pool(|| this.scored_hidden(batch).map(|(h, _)| h))
+        }
+        .map_err(backend)?;
+        Ok(Box::new(DecoderLogits {
+            model: this,
+            hidden,
+        }))
     }
 
     fn score_batch(&mut self, batch: &[WindowRef<'_>]) -> Result<Vec<Vec<TokenScore>>, LmError> {
@@ -979,6 +1051,58 @@ mod tests {
                 .unwrap(),
         )));
         assert_close(&score(&mut m, &windows), &reference, 1e-5);
+    }
+
+    #[test]
+    fn logit_tiles_reduce_to_the_scores() {
+        let tmp = tempfile::tempdir().unwrap();
+        tiny_hf_folder(tmp.path(), 2, serde_json::json!({}), &[]);
+        let mut m = load_dir(tmp.path());
+        let (a, b) = (tokens(30, 1), tokens(12, 2));
+        let windows = [(&a[..], 3), (&b[..], 1)];
+        let scores: Vec<TokenScore> = score(&mut m, &windows).concat();
+        let refs: Vec<WindowRef<'_>> = windows
+            .iter()
+            .map(|&(tokens, score_from)| WindowRef { tokens, score_from })
+            .collect();
+        let targets: Vec<u32> = windows
+            .iter()
+            .flat_map(|&(t, from)| t[from..].to_vec())
+            .collect();
+        let vocab = m.info().vocab_size;
+        let tiles = m.logits(&refs).unwrap();
+        assert_eq!(tiles.positions(), scores.len());
+        // read in uneven tiles, then reduce each full row in f64
+        let mut rows = vec![Vec::new(); scores.len()];
+        let mut buf = Vec::new();
+        for first in (0..vocab).step_by(17) {
+            let len = 17.min(vocab - first);
+            tiles.tile(first, len, &mut buf).unwrap();
+            for (p, row) in rows.iter_mut().enumerate() {
+                row.extend_from_slice(&buf[p * len..(p + 1) * len]);
+            }
+        }
+        for ((row, s), &t) in rows.iter().zip(&scores).zip(&targets) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let lse = f64::from(max)
+                + row
+                    .iter()
+                    .map(|&l| f64::from(l - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let nll = lse - f64::from(row[t as usize]);
+            // the fused head takes each exp in f32
+            assert!((nll - s.nll).abs() < 1e-6, "{nll} vs {}", s.nll);
+            let argmax = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &l)| if l > b.1 { (i, l) } else { b },
+                )
+                .0;
+            assert_eq!(argmax as u32, s.argmax);
+        }
     }
 
     #[test]
