@@ -8,6 +8,7 @@
 //! [`CausalLm`] → [`NllStats`] accumulators → a [`report::Report`].
 
 pub mod accum;
+pub mod compare;
 pub mod inspect;
 pub mod lm;
 pub mod mock;
