@@ -82,6 +82,9 @@ pub struct ModelIdentity {
     /// The family whose conventions were applied (`gpt2`, `llama`, `gemma3`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
+    /// LoRA adapters applied on top of the weights, in order (`BASE+ADAPTER`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<String>,
 }
 
 /// The tokenizer as used.

@@ -16,6 +16,7 @@
 //! weights plus one layer's worth of f32 scratch; the output head is
 //! dequantized in tiles of rows (see `head.rs`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
@@ -27,6 +28,7 @@ use crate::config::{Activation, Family, ModelConfig, NormKind, Positions, RopeSc
 use crate::error::ModelError;
 use crate::gguf::{unpermute_rows, GgufFile};
 use crate::head::{fused_head, HeadTiling, Running};
+use crate::lora::{LoraAdapter, LoraDelta, LoraSet};
 use crate::rope::Rope;
 use crate::safetensors::SafetensorsSet;
 use crate::weights::{ggml_type_name, StorageSummary, Weight};
@@ -56,21 +58,26 @@ impl Default for Tiling {
     }
 }
 
-/// A linear layer `y = x · Wᵀ + b`.
+/// A linear layer `y = x · Wᵀ + b + Σ s·(x·Aᵀ)·Bᵀ` (the last term: LoRA
+/// adapters, see `lora.rs`).
 #[derive(Debug, Clone)]
 struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
+    lora: Vec<LoraDelta>,
 }
 
 impl Linear {
     /// Applies the layer with an already materialised f32 weight.
     fn apply(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.matmul(&w.t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+        let mut y = x.matmul(&w.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
         }
+        for d in &self.lora {
+            y = (y + (x.matmul(&d.a.t()?)?.matmul(&d.b.t()?)? * d.scale)?)?;
+        }
+        Ok(y)
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -155,6 +162,8 @@ pub struct Decoder {
     ropes: Vec<Rope>,
     pool: Option<Arc<rayon::ThreadPool>>,
     tiling: Tiling,
+    /// Adapters whose every lora_B is zero (set by the loader, for a warning).
+    pub(crate) untrained_adapters: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -675,6 +684,8 @@ struct Loader<'a> {
     /// Added to norm weights (Gemma's `1 + w` in HF checkpoints).
     norm_offset: f32,
     summary: StorageSummary,
+    /// Adapters still to place.
+    lora: LoraSet,
 }
 
 impl Loader<'_> {
@@ -683,6 +694,19 @@ impl Loader<'_> {
             Store::Hf(_) => part.hf(self.family, self.prefix, suffix),
             Store::Gguf(_) => part.gguf(suffix),
         }
+    }
+
+    /// The module's name in the Hugging Face module tree, which PEFT
+    /// adapters use whatever the base's format (GPT-2's always has
+    /// `transformer.`).
+    fn module_name(&self, part: Part) -> String {
+        let prefix = if self.family == Family::Gpt2 {
+            "transformer."
+        } else {
+            ""
+        };
+        let name = part.hf(self.family, prefix, "weight");
+        name.strip_suffix(".weight").unwrap_or(&name).to_string()
     }
 
     fn missing(&self, name: String) -> ModelError {
@@ -714,6 +738,19 @@ impl Loader<'_> {
         expected: &[usize],
         rope_heads: Option<usize>,
     ) -> Result<Option<Weight>, ModelError> {
+        // a whole tensor an adapter replaces (`modules_to_save`)
+        let replaced = format!("{}.{suffix}", self.module_name(part));
+        if let Some(t) = self.lora.take_replacement(&replaced) {
+            if t.dims() != expected {
+                return Err(ModelError::TensorShape {
+                    name: replaced,
+                    path: PathBuf::from("adapter_model.safetensors"),
+                    actual: t.dims().to_vec(),
+                    expected: expected.to_vec(),
+                });
+            }
+            return Ok(Some(Weight::Dense(t)));
+        }
         let name = self.name(part, suffix);
         let backend = |context: String| {
             move |source| ModelError::Backend {
@@ -727,7 +764,7 @@ impl Loader<'_> {
         } else {
             expected.to_vec()
         };
-        let shape_error = |path: std::path::PathBuf, actual: Vec<usize>| ModelError::TensorShape {
+        let shape_error = |path: PathBuf, actual: Vec<usize>| ModelError::TensorShape {
             name: name.clone(),
             path,
             actual,
@@ -847,17 +884,33 @@ impl Loader<'_> {
         bias: bool,
         rope_heads: Option<usize>,
     ) -> Result<Linear, ModelError> {
+        let module = self.module_name(part);
+        let lora = self.lora.take_deltas(&module);
+        for d in &lora {
+            let (a, b) = (d.a.dims(), d.b.dims());
+            if a.len() != 2 || b.len() != 2 || a[1] != inp || b[0] != out || a[0] != b[1] {
+                return Err(ModelError::AdapterShape {
+                    module,
+                    a: a.to_vec(),
+                    b: b.to_vec(),
+                    expected: [out, inp],
+                });
+            }
+        }
         Ok(Linear {
             weight: self.required(part, &[out, inp], rope_heads)?,
             bias: self.bias(part, out, bias, rope_heads)?,
+            lora,
         })
     }
 }
 
-/// Builds the model from `store`; returns it with the storage summary.
+/// Builds the model from `store` with `adapters` applied; returns it with
+/// the storage summary.
 pub(crate) fn build(
     config: ModelConfig,
     store: Store<'_>,
+    adapters: &[LoraAdapter],
 ) -> Result<(Decoder, StorageSummary), ModelError> {
     let prefix = match &store {
         Store::Hf(set) if set.info("transformer.wte.weight").is_some() => "transformer.",
@@ -871,6 +924,7 @@ pub(crate) fn build(
         prefix,
         norm_offset: if is_gguf { 0.0 } else { c.norm_weight_offset },
         summary: StorageSummary::default(),
+        lora: LoraSet::new(adapters)?,
     };
     let (h, d, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q_rows, kv_rows) = (c.num_heads * d, c.num_kv_heads * d);
@@ -942,11 +996,15 @@ pub(crate) fn build(
         });
     }
     let norm = ld.norm(Part::Norm, h, layer_norm)?;
-    let head = if c.tie_word_embeddings {
+    // an adapter that saves `lm_head` unties it
+    let head = if c.tie_word_embeddings && !ld.lora.replaces("lm_head.weight") {
         None
     } else {
         Some(ld.required(Part::Head, &[c.vocab_size, h], None)?)
     };
+    if let Some(e) = ld.lora.leftovers() {
+        return Err(e);
+    }
     let mut ropes = Vec::new();
     if c.positions == Positions::Rope {
         ropes.push(Rope::new(
@@ -978,6 +1036,7 @@ pub(crate) fn build(
         ropes,
         pool: None,
         tiling: Tiling::default(),
+        untrained_adapters: Vec::new(),
         config,
     };
     Ok((model, ld.summary))

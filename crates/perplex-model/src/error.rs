@@ -205,6 +205,42 @@ pub enum ModelError {
         /// Embedding rows.
         rows: usize,
     },
+    /// A PEFT adapter folder that cannot be used.
+    #[error("invalid adapter {path}: {problem}")]
+    InvalidAdapter {
+        /// The adapter folder.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An adapter's low-rank matrices do not fit the module they adapt.
+    #[error(
+        "the adapter's `{module}` has lora_A {a:?} and lora_B {b:?}, which do not fit the base's \
+         [{}, {}] weight",
+        expected[0],
+        expected[1]
+    )]
+    AdapterShape {
+        /// The module.
+        module: String,
+        /// lora_A's shape.
+        a: Vec<usize>,
+        /// lora_B's shape.
+        b: Vec<usize>,
+        /// The base weight's `[out, in]`.
+        expected: [usize; 2],
+    },
+    /// An adapter's modules do not exist in the base model.
+    #[error(
+        "adapter {path} targets modules the base model does not have: {}",
+        modules.join(", ")
+    )]
+    AdapterMismatch {
+        /// The adapter folder.
+        path: PathBuf,
+        /// The module or tensor names that found no place, sorted.
+        modules: Vec<String>,
+    },
     /// The tokenizer and the model disagree (see [`crate::consistency_checks`]).
     #[error("{message}")]
     Inconsistent {
@@ -292,6 +328,11 @@ impl ModelError {
             ModelError::Tokenizer { source, .. } => source.hint(),
             ModelError::GgufVocab { source, .. } => source.hint(),
             ModelError::Inconsistent { hint, .. } => hint.clone(),
+            ModelError::AdapterMismatch { .. } | ModelError::AdapterShape { .. } => Some(
+                "the adapter was trained on another model (see base_model_name_or_path in its \
+                 adapter_config.json); give that model as the base"
+                    .into(),
+            ),
             ModelError::VocabMismatch { .. } | ModelError::SpecialTokenOutOfRange { .. } => Some(
                 "the tokenizer and the weights seem to come from different models".into(),
             ),

@@ -52,6 +52,7 @@ mod gguf;
 pub mod gguf_vocab;
 mod head;
 pub mod inspect;
+pub mod lora;
 pub mod rope;
 mod safetensors;
 pub mod source;
@@ -144,7 +145,19 @@ enum TokenizerSource {
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
     let (model, identity, tokenizer_source) = load_parts(spec, opts)?;
     let tokenizer = load_tokenizer(&tokenizer_source)?;
-    let checks = consistency_checks(model.config(), &tokenizer);
+    let mut checks = consistency_checks(model.config(), &tokenizer);
+    checks.extend(model.untrained_adapters.iter().map(|path| Check {
+        level: Level::Warning,
+        code: "untrained-lora".into(),
+        message: format!(
+            "adapter {} changes nothing: every lora_B matrix is zero, as PEFT initialises \
+             them (an untrained LoRA)",
+            path.display()
+        ),
+        hint: Some(
+            "evaluate the adapter saved after training (e.g. the last checkpoint-N folder)".into(),
+        ),
+    }));
     if let Some(check) = checks.iter().find(|c| c.level == Level::Error) {
         return Err(ModelError::Inconsistent {
             message: check.message.clone(),
@@ -192,6 +205,33 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Decoder, ModelIdent
     Ok((model, identity))
 }
 
+/// Splits `BASE+ADAPTER[+ADAPTER…]` into the base spec and the adapter
+/// folders. A spec that exists as a path is never split, so a `+` in a file
+/// name is fine.
+pub fn split_spec(spec: &str) -> Result<(&str, Vec<PathBuf>), ModelError> {
+    if Path::new(spec).exists() || !spec.contains('+') {
+        return Ok((spec, Vec::new()));
+    }
+    let mut parts = spec.split('+');
+    let base = parts.next().unwrap_or_default();
+    let adapters = parts
+        .map(|a| {
+            let path = PathBuf::from(a);
+            if path.is_dir() {
+                Ok(path)
+            } else {
+                Err(ModelError::InvalidAdapter {
+                    path,
+                    problem: "not found (an adapter is a PEFT folder: adapter_config.json and \
+                              adapter_model.safetensors)"
+                        .into(),
+                })
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((base, adapters))
+}
+
 fn load_parts(
     spec: &str,
     opts: &LoadOptions,
@@ -200,7 +240,12 @@ fn load_parts(
         Some(root) => Some(HubCache { root: root.clone() }),
         None => HubCache::from_env(),
     };
-    let source = source::resolve_or_download(spec, hub.as_ref(), &opts.hub)?;
+    let (base, adapter_dirs) = split_spec(spec)?;
+    let adapters = adapter_dirs
+        .iter()
+        .map(|d| lora::LoraAdapter::open(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = source::resolve_or_download(base, hub.as_ref(), &opts.hub)?;
     let threads = opts
         .threads
         .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0));
@@ -213,13 +258,13 @@ fn load_parts(
                 .map_err(|source| ModelError::ThreadPool { threads, source })?,
         )),
     };
-    let (mut model, summary, hashed, tokenizer) = match &source {
+    let (mut model, mut summary, mut hashed, tokenizer) = match &source {
         ModelSource::HfFolder(dir) => {
             let config_path = dir.join("config.json");
             let text = fs_err::read_to_string(&config_path)?;
             let config = ModelConfig::from_hf_json(&text, &config_path)?;
             let mut set = safetensors::SafetensorsSet::open_folder(dir)?;
-            let (model, summary) = decoder::build(config, decoder::Store::Hf(&mut set))?;
+            let (model, summary) = decoder::build(config, decoder::Store::Hf(&mut set), &adapters)?;
             let mut hashed = vec![config_path];
             hashed.extend(set.paths());
             (
@@ -232,7 +277,8 @@ fn load_parts(
         ModelSource::Gguf(path) => {
             let mut file = gguf::GgufFile::open(path)?;
             let config = gguf_config(&mut file)?;
-            let (model, summary) = decoder::build(config, decoder::Store::Gguf(&mut file))?;
+            let (model, summary) =
+                decoder::build(config, decoder::Store::Gguf(&mut file), &adapters)?;
             let content = Box::new(file.content);
             (
                 model,
@@ -243,6 +289,12 @@ fn load_parts(
         }
     };
     model.set_pool(pool);
+    for adapter in &adapters {
+        for (dtype, elems) in &adapter.storage {
+            summary.add(dtype, *elems);
+        }
+        hashed.extend(adapter.files.iter().cloned());
+    }
     let identity = ModelIdentity {
         spec: spec.to_string(),
         path: source.path().display().to_string(),
@@ -253,11 +305,17 @@ fn load_parts(
         compute_dtype: "f32".into(),
         device: "cpu".into(),
         family: Some(model.config().family.name().into()),
+        adapters: adapters.iter().map(lora::LoraAdapter::describe).collect(),
         hash: Hash {
             algorithm: "blake3".into(),
             value: hash_files(&hashed)?,
         },
     };
+    model.untrained_adapters = adapters
+        .iter()
+        .filter(|a| a.is_untrained())
+        .map(|a| a.path.clone())
+        .collect();
     Ok((model, identity, tokenizer))
 }
 

@@ -36,7 +36,7 @@ struct TensorInfo {
 
 /// One open safetensors file with its parsed and checked header.
 #[derive(Debug)]
-struct SafetensorsFile {
+pub(crate) struct SafetensorsFile {
     path: PathBuf,
     file: fs_err::File,
     data_start: u64,
@@ -54,7 +54,8 @@ fn element_size(dtype: &str) -> Option<usize> {
 }
 
 impl SafetensorsFile {
-    fn open(path: &Path) -> Result<Self, ModelError> {
+    /// Opens `path` and checks its header against the file's size.
+    pub(crate) fn open(path: &Path) -> Result<Self, ModelError> {
         let corrupt_because = |problem: String, source| ModelError::CorruptSafetensors {
             path: path.to_path_buf(),
             problem,
@@ -127,7 +128,22 @@ impl SafetensorsFile {
         })
     }
 
-    fn read_f32(&mut self, name: &str) -> Result<Tensor, ModelError> {
+    /// The tensor names, sorted.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &String> {
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        names.into_iter()
+    }
+
+    /// Shape and stored dtype (lowercase) of `name`.
+    pub(crate) fn info(&self, name: &str) -> Option<(Vec<usize>, String)> {
+        self.tensors
+            .get(name)
+            .map(|i| (i.shape.clone(), i.dtype.to_ascii_lowercase()))
+    }
+
+    /// `name` (which must exist) converted to f32.
+    pub(crate) fn read_f32(&mut self, name: &str) -> Result<Tensor, ModelError> {
         let info = &self.tensors[name];
         let unsupported = || ModelError::UnsupportedDtype {
             name: name.to_string(),

@@ -418,6 +418,7 @@ fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
             value: String::new(),
         },
         family: None,
+        adapters: Vec::new(),
     };
     Ok(LoadedModel {
         family: None,

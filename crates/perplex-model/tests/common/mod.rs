@@ -53,9 +53,13 @@ pub fn windows_by_model(file: &str) -> BTreeMap<String, Vec<GoldenWindow>> {
 }
 
 pub fn load(model: &str) -> Decoder {
-    let path = fixtures().join(model);
-    load_model(path.to_str().unwrap(), &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("loading {model}: {e}"))
+    load_spec(fixtures().join(model).to_str().unwrap())
+}
+
+/// Loads any model spec (`BASE+ADAPTER` included).
+pub fn load_spec(spec: &str) -> Decoder {
+    load_model(spec, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("loading {spec}: {e}"))
         .0
 }
 
@@ -91,7 +95,12 @@ fn nll_of(model: &mut Decoder, tokens: &[u32], position: usize, candidate: u32) 
 /// Checks one model against its goldens; returns the largest NLL difference
 /// and the argmax near-ties tolerated.
 pub fn check_model(name: &str, windows: &[GoldenWindow]) -> (f64, Vec<String>) {
-    let mut model = load(name);
+    check_spec(name, fixtures().join(name).to_str().unwrap(), windows)
+}
+
+/// [`check_model`] for the model `spec` loads, reported as `name`.
+pub fn check_spec(name: &str, spec: &str, windows: &[GoldenWindow]) -> (f64, Vec<String>) {
+    let mut model = load_spec(spec);
     let mut near_ties = Vec::new();
     let mut worst = 0.0f64;
     let all = windows.len();
