@@ -29,6 +29,10 @@
 //! assert!((outcome.total.perplexity().unwrap() - 100.0).abs() < 1e-9);
 //! ```
 
+mod compare;
+
+pub use compare::{compare, CompareOutcome};
+
 use perplex_core::lm::{CausalLm, LmError, TokenScore, WindowRef};
 use perplex_core::plan::{plan_document, PlanError, Protocol, ResolvedBos, Window};
 use perplex_core::NllStats;
@@ -136,6 +140,9 @@ pub enum EvalError {
     /// The sink could not write.
     #[error("could not write a scored token")]
     Sink(#[source] std::io::Error),
+    /// Models that cannot be compared token by token.
+    #[error("{0}")]
+    Incomparable(String),
 }
 
 /// Text tokens of each document kept by a corpus-wide `limit`, in order.

@@ -1,0 +1,270 @@
+//! Comparing models on the same windows in one pass.
+//!
+//! Every batch of windows goes through every model's forward pass once
+//! ([`CausalLm::logits`]); then, one vocabulary tile at a time, the models'
+//! logits of each scored position are folded into a [`PositionReduction`]
+//! (model 0 is the base). Each model's scores come out exactly as
+//! [`crate::evaluate`] would give them, and each pair's per-token KL
+//! divergence, top-1 agreement and `Δp` as well, with no full-vocabulary
+//! row ever stored: memory is the models' final hidden states plus one tile
+//! of logits per model.
+
+use perplex_core::compare::{PairStats, PositionReduction};
+use perplex_core::lm::{CausalLm, LmError, WindowRef};
+use perplex_core::NllStats;
+
+use crate::{plan_corpus, token_budget, EvalError, EvalSettings, Outcome, Sink};
+
+/// f32 logits held at once across the models' tiles.
+const TILE_LOGITS: usize = 8 << 20;
+
+/// What a comparison run produced.
+#[derive(Debug, Clone, Default)]
+pub struct CompareOutcome {
+    /// Per model, base first: what [`crate::evaluate`] returns for it.
+    pub models: Vec<Outcome>,
+    /// Per other model: its statistics against the base (`pairs[k]` is model
+    /// `k + 1`).
+    pub pairs: Vec<PairStats>,
+}
+
+/// Scores `docs` (text token ids, BOS excluded) with every model of
+/// `models`, the first being the base, on the same windows. Only
+/// [`Sink::progress`] is called on `sink`.
+pub fn compare(
+    models: &mut [&mut dyn CausalLm],
+    docs: &[Vec<u32>],
+    settings: &EvalSettings,
+    sink: &mut dyn Sink,
+) -> Result<CompareOutcome, EvalError> {
+    let Some(first) = models.first() else {
+        return Err(EvalError::Incomparable("no models to compare".into()));
+    };
+    let vocab = first.info().vocab_size;
+    for m in models.iter() {
+        settings.protocol.validate(m.info().max_context)?;
+        if m.info().vocab_size != vocab {
+            return Err(EvalError::Incomparable(format!(
+                "the models' vocabularies differ ({vocab} and {} embedding rows); KL divergence \
+                 needs the same token ids",
+                m.info().vocab_size
+            )));
+        }
+    }
+    let n = models.len();
+    let lengths: Vec<usize> = docs.iter().map(Vec::len).collect();
+    let windows = plan_corpus(docs, settings);
+    let total_tokens: u64 = windows.iter().map(|w| w.tokens.len() as u64).sum();
+    let empty = Outcome {
+        per_document: vec![NllStats::new(); docs.len()],
+        evaluated_tokens: token_budget(&lengths, settings.max_tokens),
+        ..Outcome::default()
+    };
+    let mut out = CompareOutcome {
+        models: vec![empty; n],
+        pairs: vec![PairStats::new(); n - 1],
+    };
+    let mut processed = 0u64;
+    for batch in windows.chunks(settings.batch_size.max(1)) {
+        let refs: Vec<WindowRef<'_>> = batch
+            .iter()
+            .map(|w| WindowRef {
+                tokens: &w.tokens,
+                score_from: w.score_from,
+            })
+            .collect();
+        let failed = |source: LmError| EvalError::Model {
+            doc: batch[0].doc,
+            first_target: batch[0].first_target,
+            source,
+        };
+        let targets: Vec<u32> = batch
+            .iter()
+            .flat_map(|w| w.tokens[w.score_from..].iter().copied())
+            .collect();
+        let positions = targets.len();
+        let mut reductions = vec![PositionReduction::new(n); positions];
+        {
+            let sources = models
+                .iter_mut()
+                .map(|m| m.logits(&refs))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failed)?;
+            if let Some(s) = sources.iter().find(|s| s.positions() != positions) {
+                return Err(EvalError::ScoreCount {
+                    expected: positions,
+                    got: s.positions(),
+                });
+            }
+            let tile = (TILE_LOGITS / (positions.max(1) * n))
+                .max(256)
+                .min(vocab.max(1));
+            let mut bufs = vec![Vec::new(); n];
+            for first in (0..vocab).step_by(tile) {
+                let len = tile.min(vocab - first);
+                for (source, buf) in sources.iter().zip(&mut bufs) {
+                    source.tile(first, len, buf).map_err(failed)?;
+                }
+                for (p, (r, &target)) in reductions.iter_mut().zip(&targets).enumerate() {
+                    let rows: Vec<&[f32]> =
+                        bufs.iter().map(|b| &b[p * len..(p + 1) * len]).collect();
+                    r.update(&rows, first as u32, target);
+                }
+            }
+        }
+        let mut reductions = reductions.iter();
+        for (window_index, window) in batch.iter().enumerate() {
+            for pair in &mut out.pairs {
+                pair.begin_window();
+            }
+            for k in 0..window.scored() {
+                let position = window.score_from + k;
+                let token = window.tokens[position];
+                let result = reductions
+                    .next()
+                    .expect("one reduction per scored position")
+                    .finish()
+                    .map_err(|(_, value)| {
+                        failed(LmError::NonFinite {
+                            window: window_index,
+                            position,
+                            value: value.to_string(),
+                        })
+                    })?;
+                for (model, score) in out.models.iter_mut().zip(&result.scores) {
+                    model.per_document[window.doc].push(score.nll, score.argmax == token);
+                }
+                for (pair, t) in out.pairs.iter_mut().zip(&result.pairs) {
+                    pair.push(window.doc, result.scores[0].nll, t);
+                }
+            }
+            for model in &mut out.models {
+                model.processed_tokens += window.tokens.len() as u64;
+                model.windows += 1;
+            }
+            processed += window.tokens.len() as u64;
+        }
+        sink.progress(processed, total_tokens);
+    }
+    for model in &mut out.models {
+        for stats in model.per_document.clone() {
+            model.total += stats;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{evaluate, NullSink};
+    use perplex_core::mock::{HashLm, UniformLm};
+    use perplex_core::{Protocol, ResolvedBos};
+
+    fn corpus() -> Vec<Vec<u32>> {
+        vec![
+            (0..37).map(|i| (i * 7 % 50) as u32).collect(),
+            vec![],
+            (0..90).map(|i| (i * 13 % 50) as u32).collect(),
+        ]
+    }
+
+    fn settings(batch_size: usize) -> EvalSettings {
+        EvalSettings {
+            protocol: Protocol::Sliding {
+                context: 16,
+                stride: 8,
+            },
+            bos: ResolvedBos::None,
+            batch_size,
+            max_tokens: None,
+        }
+    }
+
+    #[test]
+    fn each_model_scores_as_evaluate_does() {
+        let docs = corpus();
+        let mut hash = HashLm::new(50, None);
+        let mut uniform = UniformLm::new(50, None);
+        let out = compare(
+            &mut [&mut hash, &mut uniform],
+            &docs,
+            &settings(3),
+            &mut NullSink,
+        )
+        .unwrap();
+        let alone = evaluate(
+            &mut HashLm::new(50, None),
+            &docs,
+            &settings(3),
+            &mut NullSink,
+        )
+        .unwrap();
+        let (a, b) = (&out.models[0], &alone);
+        assert_eq!(a.total.count, b.total.count);
+        // the engine's logits are f32; HashLm's own scores are f64
+        assert!((a.total.sum - b.total.sum).abs() < 1e-4 * b.total.count as f64);
+        assert_eq!(a.total.correct, b.total.correct);
+        assert_eq!(
+            (a.windows, a.processed_tokens),
+            (b.windows, b.processed_tokens)
+        );
+        let u = &out.models[1].total;
+        assert!((u.perplexity().unwrap() - 50.0).abs() < 1e-4);
+        assert_eq!(out.pairs[0].tokens(), b.total.count);
+    }
+
+    #[test]
+    fn batching_does_not_change_a_comparison() {
+        let docs = corpus();
+        let run = |batch| {
+            let (mut a, mut b) = (HashLm::new(50, None), UniformLm::new(50, None));
+            compare(
+                &mut [&mut a, &mut b],
+                &docs,
+                &settings(batch),
+                &mut NullSink,
+            )
+            .unwrap()
+            .pairs[0]
+                .summary(0.95)
+                .unwrap()
+        };
+        let (one, many) = (run(1), run(5));
+        assert_eq!(one.kl_divergence, many.kl_divergence);
+        assert_eq!(one.bootstrap, many.bootstrap);
+        assert_eq!(one.mean_nll_difference, many.mean_nll_difference);
+    }
+
+    #[test]
+    fn a_model_compared_with_itself_is_no_different() {
+        let docs = corpus();
+        let (mut a, mut b) = (HashLm::new(50, None), HashLm::new(50, None));
+        let out = compare(&mut [&mut a, &mut b], &docs, &settings(2), &mut NullSink).unwrap();
+        let s = out.pairs[0].summary(0.95).unwrap();
+        assert_eq!(s.kl_divergence.mean, 0.0);
+        assert_eq!(s.kl_divergence.max, 0.0);
+        assert_eq!(s.top1_agreement.value, 1.0);
+        assert_eq!(s.mean_nll_difference.value, 0.0);
+        assert_eq!(
+            s.verdict.outcome,
+            perplex_core::compare::Outcome::NoSignificantDifference
+        );
+    }
+
+    #[test]
+    fn different_vocabularies_cannot_be_compared() {
+        let (mut a, mut b) = (HashLm::new(50, None), HashLm::new(60, None));
+        let err = compare(
+            &mut [&mut a, &mut b],
+            &corpus(),
+            &settings(1),
+            &mut NullSink,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("vocabularies differ (50 and 60"),
+            "{err}"
+        );
+    }
+}
