@@ -281,3 +281,75 @@ impl Summary {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// `perplex compare`
+
+/// The schema version of [`CompareReport`].
+pub const COMPARE_SCHEMA_VERSION: u32 = 1;
+
+/// A comparison of a base model with others on the same scored tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareReport {
+    /// [`COMPARE_SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// The tool that made the report.
+    pub tool: ToolInfo,
+    /// What text was evaluated (tokenised once: every model has the same tokenizer).
+    pub corpus: CorpusIdentity,
+    /// How windows were built and scored (the same for every model).
+    pub protocol: ProtocolInfo,
+    /// The models, base first, each with everything `eval` reports.
+    pub models: Vec<ComparedModel>,
+    /// One entry per other model, against the base.
+    pub pairs: Vec<PairReport>,
+    /// What the user should know about the run's validity.
+    pub warnings: Vec<crate::inspect::Check>,
+    /// Wall time of the whole comparison.
+    pub timing: Timing,
+}
+
+/// One model of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparedModel {
+    /// What was loaded.
+    pub model: ModelIdentity,
+    /// Its tokenizer.
+    pub tokenizer: TokenizerIdentity,
+    /// Its corpus-level results on the shared windows.
+    pub summary: Summary,
+    /// Its per-document results.
+    pub documents: Vec<DocumentReport>,
+}
+
+/// One model against the base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairReport {
+    /// Index of the base in `models` (always 0).
+    pub base: usize,
+    /// Index of the other model in `models`.
+    pub other: usize,
+    /// The paired statistics; `None` when no token was scored.
+    pub stats: Option<crate::compare::PairSummary>,
+    /// Per document with scored tokens, the most improved first.
+    pub documents: Vec<DocumentDelta>,
+}
+
+/// How one document changed from the base to the other model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentDelta {
+    /// Document index.
+    pub index: usize,
+    /// Its source.
+    pub source: String,
+    /// Scored tokens.
+    pub tokens: u64,
+    /// The base's perplexity on it.
+    pub base_perplexity: f64,
+    /// The other model's.
+    pub other_perplexity: f64,
+    /// Mean `nll_other − nll_base` (negative: better).
+    pub mean_nll_difference: f64,
+    /// `(base − other) / base × 100`.
+    pub improvement_percent: f64,
+}

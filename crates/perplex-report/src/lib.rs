@@ -12,9 +12,11 @@ use std::io::{self, Write};
 use perplex_core::report::{DocumentReport, DocumentStatus, Report};
 use perplex_eval::{Sink, TokenEvent};
 
+mod compare;
 mod inspect;
 mod table;
 
+pub use compare::{verdict_line, write_compare, COMPARE_CSV_COLUMNS};
 pub use inspect::{write_inspection_json, write_inspection_table};
 pub use table::write_table;
 

@@ -25,8 +25,12 @@
 //! # Ok::<(), perplex::Error>(())
 //! ```
 
+mod compare;
+
 use std::path::Path;
 use std::time::Instant;
+
+pub use compare::{compare, CompareOptions};
 
 pub use perplex_core as core;
 pub use perplex_data as data;
@@ -127,6 +131,19 @@ pub enum Error {
     /// A `mock:` model spec names no mock model.
     #[error("unknown mock model `{0}`")]
     UnknownMock(String),
+    /// Two models to compare tokenise the corpus differently.
+    #[error("`{other}` tokenises the corpus differently from `{base}`: {detail}")]
+    TokenizersDiffer {
+        /// The base's spec.
+        base: String,
+        /// The other model's spec.
+        other: String,
+        /// Where the ids first differ.
+        detail: String,
+    },
+    /// A comparison that cannot be made as asked.
+    #[error("{0}")]
+    Compare(String),
 }
 
 impl Error {
@@ -151,6 +168,13 @@ impl Error {
                 "the weights or the computation overflowed; check the model file, or report it with the window above".into(),
             ),
             Error::Eval(_) => None,
+            Error::TokenizersDiffer { .. } => Some(
+                "token-level comparisons (KL divergence, paired NLL) need the same tokens; models \
+                 with different tokenizers can only be compared by bits per byte: run `perplex \
+                 eval` on each and compare their bits_per_byte"
+                    .into(),
+            ),
+            Error::Compare(_) => None,
             Error::UnknownMock(_) => Some("use mock:uniform:<tokenizer.json> or mock:hash:<tokenizer.json>".into()),
         }
     }
@@ -190,6 +214,11 @@ impl Evaluator {
         &self.model
     }
 
+    /// The loaded model, taken out (e.g. to [`compare`] it with others).
+    pub fn into_model(self) -> LoadedModel {
+        self.model
+    }
+
     /// Evaluates `corpus` and returns the report.
     pub fn evaluate(&mut self, corpus: &Corpus, options: &EvalOptions) -> Result<Report, Error> {
         self.evaluate_into(corpus, options, &mut NullSink)
@@ -218,40 +247,43 @@ impl Evaluator {
     /// warnings, and a model that needs BOS (Gemma) about to be scored
     /// without it.
     pub fn warnings(&self, options: &EvalOptions) -> Vec<Check> {
-        let m = &self.model;
-        // whether BOS is added is decided by the options, not the tokenizer
-        let mut out: Vec<Check> = m
-            .checks
-            .iter()
-            .filter(|c| c.level == Level::Warning && c.code != "bos-not-added")
-            .cloned()
-            .collect();
-        let bos = ResolvedBos::resolve(
-            options.bos,
-            &options.protocol,
-            m.tokenizer.bos_id(),
-            m.tokenizer.adds_bos(),
-        );
-        if let (Some(family), Ok(ResolvedBos::None)) = (m.family, bos) {
-            if family.needs_bos() && m.tokenizer.bos_id().is_some() {
-                out.push(Check {
-                    level: Level::Warning,
-                    code: "no-bos".into(),
-                    message: format!(
-                        "{family} models were trained with BOS at the start of every \
-                         sequence and this run scores without it: the perplexity it reports \
-                         is far above the model's real one"
-                    ),
-                    hint: Some(
-                        "evaluate with `--bos document` (BOS before each document) or \
-                         `--bos window`"
-                            .into(),
-                    ),
-                });
-            }
-        }
-        out
+        run_warnings(&self.model, options)
     }
+}
+
+/// [`Evaluator::warnings`] for any loaded model.
+pub fn run_warnings(m: &LoadedModel, options: &EvalOptions) -> Vec<Check> {
+    // whether BOS is added is decided by the options, not the tokenizer
+    let mut out: Vec<Check> = m
+        .checks
+        .iter()
+        .filter(|c| c.level == Level::Warning && c.code != "bos-not-added")
+        .cloned()
+        .collect();
+    let bos = ResolvedBos::resolve(
+        options.bos,
+        &options.protocol,
+        m.tokenizer.bos_id(),
+        m.tokenizer.adds_bos(),
+    );
+    if let (Some(family), Ok(ResolvedBos::None)) = (m.family, bos) {
+        if family.needs_bos() && m.tokenizer.bos_id().is_some() {
+            out.push(Check {
+                level: Level::Warning,
+                code: "no-bos".into(),
+                message: format!(
+                    "{family} models were trained with BOS at the start of every sequence and \
+                     this run scores without it: the perplexity it reports is far above the \
+                     model's real one"
+                ),
+                hint: Some(
+                    "evaluate with `--bos document` (BOS before each document) or `--bos window`"
+                        .into(),
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Evaluates `corpus` with any [`CausalLm`]: the function behind
@@ -264,99 +296,144 @@ pub fn evaluate(
     options: &EvalOptions,
     sink: &mut dyn Sink,
 ) -> Result<Report, Error> {
-    let joined;
-    let documents: &[Document] = match &options.join {
-        Some(separator) => {
-            let non_empty: Vec<Document> = corpus
-                .documents
-                .iter()
-                .filter(|d| !d.text.is_empty())
-                .cloned()
-                .collect();
-            joined = [perplex_data::corpus::join(&non_empty, separator)];
-            &joined
-        }
-        None => &corpus.documents,
-    };
-    let bos = ResolvedBos::resolve(
-        options.bos,
-        &options.protocol,
-        tokenizer.bos_id(),
-        tokenizer.adds_bos(),
-    )?;
+    let prepared = Prepared::new(tokenizer, corpus, options)?;
     options.protocol.validate(model.info().max_context)?;
-    let tokens = documents
-        .iter()
-        .map(|d| {
-            tokenizer.encode(&d.text).map_err(|source| Error::Tokenize {
-                source_name: d.source.clone(),
-                source,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let settings = EvalSettings {
-        protocol: options.protocol,
-        bos,
-        batch_size: options.batch_size.max(1),
-        max_tokens: options.max_tokens,
-    };
+    let settings = prepared.settings(options);
     let start = Instant::now();
-    let outcome = perplex_eval::evaluate(model, &tokens, &settings, sink)?;
+    let outcome = perplex_eval::evaluate(model, &prepared.tokens, &settings, sink)?;
     let seconds = start.elapsed().as_secs_f64();
+    Ok(prepared.report(identity, tokenizer, corpus, options, &outcome, seconds))
+}
 
-    let doc_reports: Vec<DocumentReport> = documents
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let stats = &outcome.per_document[i];
-            let kept = outcome.evaluated_tokens[i];
-            let status = if d.text.is_empty() {
-                DocumentStatus::Empty
-            } else if kept == 0 {
-                DocumentStatus::BeyondTokenLimit
-            } else if stats.is_empty() {
-                DocumentStatus::TooShort
-            } else {
-                DocumentStatus::Scored
-            };
-            // Byte and word counts describe the evaluated text: a document cut
-            // by --max-tokens has no exact text extent, so it counts only when whole.
-            let whole = kept == tokens[i].len() && !d.text.is_empty();
-            DocumentReport {
-                index: i,
-                source: d.source.clone(),
-                status,
-                tokens: kept as u64,
-                scored_tokens: stats.count,
-                nll_sum: stats.sum,
-                mean_nll: stats.mean_nll().map(|n| n.0),
-                perplexity: stats.perplexity(),
-                token_accuracy: stats.accuracy(),
-                bytes: if whole { byte_count(&d.text) } else { 0 },
-                words: if whole { word_count(&d.text) } else { 0 },
+/// A corpus made ready for one tokenizer: the documents (joined when
+/// asked), their token ids and the resolved BOS.
+pub(crate) struct Prepared<'c> {
+    pub(crate) documents: std::borrow::Cow<'c, [Document]>,
+    pub(crate) tokens: Vec<Vec<u32>>,
+    pub(crate) bos: ResolvedBos,
+}
+
+impl<'c> Prepared<'c> {
+    pub(crate) fn new(
+        tokenizer: &TextTokenizer,
+        corpus: &'c Corpus,
+        options: &EvalOptions,
+    ) -> Result<Self, Error> {
+        let documents: std::borrow::Cow<'c, [Document]> = match &options.join {
+            Some(separator) => {
+                let non_empty: Vec<Document> = corpus
+                    .documents
+                    .iter()
+                    .filter(|d| !d.text.is_empty())
+                    .cloned()
+                    .collect();
+                vec![perplex_data::corpus::join(&non_empty, separator)].into()
             }
+            None => (&corpus.documents[..]).into(),
+        };
+        let bos = ResolvedBos::resolve(
+            options.bos,
+            &options.protocol,
+            tokenizer.bos_id(),
+            tokenizer.adds_bos(),
+        )?;
+        let tokens = documents
+            .iter()
+            .map(|d| {
+                tokenizer.encode(&d.text).map_err(|source| Error::Tokenize {
+                    source_name: d.source.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Prepared {
+            documents,
+            tokens,
+            bos,
         })
-        .collect();
-    let cut = doc_reports
-        .iter()
-        .zip(&tokens)
-        .any(|(d, t)| d.tokens as usize != t.len());
-    let summary = Summary::from_parts(
-        &outcome.total,
-        &doc_reports,
-        outcome.processed_tokens,
-        outcome.windows,
-        options.protocol.covers_whole_documents() && !cut,
-    );
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        tool: ToolInfo {
-            name: "perplex".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        model: identity.clone(),
-        tokenizer: tokenizer.identity(),
-        corpus: CorpusIdentity {
+    }
+
+    pub(crate) fn settings(&self, options: &EvalOptions) -> EvalSettings {
+        EvalSettings {
+            protocol: options.protocol,
+            bos: self.bos,
+            batch_size: options.batch_size.max(1),
+            max_tokens: options.max_tokens,
+        }
+    }
+
+    /// The report of one model's `outcome` on these documents.
+    pub(crate) fn report(
+        &self,
+        identity: &ModelIdentity,
+        tokenizer: &TextTokenizer,
+        corpus: &Corpus,
+        options: &EvalOptions,
+        outcome: &perplex_eval::Outcome,
+        seconds: f64,
+    ) -> Report {
+        let documents = &self.documents;
+        let tokens = &self.tokens;
+        let doc_reports: Vec<DocumentReport> = documents
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let stats = &outcome.per_document[i];
+                let kept = outcome.evaluated_tokens[i];
+                let status = if d.text.is_empty() {
+                    DocumentStatus::Empty
+                } else if kept == 0 {
+                    DocumentStatus::BeyondTokenLimit
+                } else if stats.is_empty() {
+                    DocumentStatus::TooShort
+                } else {
+                    DocumentStatus::Scored
+                };
+                // Byte and word counts describe the evaluated text: a document cut
+                // by --max-tokens has no exact text extent, so it counts only when whole.
+                let whole = kept == tokens[i].len() && !d.text.is_empty();
+                DocumentReport {
+                    index: i,
+                    source: d.source.clone(),
+                    status,
+                    tokens: kept as u64,
+                    scored_tokens: stats.count,
+                    nll_sum: stats.sum,
+                    mean_nll: stats.mean_nll().map(|n| n.0),
+                    perplexity: stats.perplexity(),
+                    token_accuracy: stats.accuracy(),
+                    bytes: if whole { byte_count(&d.text) } else { 0 },
+                    words: if whole { word_count(&d.text) } else { 0 },
+                }
+            })
+            .collect();
+        let cut = doc_reports
+            .iter()
+            .zip(tokens)
+            .any(|(d, t)| d.tokens as usize != t.len());
+        let summary = Summary::from_parts(
+            &outcome.total,
+            &doc_reports,
+            outcome.processed_tokens,
+            outcome.windows,
+            options.protocol.covers_whole_documents() && !cut,
+        );
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: tool_info(),
+            model: identity.clone(),
+            tokenizer: tokenizer.identity(),
+            corpus: self.corpus_identity(corpus, options),
+            protocol: self.protocol_info(options),
+            summary,
+            documents: doc_reports,
+            timing: timing(outcome.processed_tokens, seconds),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub(crate) fn corpus_identity(&self, corpus: &Corpus, options: &EvalOptions) -> CorpusIdentity {
+        CorpusIdentity {
             sources: corpus.sources.clone(),
             split: corpus.split.clone(),
             documents: corpus.documents.len(),
@@ -367,28 +444,38 @@ pub fn evaluate(
                 .count(),
             joined: options.join.is_some(),
             separator: options.join.clone(),
-            hash: corpus_hash(documents),
-        },
-        protocol: ProtocolInfo {
+            hash: corpus_hash(&self.documents),
+        }
+    }
+
+    pub(crate) fn protocol_info(&self, options: &EvalOptions) -> ProtocolInfo {
+        ProtocolInfo {
             protocol: options.protocol,
             description: options.protocol.to_string(),
-            bos,
+            bos: self.bos,
             max_tokens: options.max_tokens,
-            batch_size: settings.batch_size,
+            batch_size: options.batch_size.max(1),
             threads: perplex_model::threads(),
+        }
+    }
+}
+
+pub(crate) fn tool_info() -> ToolInfo {
+    ToolInfo {
+        name: "perplex".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+pub(crate) fn timing(processed_tokens: u64, seconds: f64) -> Timing {
+    Timing {
+        seconds,
+        tokens_per_second: if seconds > 0.0 {
+            processed_tokens as f64 / seconds
+        } else {
+            0.0
         },
-        summary,
-        documents: doc_reports,
-        timing: Timing {
-            seconds,
-            tokens_per_second: if seconds > 0.0 {
-                outcome.processed_tokens as f64 / seconds
-            } else {
-                0.0
-            },
-        },
-        warnings: Vec::new(),
-    })
+    }
 }
 
 fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {

@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate a model on texts, files, JSONL or stdin.
     Eval(Box<EvalArgs>),
+    /// Compare a base model with fine-tuned, adapted or quantized versions on the same tokens: improvement, paired uncertainty, KL divergence, top-1 agreement, a verdict.
+    Compare(Box<CompareArgs>),
     /// Show what a model declares (architecture, storage, context, tokenizer, BOS/EOS) and check its tokenizer against its weights, without loading the weights.
     Inspect(InspectArgs),
 }
@@ -47,7 +49,7 @@ pub enum InspectFormatArg {
 /// Arguments of `perplex eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Model: a Hugging Face folder, a .gguf file, or a hub repo id `org/name[@revision]` found in the local HF cache.
+    /// Model: a Hugging Face folder, a .gguf file, a hub repo id `org/name[@revision]` found in the local HF cache, or BASE+ADAPTER with a PEFT LoRA adapter folder (several stack: BASE+A+B).
     #[arg(short, long, value_name = "MODEL")]
     pub model: String,
 
@@ -55,7 +57,55 @@ pub struct EvalArgs {
     #[arg(value_name = "TEXT")]
     pub texts: Vec<String>,
 
-    /// Text files to evaluate (`-` for stdin); see --split. With no TEXT, --file or --jsonl, stdin is read.
+    /// Corpus inputs.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// How windows are built and run.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Where the report goes.
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Write every scored token (document, position, token id, text, NLL) to this JSONL file as the run goes.
+    #[arg(long, value_name = "PATH")]
+    pub per_token: Option<PathBuf>,
+}
+
+/// Arguments of `perplex compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Models: the base first, then one or more to compare with it; each a Hugging Face folder, a .gguf file, a hub repo id, or BASE+ADAPTER with a PEFT LoRA adapter folder (several stack: BASE+A+B). All must tokenise the corpus identically.
+    #[arg(value_name = "MODEL", required = true, num_args = 2..)]
+    pub models: Vec<String>,
+
+    /// A text to evaluate as one document (repeatable).
+    #[arg(long = "text", value_name = "TEXT")]
+    pub texts: Vec<String>,
+
+    /// Corpus inputs.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// How windows are built and run.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Where the report goes.
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Confidence of the intervals and of the verdict.
+    #[arg(long, value_name = "P", default_value_t = 0.95)]
+    pub confidence: f64,
+}
+
+/// Where the text comes from.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Text files to evaluate (`-` for stdin); see --split. With no text, --file or --jsonl, stdin is read.
     #[arg(short, long = "file", value_name = "PATH")]
     pub files: Vec<PathBuf>,
 
@@ -78,7 +128,11 @@ pub struct EvalArgs {
     /// Separator used by --join.
     #[arg(long, value_name = "TEXT", default_value = "\n\n", requires = "join")]
     pub separator: String,
+}
 
+/// How windows are planned and run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// Evaluation protocol: truncate (first --max-length tokens), chunks (non-overlapping windows of --context), sliding (windows of --context moving by --stride), llama-cpp (llama-perplexity's: second half of each --context chunk).
     #[arg(short, long, value_enum, default_value_t = ProtocolArg::Chunks)]
     pub protocol: ProtocolArg,
@@ -110,7 +164,11 @@ pub struct EvalArgs {
     /// Compute threads [default: physical cores].
     #[arg(short = 't', long, value_name = "N")]
     pub threads: Option<usize>,
+}
 
+/// Where and how the report is written.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
     /// Report format on stdout (or in --output).
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     pub format: FormatArg,
@@ -118,10 +176,6 @@ pub struct EvalArgs {
     /// Write the report to this file instead of stdout (written atomically).
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-
-    /// Write every scored token (document, position, token id, text, NLL) to this JSONL file as the run goes.
-    #[arg(long, value_name = "PATH")]
-    pub per_token: Option<PathBuf>,
 
     /// No progress bar or notes on stderr.
     #[arg(short, long)]

@@ -50,7 +50,12 @@ impl CliError {
             CliError::Corpus(_) | CliError::Output { .. } => 3,
             CliError::Perplex(perplex::Error::Model(_)) | CliError::FailedChecks { .. } => 4,
             CliError::Perplex(perplex::Error::Tokenize { .. }) => 3,
-            CliError::Perplex(perplex::Error::Plan(_) | perplex::Error::UnknownMock(_)) => 2,
+            CliError::Perplex(
+                perplex::Error::Plan(_)
+                | perplex::Error::UnknownMock(_)
+                | perplex::Error::TokenizersDiffer { .. }
+                | perplex::Error::Compare(_),
+            ) => 2,
             CliError::Perplex(perplex::Error::Eval(_)) => 1,
         }
     }

@@ -10,93 +10,36 @@ use perplex_eval::{NullSink, Sink};
 use perplex_model::LoadOptions;
 use perplex_report::{write_report, Format, PerTokenJsonl};
 
-use super::args::{BosArg, EvalArgs, FormatArg, ProtocolArg, SplitArg};
+use super::args::{
+    BosArg, EvalArgs, FormatArg, InputArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg,
+};
 use super::error::CliError;
 use super::progress::ProgressSink;
 
-/// Settings resolved from the arguments; destructuring every field means a
-/// new flag cannot be forgotten here.
+/// Runs `perplex eval`.
 pub fn run(args: EvalArgs) -> Result<(), CliError> {
     let EvalArgs {
         model,
         texts,
-        files,
-        split,
-        jsonl,
-        field,
-        join,
-        separator,
-        protocol,
-        context,
-        stride,
-        max_length,
-        max_tokens,
-        bos,
-        batch_size,
-        threads,
-        format,
+        input,
+        run,
         output,
         per_token,
-        quiet,
     } = args;
-
-    if batch_size == 0 {
-        return Err(CliError::Usage("--batch-size must be at least 1".into()));
-    }
-    if threads == Some(0) {
-        return Err(CliError::Usage("--threads must be at least 1".into()));
-    }
-    let protocol = match protocol {
-        ProtocolArg::Truncate => Protocol::Truncate { max_length },
-        ProtocolArg::Chunks => Protocol::Chunks { context },
-        ProtocolArg::Sliding => Protocol::Sliding {
-            context,
-            stride: stride.unwrap_or((context / 2).max(1)),
-        },
-        ProtocolArg::LlamaCpp => Protocol::LlamaCpp { context },
-    };
-    if stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
-        return Err(CliError::Usage(
-            "--stride applies only to --protocol sliding".into(),
-        ));
-    }
-    let options = EvalOptions {
-        protocol,
-        bos: match bos {
-            BosArg::Auto => BosPolicy::Auto,
-            BosArg::None => BosPolicy::None,
-            BosArg::Document => BosPolicy::Document,
-            BosArg::Window => BosPolicy::Window,
-        },
-        batch_size,
-        max_tokens,
-        join: join.then_some(separator),
-    };
-    let split = match split {
-        SplitArg::Whole => Split::Whole,
-        SplitArg::Lines => Split::Lines,
-        SplitArg::Paragraphs => Split::Paragraphs,
-    };
-
+    let options = eval_options(&run, &input)?;
     // Read every input and open every output before loading the model, so a
     // typo fails in milliseconds rather than after a long run.
-    let corpus = read_corpus(texts, files, split, jsonl, &field)?;
+    let corpus = read_corpus(texts, &input)?;
     let per_token_file = per_token
         .as_deref()
         .map(|path| create(path).map(|f| (path.to_path_buf(), f)))
         .transpose()?;
-    if let Some(path) = &output {
+    if let Some(path) = &output.output {
         check_writable(path)?;
     }
-
-    if let Some(n) = threads {
-        perplex_model::set_threads(n);
-        // candle sizes its element-wise pool once, from the environment; no
-        // compute thread has started yet, so setting it here is sound.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    set_threads(run.threads);
     let mut evaluator = Evaluator::load_with(&model, &LoadOptions::default())?;
-    note(quiet, &format!("loaded {model}"));
+    note(output.quiet, &format!("loaded {model}"));
     // before the run, so a long evaluation of the wrong thing can be stopped
     for warning in evaluator.warnings(&options) {
         super::error::render_warning(&warning);
@@ -107,24 +50,86 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
             let tokenizer = evaluator.model().tokenizer.clone();
             let mut sink =
                 PerTokenJsonl::new(BufWriter::new(file), move |id| tokenizer.token_text(id));
-            let report = evaluate(&mut evaluator, &corpus, &options, &mut sink, quiet)?;
+            let report = evaluate(&mut evaluator, &corpus, &options, &mut sink, output.quiet)?;
             sink.finish()
                 .map_err(|source| CliError::Output { path, source })?;
             report
         }
-        None => evaluate(&mut evaluator, &corpus, &options, &mut NullSink, quiet)?,
+        None => evaluate(
+            &mut evaluator,
+            &corpus,
+            &options,
+            &mut NullSink,
+            output.quiet,
+        )?,
     };
-
-    let format = match format {
+    let format = match output.format {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,
         FormatArg::Csv => Format::Csv,
     };
-    match output {
-        Some(path) => write_atomically(&path, |out| write_report(&report, format, out)),
+    write_output(&output, |out| write_report(&report, format, out))
+}
+
+/// The evaluation options the arguments describe, checked.
+pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptions, CliError> {
+    if run.batch_size == 0 {
+        return Err(CliError::Usage("--batch-size must be at least 1".into()));
+    }
+    if run.threads == Some(0) {
+        return Err(CliError::Usage("--threads must be at least 1".into()));
+    }
+    let context = run.context;
+    let protocol = match run.protocol {
+        ProtocolArg::Truncate => Protocol::Truncate {
+            max_length: run.max_length,
+        },
+        ProtocolArg::Chunks => Protocol::Chunks { context },
+        ProtocolArg::Sliding => Protocol::Sliding {
+            context,
+            stride: run.stride.unwrap_or((context / 2).max(1)),
+        },
+        ProtocolArg::LlamaCpp => Protocol::LlamaCpp { context },
+    };
+    if run.stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
+        return Err(CliError::Usage(
+            "--stride applies only to --protocol sliding".into(),
+        ));
+    }
+    Ok(EvalOptions {
+        protocol,
+        bos: match run.bos {
+            BosArg::Auto => BosPolicy::Auto,
+            BosArg::None => BosPolicy::None,
+            BosArg::Document => BosPolicy::Document,
+            BosArg::Window => BosPolicy::Window,
+        },
+        batch_size: run.batch_size,
+        max_tokens: run.max_tokens,
+        join: input.join.then(|| input.separator.clone()),
+    })
+}
+
+/// Applies `--threads` before any compute thread starts.
+pub(super) fn set_threads(threads: Option<usize>) {
+    if let Some(n) = threads {
+        perplex_model::set_threads(n);
+        // candle sizes its element-wise pool once, from the environment; no
+        // compute thread has started yet, so setting it here is sound.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+/// Writes the report to `--output` (atomically) or stdout.
+pub(super) fn write_output(
+    output: &OutputArgs,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), CliError> {
+    match &output.output {
+        Some(path) => write_atomically(path, write),
         None => {
             let mut stdout = std::io::stdout().lock();
-            write_report(&report, format, &mut stdout)
+            write(&mut stdout)
                 .and_then(|()| stdout.flush())
                 .map_err(stdout_error)
         }
@@ -144,13 +149,14 @@ fn evaluate(
     Ok(report?)
 }
 
-fn read_corpus(
-    texts: Vec<String>,
-    files: Vec<PathBuf>,
-    split: Split,
-    jsonl: Vec<PathBuf>,
-    field: &str,
-) -> Result<Corpus, CliError> {
+/// Reads the texts, files, JSONL and stdin the arguments name.
+pub(super) fn read_corpus(texts: Vec<String>, input: &InputArgs) -> Result<Corpus, CliError> {
+    let (files, jsonl, field) = (&input.files, &input.jsonl, input.field.as_str());
+    let split = match input.split {
+        SplitArg::Whole => Split::Whole,
+        SplitArg::Lines => Split::Lines,
+        SplitArg::Paragraphs => Split::Paragraphs,
+    };
     let mut documents = Vec::new();
     let mut sources = Vec::new();
     let read_stdin = texts.is_empty() && files.is_empty() && jsonl.is_empty();
@@ -177,7 +183,7 @@ fn read_corpus(
             documents.extend(corpus::read_file(path, split)?);
         }
     }
-    for path in &jsonl {
+    for path in jsonl {
         sources.push(path.display().to_string());
         documents.extend(corpus::read_jsonl(path, field)?);
     }
@@ -201,7 +207,7 @@ fn create(path: &Path) -> Result<std::fs::File, CliError> {
 }
 
 /// Fails early when the report could not be written at the end.
-fn check_writable(path: &Path) -> Result<(), CliError> {
+pub(super) fn check_writable(path: &Path) -> Result<(), CliError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -249,7 +255,7 @@ pub(super) fn stdout_error(source: std::io::Error) -> CliError {
 }
 
 /// A note for the user on stderr, unless `--quiet`.
-fn note(quiet: bool, message: &str) {
+pub(super) fn note(quiet: bool, message: &str) {
     if !quiet {
         #[allow(clippy::print_stderr)]
         {

@@ -6,6 +6,7 @@
 //! output path) · 4 the model could not be loaded.
 
 mod args;
+mod compare;
 mod error;
 mod eval;
 mod inspect;
@@ -30,6 +31,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         args::Command::Eval(args) => eval::run(*args),
+        args::Command::Compare(args) => compare::run(*args),
         args::Command::Inspect(args) => inspect::run(args),
     };
     match result {

@@ -1,0 +1,63 @@
+//! `perplex compare`.
+
+use perplex::{CompareOptions, Corpus};
+use perplex_model::LoadOptions;
+use perplex_report::{verdict_line, write_compare, Format};
+
+use super::args::{CompareArgs, FormatArg};
+use super::error::CliError;
+use super::eval::{check_writable, eval_options, note, read_corpus, set_threads, write_output};
+use super::progress::ProgressSink;
+
+/// Runs `perplex compare`: inputs first, then every model, then one pass.
+pub fn run(args: CompareArgs) -> Result<(), CliError> {
+    let CompareArgs {
+        models: specs,
+        texts,
+        input,
+        run,
+        output,
+        confidence,
+    } = args;
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(CliError::Usage(format!(
+            "--confidence {confidence} is not between 0 and 1"
+        )));
+    }
+    let options = CompareOptions {
+        eval: eval_options(&run, &input)?,
+        confidence,
+    };
+    let corpus: Corpus = read_corpus(texts, &input)?;
+    if let Some(path) = &output.output {
+        check_writable(path)?;
+    }
+    set_threads(run.threads);
+    let mut models = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        models.push(perplex::Evaluator::load_with(spec, &LoadOptions::default())?.into_model());
+        note(output.quiet, &format!("loaded {spec}"));
+    }
+    let report = {
+        let mut null = perplex_eval::NullSink;
+        let mut progress = ProgressSink::new(&mut null, output.quiet);
+        let report = perplex::compare(&mut models, &corpus, &options, &mut progress);
+        progress.finish();
+        report?
+    };
+    for warning in &report.warnings {
+        super::error::render_warning(warning);
+    }
+    if output.format != FormatArg::Table || output.output.is_some() {
+        // the verdicts, for whoever watches the terminal
+        for pair in &report.pairs {
+            note(output.quiet, &verdict_line(&report, pair));
+        }
+    }
+    let format = match output.format {
+        FormatArg::Table => Format::Table,
+        FormatArg::Json => Format::Json,
+        FormatArg::Csv => Format::Csv,
+    };
+    write_output(&output, |out| write_compare(&report, format, out))
+}

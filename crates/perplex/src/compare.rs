@@ -1,0 +1,168 @@
+//! Comparing a base model with others (fine-tuned, adapted, quantized) on
+//! the same scored tokens: the library behind `perplex compare`.
+
+use std::time::Instant;
+
+use perplex_core::compare::PairStats;
+use perplex_core::lm::CausalLm;
+use perplex_core::report::{
+    CompareReport, ComparedModel, DocumentDelta, PairReport, COMPARE_SCHEMA_VERSION,
+};
+use perplex_eval::Sink;
+use perplex_model::LoadedModel;
+
+use crate::{run_warnings, timing, tool_info, Corpus, Error, EvalOptions, Prepared};
+
+/// How to compare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareOptions {
+    /// Windows, BOS, batching, limits: as for `eval`, shared by all models.
+    pub eval: EvalOptions,
+    /// Confidence of the intervals and the verdict (e.g. 0.95).
+    pub confidence: f64,
+}
+
+impl CompareOptions {
+    /// `eval` options at 95 % confidence.
+    pub fn new(eval: EvalOptions) -> Self {
+        CompareOptions {
+            eval,
+            confidence: 0.95,
+        }
+    }
+}
+
+/// Scores `corpus` with every model of `models` (the first is the base) on
+/// the same windows in one pass, and compares each other model with the
+/// base. Fails before any forward pass when a model's tokenizer gives
+/// different ids from the base's on this corpus.
+pub fn compare(
+    models: &mut [LoadedModel],
+    corpus: &Corpus,
+    options: &CompareOptions,
+    sink: &mut dyn Sink,
+) -> Result<CompareReport, Error> {
+    let Some(base) = models.first() else {
+        return Err(Error::Compare("no models to compare".into()));
+    };
+    if !(options.confidence > 0.0 && options.confidence < 1.0) {
+        return Err(Error::Compare(format!(
+            "confidence {} is not between 0 and 1",
+            options.confidence
+        )));
+    }
+    let prepared = Prepared::new(&base.tokenizer, corpus, &options.eval)?;
+    for other in &models[1..] {
+        let theirs = Prepared::new(&other.tokenizer, corpus, &options.eval)?;
+        if let Some(detail) = first_difference(&prepared, &theirs) {
+            return Err(Error::TokenizersDiffer {
+                base: base.identity.spec.clone(),
+                other: other.identity.spec.clone(),
+                detail,
+            });
+        }
+    }
+    let mut warnings = Vec::new();
+    for m in models.iter() {
+        for w in run_warnings(m, &options.eval) {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+    let settings = prepared.settings(&options.eval);
+    let start = Instant::now();
+    let outcome = {
+        let mut lms: Vec<&mut dyn CausalLm> = models
+            .iter_mut()
+            .map(|m| &mut *m.model as &mut dyn CausalLm)
+            .collect();
+        perplex_eval::compare(&mut lms, &prepared.tokens, &settings, sink)?
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let compared: Vec<ComparedModel> = models
+        .iter()
+        .zip(&outcome.models)
+        .map(|(m, o)| {
+            let report =
+                prepared.report(&m.identity, &m.tokenizer, corpus, &options.eval, o, seconds);
+            ComparedModel {
+                model: report.model,
+                tokenizer: report.tokenizer,
+                summary: report.summary,
+                documents: report.documents,
+            }
+        })
+        .collect();
+    let pairs = outcome
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(k, stats)| PairReport {
+            base: 0,
+            other: k + 1,
+            stats: stats.summary(options.confidence),
+            documents: document_deltas(stats, &prepared),
+        })
+        .collect();
+    let processed: u64 = outcome.models.iter().map(|m| m.processed_tokens).sum();
+    Ok(CompareReport {
+        schema_version: COMPARE_SCHEMA_VERSION,
+        tool: tool_info(),
+        corpus: prepared.corpus_identity(corpus, &options.eval),
+        protocol: prepared.protocol_info(&options.eval),
+        models: compared,
+        pairs,
+        warnings,
+        timing: timing(processed, seconds),
+    })
+}
+
+/// Where two tokenizations of the same corpus first differ, in words.
+fn first_difference(a: &Prepared<'_>, b: &Prepared<'_>) -> Option<String> {
+    if a.bos != b.bos {
+        return Some(format!(
+            "the BOS policy resolves differently ({:?} and {:?})",
+            a.bos, b.bos
+        ));
+    }
+    for (doc, (x, y)) in a.tokens.iter().zip(&b.tokens).enumerate() {
+        if x != y {
+            let at = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+            return Some(format!(
+                "document {doc} ({}) first differs at token {at}",
+                a.documents[doc].source
+            ));
+        }
+    }
+    None
+}
+
+/// Per document with scored tokens, the most improved first.
+fn document_deltas(stats: &PairStats, prepared: &Prepared<'_>) -> Vec<DocumentDelta> {
+    let mut out: Vec<DocumentDelta> = stats
+        .documents()
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.count > 0)
+        .map(|(index, d)| {
+            let n = d.count as f64;
+            let (base, other) = ((d.base / n).exp(), (d.other / n).exp());
+            DocumentDelta {
+                index,
+                source: prepared.documents[index].source.clone(),
+                tokens: d.count,
+                base_perplexity: base,
+                other_perplexity: other,
+                mean_nll_difference: (d.other - d.base) / n,
+                improvement_percent: (base - other) / base * 100.0,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.mean_nll_difference
+            .total_cmp(&b.mean_nll_difference)
+            .then(a.index.cmp(&b.index))
+    });
+    out
+}
