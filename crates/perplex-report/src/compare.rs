@@ -58,9 +58,16 @@ pub fn verdict_line(report: &CompareReport, pair: &PairReport) -> String {
 
 /// The table: the models, then one block per pair.
 pub fn write_compare_table(report: &CompareReport, out: &mut dyn Write) -> io::Result<()> {
+    let width = report
+        .models
+        .iter()
+        .map(|m| m.model.spec.chars().count() + " (base)".len())
+        .max()
+        .unwrap_or(0)
+        .max("model".len());
     writeln!(
         out,
-        "{:<3} {:<40} {:>9} {:>12} {:>24}",
+        "{:<3} {:<width$} {:>9} {:>12} {:>24}",
         "#", "model", "tokens", "perplexity", "95% interval"
     )?;
     for (i, m) in report.models.iter().enumerate() {
@@ -71,7 +78,7 @@ pub fn write_compare_table(report: &CompareReport, out: &mut dyn Write) -> io::R
         let role = if i == 0 { " (base)" } else { "" };
         writeln!(
             out,
-            "{:<3} {:<40} {:>9} {:>12} {:>24}",
+            "{:<3} {:<width$} {:>9} {:>12} {:>24}",
             i,
             format!("{}{role}", m.model.spec),
             s.scored_tokens,

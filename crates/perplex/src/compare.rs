@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use perplex_core::compare::PairStats;
 use perplex_core::lm::CausalLm;
+use perplex_core::plan::ResolvedBos;
 use perplex_core::report::{
     CompareReport, ComparedModel, DocumentDelta, PairReport, COMPARE_SCHEMA_VERSION,
 };
@@ -122,8 +123,9 @@ pub fn compare(
 fn first_difference(a: &Prepared<'_>, b: &Prepared<'_>) -> Option<String> {
     if a.bos != b.bos {
         return Some(format!(
-            "the BOS policy resolves differently ({:?} and {:?})",
-            a.bos, b.bos
+            "with these options one scores with {}, the other with {}",
+            describe_bos(a.bos),
+            describe_bos(b.bos)
         ));
     }
     for (doc, (x, y)) in a.tokens.iter().zip(&b.tokens).enumerate() {
@@ -136,6 +138,15 @@ fn first_difference(a: &Prepared<'_>, b: &Prepared<'_>) -> Option<String> {
         }
     }
     None
+}
+
+fn describe_bos(bos: ResolvedBos) -> String {
+    match bos {
+        ResolvedBos::None => "no BOS".into(),
+        ResolvedBos::Document { id } => format!("BOS id {id} before each document"),
+        ResolvedBos::Window { id } => format!("BOS id {id} at each window"),
+        ResolvedBos::ReplaceFirst { id } => format!("BOS id {id} (llama.cpp style)"),
+    }
 }
 
 /// Per document with scored tokens, the most improved first.

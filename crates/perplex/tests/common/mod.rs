@@ -120,6 +120,7 @@ macro_rules! snapshot {
                 (r#""seconds": [0-9.e-]+"#, r#""seconds": "[TIME]""#),
                 (r#""tokens_per_second": [0-9.e+-]+"#, r#""tokens_per_second": "[TIME]""#),
                 (r#""version": "[0-9.]+""#, r#""version": "[VERSION]""#),
+                (r#""threads": [0-9]+"#, r#""threads": "[THREADS]""#),
                 (r"/tmp/[^ \n:,]+", "[TMP]"),
             ],
             prepend_module_to_snapshot => false,
