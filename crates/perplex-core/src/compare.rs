@@ -33,7 +33,7 @@ pub const PERCENTILES: [f64; 9] = [99.9, 99.0, 95.0, 90.0, 50.0, 10.0, 5.0, 1.0,
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// Seed of the paired bootstrap: fixed, so reports are reproducible.
-pub const BOOTSTRAP_SEED: u64 = 0x5eed_0f_be7a;
+pub const BOOTSTRAP_SEED: u64 = 0x005e_ed0f_be7a;
 
 // ---------------------------------------------------------------------------
 // Per position
@@ -599,10 +599,19 @@ pub struct Verdict {
 
 impl Verdict {
     fn decide(dnll: &Interval, bootstrap: Option<&Bootstrap>, confidence: f64) -> Verdict {
-        let (ci, basis) = match (bootstrap, dnll.ci) {
-            (Some(b), _) => (Some(b.ci), format!("{} bootstrap", unit_name(b.unit))),
-            (None, ci) => (ci, "token-level".to_string()),
-        };
+        match (bootstrap, dnll.ci) {
+            (Some(b), _) => Verdict::from_interval(
+                Some(b.ci),
+                &format!("{} bootstrap", unit_name(b.unit)),
+                confidence,
+            ),
+            (None, ci) => Verdict::from_interval(ci, "token-level", confidence),
+        }
+    }
+
+    /// The verdict on an interval of "other minus base" (lower is better).
+    pub fn from_interval(ci: Option<[f64; 2]>, basis: &str, confidence: f64) -> Verdict {
+        let basis = basis.to_string();
         let outcome = match ci {
             Some([_, hi]) if hi < 0.0 => Outcome::Better,
             Some([lo, _]) if lo > 0.0 => Outcome::Worse,
@@ -649,6 +658,61 @@ pub struct PairSummary {
     pub delta_p: DeltaP,
     /// Better, worse or no significant difference.
     pub verdict: Verdict,
+}
+
+/// Two models with different tokenizers compared by bits per byte, which
+/// does not depend on the tokenizer: each document's bits over its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BitsPerByteSummary {
+    /// Bytes of the documents both models scored whole.
+    pub bytes: u64,
+    /// The base's bits per byte on them.
+    pub base_bits_per_byte: f64,
+    /// The other model's.
+    pub other_bits_per_byte: f64,
+    /// `(base − other) / base × 100`: positive when the other model is better.
+    pub improvement_percent: f64,
+    /// Paired bootstrap over documents of `Σ (bits_o − bits_b) / Σ bytes`.
+    pub bootstrap: Option<Bootstrap>,
+    /// Better, worse or no significant difference.
+    pub verdict: Verdict,
+}
+
+impl BitsPerByteSummary {
+    /// From per-document `(bytes, bits_base, bits_other)` (documents both
+    /// models scored whole); `None` when there are no bytes.
+    pub fn new(documents: &[UnitSums], confidence: f64) -> Option<Self> {
+        let bytes: u64 = documents.iter().map(|d| d.count).sum();
+        if bytes == 0 {
+            return None;
+        }
+        let (b, o) = (
+            documents.iter().map(|d| d.base).sum::<f64>() / bytes as f64,
+            documents.iter().map(|d| d.other).sum::<f64>() / bytes as f64,
+        );
+        let boot = bootstrap(documents, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, confidence).map(
+            |(stderr, ci)| Bootstrap {
+                unit: BootstrapUnit::Document,
+                units: documents.len(),
+                resamples: BOOTSTRAP_RESAMPLES,
+                seed: BOOTSTRAP_SEED,
+                stderr,
+                ci,
+            },
+        );
+        let verdict = match &boot {
+            Some(boot) => Verdict::from_interval(Some(boot.ci), "document bootstrap", confidence),
+            None => Verdict::from_interval(None, "one document: no interval", confidence),
+        };
+        Some(BitsPerByteSummary {
+            bytes,
+            base_bits_per_byte: b,
+            other_bits_per_byte: o,
+            improvement_percent: (b - o) / b * 100.0,
+            bootstrap: boot,
+            verdict,
+        })
+    }
 }
 
 /// numpy's default percentile: linear interpolation at rank `q/100·(n−1)`.

@@ -329,8 +329,13 @@ pub struct PairReport {
     pub base: usize,
     /// Index of the other model in `models`.
     pub other: usize,
-    /// The paired statistics; `None` when no token was scored.
+    /// The paired statistics; `None` when no token was scored, and in a
+    /// bits-per-byte comparison.
     pub stats: Option<crate::compare::PairSummary>,
+    /// The bits-per-byte comparison (`--bits-per-byte`: models whose
+    /// tokenizers differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits_per_byte: Option<crate::compare::BitsPerByteSummary>,
     /// Per document with scored tokens, the most improved first.
     pub documents: Vec<DocumentDelta>,
 }

@@ -35,17 +35,32 @@ fn percentiles(p: &[Percentile], scale: f64, digits: usize) -> String {
         .join(", ")
 }
 
-/// A sentence a person can act on.
-pub fn verdict_line(report: &CompareReport, pair: &PairReport) -> String {
-    let other = &report.models[pair.other].model.spec;
-    let Some(s) = &pair.stats else {
-        return format!("{other}: no token was scored");
-    };
-    let what = match s.verdict.outcome {
+fn outcome_words(o: Outcome) -> &'static str {
+    match o {
         Outcome::Better => "better than the base",
         Outcome::Worse => "worse than the base",
         Outcome::NoSignificantDifference => "not significantly different from the base",
+    }
+}
+
+/// A sentence a person can act on.
+pub fn verdict_line(report: &CompareReport, pair: &PairReport) -> String {
+    let other = &report.models[pair.other].model.spec;
+    if let Some(b) = &pair.bits_per_byte {
+        return format!(
+            "{other} is {} (bits per byte {:.5} -> {:.5}, {:+.2} %; {} at {} %)",
+            outcome_words(b.verdict.outcome),
+            b.base_bits_per_byte,
+            b.other_bits_per_byte,
+            -b.improvement_percent + 0.0,
+            b.verdict.basis,
+            b.verdict.confidence * 100.0
+        );
+    }
+    let Some(s) = &pair.stats else {
+        return format!("{other}: no token was scored");
     };
+    let what = outcome_words(s.verdict.outcome);
     format!(
         "{other} is {what} (perplexity {:.4} -> {:.4}, {:+.2} %; {} at {} %)",
         s.base_perplexity,
@@ -194,6 +209,8 @@ pub const COMPARE_CSV_COLUMNS: &[&str] = &[
     "top1_agreement",
     "delta_p_mean",
     "delta_p_rms",
+    "base_bits_per_byte",
+    "other_bits_per_byte",
     "verdict",
 ];
 
@@ -213,6 +230,11 @@ pub fn write_compare_csv(report: &CompareReport, out: &mut dyn Write) -> io::Res
         let base = csv_field(&report.models[pair.base].model.spec);
         let other = csv_field(&report.models[pair.other].model.spec);
         let s = pair.stats.as_ref();
+        let bpb = pair.bits_per_byte.as_ref();
+        // the bootstrap of the mean NLL difference, or of the bits per byte
+        let boot = s
+            .and_then(|s| s.bootstrap.as_ref())
+            .or(bpb.and_then(|b| b.bootstrap.as_ref()));
         let p99 = s.and_then(|s| {
             s.kl_divergence
                 .percentiles
@@ -229,11 +251,13 @@ pub fn write_compare_csv(report: &CompareReport, out: &mut dyn Write) -> io::Res
             num(s.map(|s| s.tokens as f64)),
             num(s.map(|s| s.base_perplexity)),
             num(s.map(|s| s.other_perplexity)),
-            num(s.map(|s| s.improvement_percent)),
+            num(s
+                .map(|s| s.improvement_percent)
+                .or(bpb.map(|b| b.improvement_percent))),
             num(s.map(|s| s.mean_nll_difference.value)),
             num(s.and_then(|s| s.mean_nll_difference.stderr)),
-            num(s.and_then(|s| s.bootstrap.as_ref().map(|b| b.ci[0]))),
-            num(s.and_then(|s| s.bootstrap.as_ref().map(|b| b.ci[1]))),
+            num(boot.map(|b| b.ci[0])),
+            num(boot.map(|b| b.ci[1])),
             num(s.and_then(|s| s.nll_correlation)),
             num(s.map(|s| s.kl_divergence.mean)),
             num(s.and_then(|s| s.kl_divergence.stderr)),
@@ -242,14 +266,18 @@ pub fn write_compare_csv(report: &CompareReport, out: &mut dyn Write) -> io::Res
             num(s.map(|s| s.top1_agreement.value)),
             num(s.map(|s| s.delta_p.mean)),
             num(s.map(|s| s.delta_p.rms)),
-            s.map_or_else(String::new, |s| {
-                match s.verdict.outcome {
-                    Outcome::Better => "better",
-                    Outcome::Worse => "worse",
-                    Outcome::NoSignificantDifference => "no-significant-difference",
-                }
-                .to_string()
-            }),
+            num(bpb.map(|b| b.base_bits_per_byte)),
+            num(bpb.map(|b| b.other_bits_per_byte)),
+            s.map(|s| s.verdict.outcome)
+                .or(bpb.map(|b| b.verdict.outcome))
+                .map_or_else(String::new, |o| {
+                    match o {
+                        Outcome::Better => "better",
+                        Outcome::Worse => "worse",
+                        Outcome::NoSignificantDifference => "no-significant-difference",
+                    }
+                    .to_string()
+                }),
         ];
         writeln!(out, "{}", row.join(","))?;
         for d in &pair.documents {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use perplex_core::compare::PairStats;
+use perplex_core::compare::{BitsPerByteSummary, PairStats, UnitSums};
 use perplex_core::lm::CausalLm;
 use perplex_core::plan::ResolvedBos;
 use perplex_core::report::{
@@ -21,6 +21,9 @@ pub struct CompareOptions {
     pub eval: EvalOptions,
     /// Confidence of the intervals and the verdict (e.g. 0.95).
     pub confidence: f64,
+    /// Compare bits per byte, each model with its own tokenizer, instead of
+    /// token by token (for models whose tokenizers differ).
+    pub bits_per_byte: bool,
 }
 
 impl CompareOptions {
@@ -29,6 +32,7 @@ impl CompareOptions {
         CompareOptions {
             eval,
             confidence: 0.95,
+            bits_per_byte: false,
         }
     }
 }
@@ -51,6 +55,9 @@ pub fn compare(
             "confidence {} is not between 0 and 1",
             options.confidence
         )));
+    }
+    if options.bits_per_byte {
+        return compare_bits_per_byte(models, corpus, options, sink);
     }
     let prepared = Prepared::new(&base.tokenizer, corpus, &options.eval)?;
     for other in &models[1..] {
@@ -103,6 +110,7 @@ pub fn compare(
             base: 0,
             other: k + 1,
             stats: stats.summary(options.confidence),
+            bits_per_byte: None,
             documents: document_deltas(stats, &prepared),
         })
         .collect();
@@ -113,6 +121,85 @@ pub fn compare(
         corpus: prepared.corpus_identity(corpus, &options.eval),
         protocol: prepared.protocol_info(&options.eval),
         models: compared,
+        pairs,
+        warnings,
+        timing: timing(processed, seconds),
+    })
+}
+
+/// Every model evaluated with its own tokenizer; pairs compared by bits per
+/// byte over the documents both scored whole.
+fn compare_bits_per_byte(
+    models: &mut [LoadedModel],
+    corpus: &Corpus,
+    options: &CompareOptions,
+    sink: &mut dyn Sink,
+) -> Result<CompareReport, Error> {
+    if !options.eval.protocol.covers_whole_documents() || options.eval.max_tokens.is_some() {
+        return Err(Error::Compare(
+            "bits per byte needs every document scored whole: use --protocol chunks or \
+             sliding, without --max-tokens"
+                .into(),
+        ));
+    }
+    let start = Instant::now();
+    let mut reports = Vec::with_capacity(models.len());
+    let mut warnings = Vec::new();
+    for m in models.iter_mut() {
+        for w in run_warnings(m, &options.eval) {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        reports.push(crate::evaluate(
+            m.model.as_mut(),
+            &m.tokenizer,
+            &m.identity,
+            corpus,
+            &options.eval,
+            sink,
+        )?);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let base = &reports[0];
+    let pairs = (1..reports.len())
+        .map(|k| {
+            let units: Vec<UnitSums> = base
+                .documents
+                .iter()
+                .zip(&reports[k].documents)
+                .filter(|(b, o)| b.bytes > 0 && b.bytes == o.bytes)
+                .map(|(b, o)| UnitSums {
+                    count: b.bytes,
+                    base: b.nll_sum / std::f64::consts::LN_2,
+                    other: o.nll_sum / std::f64::consts::LN_2,
+                })
+                .collect();
+            PairReport {
+                base: 0,
+                other: k,
+                stats: None,
+                bits_per_byte: BitsPerByteSummary::new(&units, options.confidence),
+                documents: Vec::new(),
+            }
+        })
+        .collect();
+    let processed = reports.iter().map(|r| r.summary.processed_tokens).sum();
+    let first = &reports[0];
+    Ok(CompareReport {
+        schema_version: COMPARE_SCHEMA_VERSION,
+        tool: tool_info(),
+        corpus: first.corpus.clone(),
+        protocol: first.protocol.clone(),
+        models: reports
+            .into_iter()
+            .map(|r| ComparedModel {
+                model: r.model,
+                tokenizer: r.tokenizer,
+                summary: r.summary,
+                documents: r.documents,
+            })
+            .collect(),
         pairs,
         warnings,
         timing: timing(processed, seconds),

@@ -170,8 +170,8 @@ impl Error {
             Error::Eval(_) => None,
             Error::TokenizersDiffer { .. } => Some(
                 "token-level comparisons (KL divergence, paired NLL) need the same tokens; models \
-                 with different tokenizers can only be compared by bits per byte: run `perplex \
-                 eval` on each and compare their bits_per_byte"
+                 with different tokenizers can be compared by bits per byte: add \
+                 --bits-per-byte"
                     .into(),
             ),
             Error::Compare(_) => None,

@@ -263,3 +263,27 @@ fn mock_comparison_json() {
     );
     snapshot!("compare_mock_json", render(&out));
 }
+
+#[test]
+fn other_tokenizers_compare_by_bits_per_byte_when_asked() {
+    let out = perplex()
+        .args([
+            "compare",
+            "tests/fixtures/tiny-llama",
+            "tests/fixtures/tiny-gpt2",
+            "--file",
+            "tests/fixtures/multilingual/udhr-article1.txt",
+            "--split",
+            "lines",
+            "--context",
+            "64",
+            "--bits-per-byte",
+            "--format",
+            "csv",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    snapshot!("compare_bits_per_byte_csv", render(&out));
+}

@@ -100,6 +100,10 @@ pub struct CompareArgs {
     /// Confidence of the intervals and of the verdict.
     #[arg(long, value_name = "P", default_value_t = 0.95)]
     pub confidence: f64,
+
+    /// Compare bits per byte, each model with its own tokenizer, instead of token by token (for models whose tokenizers differ; no KL divergence or agreement then).
+    #[arg(long)]
+    pub bits_per_byte: bool,
 }
 
 /// Where the text comes from.

@@ -18,6 +18,7 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
         run,
         output,
         confidence,
+        bits_per_byte,
     } = args;
     if !(confidence > 0.0 && confidence < 1.0) {
         return Err(CliError::Usage(format!(
@@ -27,6 +28,7 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
     let options = CompareOptions {
         eval: eval_options(&run, &input)?,
         confidence,
+        bits_per_byte,
     };
     let corpus: Corpus = read_corpus(texts, &input)?;
     if let Some(path) = &output.output {
