@@ -41,8 +41,12 @@ pub struct InspectedModel {
     pub files: Vec<InspectedFile>,
     /// Elements of every tensor stored in the weight files.
     pub parameters: u64,
-    /// Tensors and elements per stored type, most elements first.
+    /// Tensors and elements per stored type, most elements first
+    /// (adapters included).
     pub storage: Vec<StorageType>,
+    /// LoRA adapters given as `BASE+ADAPTER`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<String>,
 }
 
 /// One file of a model.

@@ -1,6 +1,8 @@
 //! What a model declares, read from its headers without loading weights,
 //! and the tokenizer/model consistency checks that [`crate::load`] also
-//! runs before any forward pass.
+//! runs before any forward pass. Adapters (`BASE+ADAPTER`) are read and
+//! described, and checked for being untrained; whether their modules fit the
+//! base is checked when the model loads.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,7 @@ use perplex_data::tokenizer::TextTokenizer;
 
 use crate::config::{Activation, ModelConfig, NormKind, Positions, RopeScaling};
 use crate::error::ModelError;
+use crate::lora::LoraAdapter;
 use crate::source::{self, HubCache, ModelSource};
 use crate::{gguf, gguf_config, load_tokenizer, safetensors, LoadOptions, TokenizerSource};
 
@@ -25,7 +28,12 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
         Some(root) => Some(HubCache { root: root.clone() }),
         None => HubCache::from_env(),
     };
-    let source = source::resolve_or_download(spec, hub.as_ref(), &opts.hub)?;
+    let (base, adapter_dirs) = crate::split_spec(spec)?;
+    let adapters = adapter_dirs
+        .iter()
+        .map(|d| LoraAdapter::open(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = source::resolve_or_download(base, hub.as_ref(), &opts.hub)?;
     let mut storage: Vec<StorageType> = Vec::new();
     let mut add = |dtype: String, elems: u64| match storage.iter_mut().find(|s| s.dtype == dtype) {
         Some(s) => {
@@ -78,6 +86,13 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
             )
         }
     };
+    let mut files = files;
+    for adapter in &adapters {
+        for (dtype, elems) in &adapter.storage {
+            add(dtype.clone(), *elems as u64);
+        }
+        files.extend(adapter.files.iter().cloned());
+    }
     storage.sort_by(|a, b| b.parameters.cmp(&a.parameters).then(a.dtype.cmp(&b.dtype)));
     let tokenizer = load_tokenizer(&tokenizer_source)?;
     let files = files
@@ -103,6 +118,7 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
             files,
             parameters: storage.iter().map(|s| s.parameters).sum(),
             storage,
+            adapters: adapters.iter().map(LoraAdapter::describe).collect(),
         },
         architecture: describe(&config),
         tokenizer: InspectedTokenizer {
@@ -111,7 +127,17 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
             eos_token: text(tokenizer.eos_id()),
             chat_template,
         },
-        checks: consistency_checks(&config, &tokenizer),
+        checks: {
+            let mut checks = consistency_checks(&config, &tokenizer);
+            checks.extend(
+                adapters
+                    .iter()
+                    .filter(|a| a.is_untrained())
+                    .map(|a| crate::untrained_check(&a.path)),
+            );
+            checks.sort_by_key(|c| c.level);
+            checks
+        },
     })
 }
 

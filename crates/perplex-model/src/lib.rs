@@ -146,18 +146,7 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
     let (model, identity, tokenizer_source) = load_parts(spec, opts)?;
     let tokenizer = load_tokenizer(&tokenizer_source)?;
     let mut checks = consistency_checks(model.config(), &tokenizer);
-    checks.extend(model.untrained_adapters.iter().map(|path| Check {
-        level: Level::Warning,
-        code: "untrained-lora".into(),
-        message: format!(
-            "adapter {} changes nothing: every lora_B matrix is zero, as PEFT initialises \
-             them (an untrained LoRA)",
-            path.display()
-        ),
-        hint: Some(
-            "evaluate the adapter saved after training (e.g. the last checkpoint-N folder)".into(),
-        ),
-    }));
+    checks.extend(model.untrained_adapters.iter().map(|p| untrained_check(p)));
     if let Some(check) = checks.iter().find(|c| c.level == Level::Error) {
         return Err(ModelError::Inconsistent {
             message: check.message.clone(),
@@ -171,6 +160,22 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
         identity,
         checks,
     })
+}
+
+/// The warning for an adapter whose every `lora_B` is zero.
+pub(crate) fn untrained_check(path: &Path) -> Check {
+    Check {
+        level: Level::Warning,
+        code: "untrained-lora".into(),
+        message: format!(
+            "adapter {} changes nothing: every lora_B matrix is zero, as PEFT initialises \
+             them (an untrained LoRA)",
+            path.display()
+        ),
+        hint: Some(
+            "evaluate the adapter saved after training (e.g. the last checkpoint-N folder)".into(),
+        ),
+    }
 }
 
 /// The tokenizer a model folder or GGUF file carries.

@@ -49,6 +49,14 @@ pub fn write_inspection_table(i: &Inspection, out: &mut dyn Write) -> io::Result
                 ("size", format!("{bytes} bytes in {files}")),
                 ("parameters", m.parameters.to_string()),
                 ("storage", storage),
+                (
+                    "adapters",
+                    if m.adapters.is_empty() {
+                        "-".into()
+                    } else {
+                        m.adapters.join("; ")
+                    },
+                ),
             ],
         ),
         (

@@ -73,3 +73,16 @@ fn a_tokenizer_beyond_the_embedding_fails_the_checks() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
+
+#[test]
+fn an_adapter_is_described_and_an_untrained_one_warned_about() {
+    let out = perplex()
+        .args([
+            "inspect",
+            "tests/fixtures/tiny-llama+tests/fixtures/lora/tiny-llama-lora-untrained",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    snapshot!("inspect_untrained_adapter", render(&out));
+}
