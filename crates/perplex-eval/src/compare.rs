@@ -9,11 +9,9 @@
 //! row ever stored: memory is the models' final hidden states plus one tile
 //! of logits per model.
 
+use crate::{plan_corpus, EvalError, EvalSettings, Outcome, Sink};
 use perplex_core::compare::{PairStats, PositionReduction};
 use perplex_core::lm::{CausalLm, LmError, WindowRef};
-use perplex_core::NllStats;
-
-use crate::{plan_corpus, token_budget, EvalError, EvalSettings, Outcome, Sink};
 
 /// f32 logits held at once across the models' tiles.
 const TILE_LOGITS: usize = 8 << 20;
@@ -55,11 +53,7 @@ pub fn compare(
     let lengths: Vec<usize> = docs.iter().map(Vec::len).collect();
     let windows = plan_corpus(docs, settings);
     let total_tokens: u64 = windows.iter().map(|w| w.tokens.len() as u64).sum();
-    let empty = Outcome {
-        per_document: vec![NllStats::new(); docs.len()],
-        evaluated_tokens: token_budget(&lengths, settings.max_tokens),
-        ..Outcome::default()
-    };
+    let empty = Outcome::empty(&lengths, settings.max_tokens);
     let mut out = CompareOutcome {
         models: vec![empty; n],
         pairs: vec![PairStats::new(); n - 1],
@@ -146,11 +140,7 @@ pub fn compare(
         }
         sink.progress(processed, total_tokens);
     }
-    for model in &mut out.models {
-        for stats in model.per_document.clone() {
-            model.total += stats;
-        }
-    }
+    out.models.iter_mut().for_each(Outcome::total_up);
     Ok(out)
 }
 

@@ -112,6 +112,24 @@ pub struct Outcome {
     pub windows: u64,
 }
 
+impl Outcome {
+    /// An empty outcome for documents of `lengths` tokens cut by `max_tokens`.
+    fn empty(lengths: &[usize], max_tokens: Option<usize>) -> Self {
+        Outcome {
+            per_document: vec![NllStats::new(); lengths.len()],
+            evaluated_tokens: token_budget(lengths, max_tokens),
+            ..Outcome::default()
+        }
+    }
+
+    /// Merges the per-document statistics into `total`.
+    fn total_up(&mut self) {
+        for stats in &self.per_document {
+            self.total += stats;
+        }
+    }
+}
+
 /// Why an evaluation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -182,11 +200,7 @@ pub fn evaluate<M: CausalLm + ?Sized>(
     let lengths: Vec<usize> = docs.iter().map(Vec::len).collect();
     let windows = plan_corpus(docs, settings);
     let total_tokens: u64 = windows.iter().map(|w| w.tokens.len() as u64).sum();
-    let mut outcome = Outcome {
-        per_document: vec![NllStats::new(); docs.len()],
-        evaluated_tokens: token_budget(&lengths, settings.max_tokens),
-        ..Outcome::default()
-    };
+    let mut outcome = Outcome::empty(&lengths, settings.max_tokens);
     for batch in windows.chunks(settings.batch_size.max(1)) {
         let refs: Vec<WindowRef<'_>> = batch
             .iter()
@@ -226,9 +240,7 @@ pub fn evaluate<M: CausalLm + ?Sized>(
         }
         sink.progress(outcome.processed_tokens, total_tokens);
     }
-    for stats in &outcome.per_document {
-        outcome.total += stats;
-    }
+    outcome.total_up();
     Ok(outcome)
 }
 

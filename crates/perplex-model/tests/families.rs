@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_same_scores, check_model, fixtures, windows_by_model};
+use common::{assert_same_scores, check_model, fixtures, ids, windows_by_model};
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::{load, load_model, Family, LoadOptions};
 use serde_json::Value;
@@ -97,12 +97,7 @@ fn folder_and_gguf_tokenizers_give_the_golden_ids() {
     for entry in goldens["tokenization"].as_array().unwrap() {
         let model = entry["model"].as_str().unwrap();
         let text = entry["text"].as_str().unwrap();
-        let expected: Vec<u32> = entry["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let expected = ids(&entry["ids"]);
         let folder = TextTokenizer::from_hf_folder(&fixtures().join(model)).unwrap();
         if folder.encode(text).unwrap() != expected {
             wrong.push(format!("{model} folder: {text:?}"));
@@ -136,12 +131,7 @@ fn gguf_tokenizers_in_llama_cpp_mode_give_the_reference_ids() {
         let model = entry["model"].as_str().unwrap();
         let text = entry["text"].as_str().unwrap();
         let parse_special = entry["parse_special"].as_bool().unwrap();
-        let expected: Vec<u32> = entry["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let expected = ids(&entry["ids"]);
         let tokenizer = load(
             fixtures().join(model).to_str().unwrap(),
             &LoadOptions::default(),

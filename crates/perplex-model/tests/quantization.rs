@@ -5,7 +5,9 @@
 //! Q4_1 file's dequantized weights, so the differences measured are those
 //! of Q8_0 and Q4_0 rounding on a real model's weights.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -13,14 +15,6 @@ use perplex_core::compare::Outcome;
 use perplex_core::{CausalLm, Protocol, ResolvedBos};
 use perplex_eval::{compare, EvalSettings, NullSink};
 use perplex_model::{load, LoadOptions};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("a workspace root two levels up")
-        .to_path_buf()
-}
 
 /// Writes `src` with every Q4_1 tensor re-quantized to `dtype`.
 fn requantize(src: &Path, dst: &Path, dtype: GgmlDType) {
@@ -49,9 +43,8 @@ fn requantize(src: &Path, dst: &Path, dtype: GgmlDType) {
 #[test]
 #[allow(clippy::print_stderr)] // the measured figures, for `--nocapture` readers
 fn requantized_copies_differ_as_their_precision_says() {
-    let root = workspace_root();
-    let demo = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(demo.is_file(), "run scripts/fetch-demo-model.sh");
+    let root = common::workspace_root();
+    let demo = common::demo_model();
     let text = std::fs::read_to_string(root.join("../shared/reference/wiki.test.80chunks.raw"))
         .expect("../shared/reference beside the checkout");
     let tmp = tempfile::tempdir().unwrap();

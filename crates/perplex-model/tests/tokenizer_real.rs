@@ -9,20 +9,15 @@
 //! `scripts/make_tokenizer_goldens.py` with transformers' tokenizers into
 //! `tests/fixtures/real-tokenizers.json`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file;
+use common::{ids, workspace_root};
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::gguf_vocab::vocab_from_gguf;
 use serde_json::Value;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/perplex-model has a workspace root two levels up")
-        .to_path_buf()
-}
 
 fn goldens() -> Value {
     let path = workspace_root().join("tests/fixtures/real-tokenizers.json");
@@ -63,12 +58,7 @@ fn check(name: &str, expected_kind: &str) -> usize {
         }
         cases += 1;
         let text = case["text"].as_str().unwrap();
-        let ids: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let ids = ids(&case["ids"]);
         for (route, tokenizer) in [("tokenizer.json", &json), ("gguf", &gguf)] {
             let got = tokenizer.encode(text).unwrap();
             if got != ids {

@@ -34,6 +34,36 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/perplex-model has a workspace root two levels up")
+        .to_path_buf()
+}
+
+/// The demo model (`scripts/fetch-demo-model.sh`, which `scripts/test` runs).
+pub fn demo_model() -> PathBuf {
+    let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "missing demo model {}: run scripts/fetch-demo-model.sh",
+        path.display()
+    );
+    path
+}
+
+/// A JSON array of token ids.
+pub fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value
+        .as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|v| u32::try_from(v.as_u64().expect("an id")).expect("a u32 id"))
+        .collect()
+}
+
 /// The windows of the goldens file `file`, by model.
 pub fn windows_by_model(file: &str) -> BTreeMap<String, Vec<GoldenWindow>> {
     let path = fixtures().join(file);
