@@ -53,6 +53,11 @@ const HF_ARCHITECTURES: &[(&str, Family)] = &[
     ("Phi3ForCausalLM", Family::Phi3),
 ];
 
+/// Multimodal architectures whose text tower perplex evaluates: the
+/// architecture, its `model_type`, and the family of its `text_config`.
+const HF_TEXT_TOWERS: &[(&str, &str, Family)] =
+    &[("Gemma3ForConditionalGeneration", "gemma3", Family::Gemma3)];
+
 /// `config.json` `model_type` values, for configs without `architectures`.
 const HF_MODEL_TYPES: &[(&str, Family)] = &[
     ("gpt2", Family::Gpt2),
@@ -80,6 +85,7 @@ const GGUF_ARCHITECTURES: &[(&str, Family)] = &[
 
 /// The `architectures` values of config.json that perplex implements.
 pub const SUPPORTED_HF_ARCHITECTURES: &[&str] = &[
+    "Gemma3ForConditionalGeneration",
     "GPT2LMHeadModel",
     "LlamaForCausalLM",
     "MistralForCausalLM",
@@ -429,12 +435,46 @@ impl ModelConfig {
         Ok(self)
     }
 
-    /// Parses and validates a Hugging Face `config.json`.
+    /// Parses and validates a Hugging Face `config.json`. For a multimodal
+    /// model (Gemma 3 4B and up) this is its text tower's configuration,
+    /// with transformers' defaults for the keys `text_config` leaves out.
     pub fn from_hf_json(text: &str, path: &Path) -> Result<Self, ModelError> {
-        let raw: HfConfig = serde_json::from_str(text).map_err(|source| ModelError::Json {
+        let json_error = |source| ModelError::Json {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let value: Json = serde_json::from_str(text).map_err(json_error)?;
+        let declares = |name: &str, model_type: &str| {
+            value["architectures"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == name))
+                || value["model_type"] == model_type
+        };
+        if let Some(&(name, _, family)) = HF_TEXT_TOWERS
+            .iter()
+            .find(|(name, model_type, _)| declares(name, model_type))
+        {
+            let mut text_config = value["text_config"].clone();
+            let Some(fields) = text_config.as_object_mut() else {
+                return Err(ModelError::InvalidConfig {
+                    path: path.to_path_buf(),
+                    problem: format!("{name} without a `text_config`"),
+                });
+            };
+            for (k, v) in text_tower_defaults(family) {
+                fields.entry(k.to_string()).or_insert(v);
+            }
+            let tower = HF_ARCHITECTURES
+                .iter()
+                .find(|(_, f)| *f == family)
+                .expect("every family has an architecture")
+                .0;
+            fields.insert("architectures".into(), Json::from(vec![tower]));
+            let mut config = Self::from_hf_json(&text_config.to_string(), path)?;
+            config.architecture = name.to_string();
+            return Ok(config);
+        }
+        let raw: HfConfig = serde_json::from_value(value).map_err(json_error)?;
         let bad = |problem: String| ModelError::InvalidConfig {
             path: path.to_path_buf(),
             problem,
@@ -881,6 +921,24 @@ impl ModelConfig {
     }
 }
 
+/// transformers' defaults for what a multimodal checkpoint's `text_config`
+/// may leave out (Gemma 3: `Gemma3TextConfig`'s field defaults).
+fn text_tower_defaults(family: Family) -> Vec<(&'static str, Json)> {
+    match family {
+        Family::Gemma3 => vec![
+            ("vocab_size", 262_208.into()),
+            ("num_attention_heads", 8.into()),
+            ("num_key_value_heads", 4.into()),
+            ("head_dim", 256.into()),
+            ("max_position_embeddings", 131_072.into()),
+            ("query_pre_attn_scalar", 256.into()),
+            ("rms_norm_eps", 1e-6.into()),
+            ("sliding_window", 4096.into()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// What a GGUF file's tensors say about its hyperparameters.
 #[derive(Debug, Clone, Default)]
 pub struct GgufTensorFacts {
@@ -1278,5 +1336,34 @@ mod tests {
             err.to_string().contains("partial_rotary_factor 0.75"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_multimodal_gemma3_is_read_through_its_text_config() {
+        // the sparse text_config of the Gemma 3 4B checkpoints
+        let c = parse(serde_json::json!({
+            "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+            "text_config": {
+                "hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                "sliding_window": 1024
+            },
+            "vision_config": {"model_type": "siglip_vision_model"}
+        }));
+        assert_eq!(c.architecture, "Gemma3ForConditionalGeneration");
+        assert_eq!(c.family, Family::Gemma3);
+        assert_eq!(
+            (c.vocab_size, c.num_heads, c.num_kv_heads, c.head_dim),
+            (262_208, 8, 4, 256)
+        );
+        assert_eq!(c.attention_scale, 1.0 / 16.0);
+        assert_eq!(c.rope_scaling, RopeScaling::Linear { factor: 8.0 });
+        assert_eq!((c.rope_theta, c.local_rope_theta), (1e6, Some(1e4)));
+        let full: Vec<usize> = (0..34)
+            .filter(|&i| c.layers[i].sliding_window.is_none())
+            .collect();
+        assert_eq!(full, [5, 11, 17, 23, 29]);
+        assert_eq!(c.sliding_windows(), vec![1024]);
+        assert_eq!(c.max_context(), Some(131_072));
     }
 }

@@ -595,8 +595,11 @@ enum Part {
 }
 
 impl Part {
-    /// The Hugging Face name; `prefix` is GPT-2's optional `transformer.`.
-    fn hf(self, family: Family, prefix: &str, suffix: &str) -> String {
+    /// The Hugging Face name. `prefix` is where the decoder's tensors live
+    /// (`model.`; GPT-2's `transformer.` or nothing; a multimodal model's
+    /// text tower, e.g. `language_model.model.`), `head` the output head's
+    /// name (`lm_head`, `language_model.lm_head`).
+    fn hf(self, family: Family, prefix: &str, head: &str, suffix: &str) -> String {
         if family == Family::Gpt2 {
             let layer = |i: usize, rest: &str| format!("{prefix}h.{i}.{rest}.{suffix}");
             let name = match self {
@@ -609,19 +612,19 @@ impl Part {
                 Part::FfnNorm(i) => layer(i, "ln_2"),
                 Part::Up(i) => layer(i, "mlp.c_fc"),
                 Part::Down(i) => layer(i, "mlp.c_proj"),
-                _ => format!("lm_head.{suffix}"),
+                _ => format!("{head}.{suffix}"),
             };
             return name;
         }
         // Gemma 2/3's post_attention_layernorm follows attention; in every
         // other family it is the norm before the MLP
         let sandwich = matches!(family, Family::Gemma2 | Family::Gemma3);
-        let layer = |i: usize, rest: &str| format!("model.layers.{i}.{rest}.{suffix}");
+        let layer = |i: usize, rest: &str| format!("{prefix}layers.{i}.{rest}.{suffix}");
         match self {
-            Part::Embed => format!("model.embed_tokens.{suffix}"),
-            Part::PosEmbed => format!("model.embed_positions.{suffix}"),
-            Part::Norm => format!("model.norm.{suffix}"),
-            Part::Head => format!("lm_head.{suffix}"),
+            Part::Embed => format!("{prefix}embed_tokens.{suffix}"),
+            Part::PosEmbed => format!("{prefix}embed_positions.{suffix}"),
+            Part::Norm => format!("{prefix}norm.{suffix}"),
+            Part::Head => format!("{head}.{suffix}"),
             Part::AttnNorm(i) => layer(i, "input_layernorm"),
             Part::Q(i) => layer(i, "self_attn.q_proj"),
             Part::K(i) => layer(i, "self_attn.k_proj"),
@@ -679,8 +682,13 @@ pub(crate) enum Store<'a> {
 struct Loader<'a> {
     store: Store<'a>,
     family: Family,
-    /// GPT-2 checkpoints name their tensors with or without `transformer.`.
+    /// Where the decoder's tensors live (see `Part::hf`).
     prefix: &'static str,
+    /// The output head's name.
+    head: &'static str,
+    /// The same two in the in-memory module tree, which PEFT adapters use.
+    module_prefix: &'static str,
+    module_head: &'static str,
     /// Added to norm weights (Gemma's `1 + w` in HF checkpoints).
     norm_offset: f32,
     summary: StorageSummary,
@@ -691,7 +699,7 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn name(&self, part: Part, suffix: &str) -> String {
         match self.store {
-            Store::Hf(_) => part.hf(self.family, self.prefix, suffix),
+            Store::Hf(_) => part.hf(self.family, self.prefix, self.head, suffix),
             Store::Gguf(_) => part.gguf(suffix),
         }
     }
@@ -700,12 +708,7 @@ impl Loader<'_> {
     /// adapters use whatever the base's format (GPT-2's always has
     /// `transformer.`).
     fn module_name(&self, part: Part) -> String {
-        let prefix = if self.family == Family::Gpt2 {
-            "transformer."
-        } else {
-            ""
-        };
-        let name = part.hf(self.family, prefix, "weight");
+        let name = part.hf(self.family, self.module_prefix, self.module_head, "weight");
         name.strip_suffix(".weight").unwrap_or(&name).to_string()
     }
 
@@ -912,9 +915,28 @@ pub(crate) fn build(
     store: Store<'_>,
     adapters: &[LoraAdapter],
 ) -> Result<(Decoder, StorageSummary), ModelError> {
-    let prefix = match &store {
-        Store::Hf(set) if set.info("transformer.wte.weight").is_some() => "transformer.",
-        _ => "",
+    let has = |name: &str| matches!(&store, Store::Hf(set) if set.info(name).is_some());
+    // (prefix, head) as stored, and as PEFT names the modules
+    let ((prefix, head), (module_prefix, module_head)) = if config.family == Family::Gpt2 {
+        let stored = if has("transformer.wte.weight") {
+            "transformer."
+        } else {
+            ""
+        };
+        ((stored, "lm_head"), ("transformer.", "lm_head"))
+    } else if has("language_model.model.embed_tokens.weight") {
+        // a multimodal checkpoint's text tower, as transformers saves it
+        (
+            ("language_model.model.", "language_model.lm_head"),
+            ("model.language_model.", "lm_head"),
+        )
+    } else if has("model.language_model.embed_tokens.weight") {
+        (
+            ("model.language_model.", "lm_head"),
+            ("model.language_model.", "lm_head"),
+        )
+    } else {
+        (("model.", "lm_head"), ("model.", "lm_head"))
     };
     let is_gguf = matches!(store, Store::Gguf(_));
     let c = &config;
@@ -922,6 +944,9 @@ pub(crate) fn build(
         store,
         family: c.family,
         prefix,
+        head,
+        module_prefix,
+        module_head,
         norm_offset: if is_gguf { 0.0 } else { c.norm_weight_offset },
         summary: StorageSummary::default(),
         lora: LoraSet::new(adapters)?,
@@ -997,7 +1022,7 @@ pub(crate) fn build(
     }
     let norm = ld.norm(Part::Norm, h, layer_norm)?;
     // an adapter that saves `lm_head` unties it
-    let head = if c.tie_word_embeddings && !ld.lora.replaces("lm_head.weight") {
+    let head = if c.tie_word_embeddings && !ld.lora.replaces(&format!("{module_head}.weight")) {
         None
     } else {
         Some(ld.required(Part::Head, &[c.vocab_size, h], None)?)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_same_scores, check_model, fixtures, ids, windows_by_model};
+use common::{assert_same_scores, check_model, check_spec, fixtures, ids, windows_by_model};
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::{load, load_model, Family, LoadOptions};
 use serde_json::Value;
@@ -33,6 +33,32 @@ fn every_family_matches_transformers_in_every_batching() {
         eprintln!("{name}: largest |nll - transformers| {worst:.2e}, near-ties {ties:?}");
         assert!(ties.len() <= 1, "{name}: argmax near-ties {ties:?}");
     }
+}
+
+/// A multimodal Gemma 3 checkpoint (`Gemma3ForConditionalGeneration`, made
+/// by `scripts/make_gemma3_multimodal_fixture.py` with tiny-gemma3's text
+/// weights and a tiny vision tower) is evaluated through its text tower,
+/// exactly as tiny-gemma3.
+#[test]
+fn a_multimodal_gemma3_scores_like_its_text_tower() {
+    let by_model = windows_by_model("families.json");
+    let windows = &by_model["tiny-gemma3"];
+    let spec = fixtures().join("tiny-gemma3-mm");
+    let (worst, _) = check_spec("tiny-gemma3-mm", spec.to_str().unwrap(), windows);
+    assert!(worst <= 1e-4);
+    let loaded = load(spec.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        loaded.identity.architecture,
+        "Gemma3ForConditionalGeneration"
+    );
+    assert_eq!(loaded.family, Some(Family::Gemma3));
+    // only the text tower is loaded
+    let text = load(
+        fixtures().join("tiny-gemma3").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(loaded.identity.parameters, text.identity.parameters);
 }
 
 #[test]
