@@ -743,11 +743,11 @@ impl Loader<'_> {
     ) -> Result<Option<Weight>, ModelError> {
         // a whole tensor an adapter replaces (`modules_to_save`)
         let replaced = format!("{}.{suffix}", self.module_name(part));
-        if let Some(t) = self.lora.take_replacement(&replaced) {
+        if let Some((adapter, t)) = self.lora.take_replacement(&replaced) {
             if t.dims() != expected {
                 return Err(ModelError::TensorShape {
                     name: replaced,
-                    path: PathBuf::from("adapter_model.safetensors"),
+                    path: adapter.join("adapter_model.safetensors"),
                     actual: t.dims().to_vec(),
                     expected: expected.to_vec(),
                 });

@@ -268,9 +268,9 @@ impl LoraSet {
         self.replacements.contains_key(name)
     }
 
-    /// Takes the replacement of tensor `name`.
-    pub(crate) fn take_replacement(&mut self, name: &str) -> Option<Tensor> {
-        self.replacements.remove(name).map(|(_, t)| t)
+    /// Takes the replacement of tensor `name`, with its adapter's folder.
+    pub(crate) fn take_replacement(&mut self, name: &str) -> Option<(PathBuf, Tensor)> {
+        self.replacements.remove(name)
     }
 
     /// An error naming what no module of the base took.
