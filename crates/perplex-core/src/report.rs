@@ -358,3 +358,77 @@ pub struct DocumentDelta {
     /// `(base − other) / base × 100`.
     pub improvement_percent: f64,
 }
+
+// ---------------------------------------------------------------------------
+// `perplex sweep`
+
+/// The schema version of [`SweepReport`].
+pub const SWEEP_SCHEMA_VERSION: u32 = 1;
+
+/// Perplexity over the checkpoints of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// [`SWEEP_SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// The tool that made the report.
+    pub tool: ToolInfo,
+    /// The run folder.
+    pub run: String,
+    /// What text was evaluated.
+    pub corpus: CorpusIdentity,
+    /// How windows were built and scored.
+    pub protocol: ProtocolInfo,
+    /// The base model and its results, when the run has one (adapter
+    /// checkpoints, or `--base`).
+    pub base: Option<(ModelIdentity, Summary)>,
+    /// One point per checkpoint, by step.
+    pub points: Vec<SweepPoint>,
+    /// The trainer's logged losses by step (`trainer_state.json`).
+    pub trainer: Vec<TrainerLoss>,
+    /// What the user should know about the run's validity.
+    pub warnings: Vec<crate::inspect::Check>,
+    /// Wall time of the whole sweep.
+    pub timing: Timing,
+}
+
+/// One checkpoint's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Training step.
+    pub step: u64,
+    /// What was loaded (`BASE+ADAPTER` for adapter checkpoints).
+    pub spec: String,
+    /// Token-weighted perplexity.
+    pub perplexity: Option<f64>,
+    /// Its 95 % interval.
+    pub perplexity_ci95: Option<[f64; 2]>,
+    /// Mean NLL, nats.
+    pub mean_nll: Option<f64>,
+    /// Its standard error.
+    pub mean_nll_stderr: Option<f64>,
+    /// Scored tokens.
+    pub scored_tokens: u64,
+    /// The checkpoint's tokenizer gave the same ids as the first model's.
+    pub same_tokens_as_first: bool,
+    /// `(ppl − previous ppl) / previous ppl × 100`.
+    pub change_from_previous_percent: Option<f64>,
+    /// `(ppl − base ppl) / base ppl × 100`.
+    pub change_from_base_percent: Option<f64>,
+    /// The trainer's training loss logged at this step.
+    pub train_loss: Option<f64>,
+    /// The trainer's `eval_loss` at this step.
+    pub eval_loss: Option<f64>,
+    /// `exp(eval_loss)`: the trainer's own perplexity, on its eval set.
+    pub eval_loss_perplexity: Option<f64>,
+}
+
+/// Losses a trainer logged at one step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainerLoss {
+    /// Step.
+    pub step: u64,
+    /// Training loss.
+    pub loss: Option<f64>,
+    /// Evaluation loss.
+    pub eval_loss: Option<f64>,
+}

@@ -14,10 +14,12 @@ use perplex_eval::{Sink, TokenEvent};
 
 mod compare;
 mod inspect;
+mod sweep;
 mod table;
 
 pub use compare::{verdict_line, write_compare, COMPARE_CSV_COLUMNS};
 pub use inspect::{write_inspection_json, write_inspection_table};
+pub use sweep::{write_sweep, SWEEP_CSV_COLUMNS};
 pub use table::write_table;
 
 /// Output format of the report.

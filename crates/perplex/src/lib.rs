@@ -26,6 +26,7 @@
 //! ```
 
 mod compare;
+pub mod sweep;
 
 use std::path::Path;
 use std::time::Instant;
@@ -144,6 +145,9 @@ pub enum Error {
     /// A comparison that cannot be made as asked.
     #[error("{0}")]
     Compare(String),
+    /// A run folder that cannot be swept.
+    #[error("{0}")]
+    Sweep(String),
 }
 
 impl Error {
@@ -174,7 +178,7 @@ impl Error {
                  --bits-per-byte"
                     .into(),
             ),
-            Error::Compare(_) => None,
+            Error::Compare(_) | Error::Sweep(_) => None,
             Error::UnknownMock(_) => Some("use mock:uniform:<tokenizer.json> or mock:hash:<tokenizer.json>".into()),
         }
     }

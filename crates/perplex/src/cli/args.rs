@@ -21,6 +21,8 @@ pub enum Command {
     Eval(Box<EvalArgs>),
     /// Compare a base model with fine-tuned, adapted or quantized versions on the same tokens: improvement, paired uncertainty, KL divergence, top-1 agreement, a verdict.
     Compare(Box<CompareArgs>),
+    /// Evaluate every checkpoint of a training run (Trainer's checkpoint-N folders, full weights or PEFT adapters, or GGUF files with a step in the name) on the same text, beside the trainer's losses.
+    Sweep(Box<SweepArgs>),
     /// Show what a model declares (architecture, storage, context, tokenizer, BOS/EOS) and check its tokenizer against its weights, without loading the weights.
     Inspect(InspectArgs),
 }
@@ -104,6 +106,34 @@ pub struct CompareArgs {
     /// Compare bits per byte, each model with its own tokenizer, instead of token by token (for models whose tokenizers differ; no KL divergence or agreement then).
     #[arg(long)]
     pub bits_per_byte: bool,
+}
+
+/// Arguments of `perplex sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The run folder (a Trainer `output_dir`, or any folder of checkpoints).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// Base model for adapter checkpoints [default: their adapter_config.json's base_model_name_or_path]; also evaluated, as the reference.
+    #[arg(long, value_name = "MODEL")]
+    pub base: Option<String>,
+
+    /// A text to evaluate as one document (repeatable).
+    #[arg(long = "text", value_name = "TEXT")]
+    pub texts: Vec<String>,
+
+    /// Corpus inputs.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// How windows are built and run.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Where the report goes.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Where the text comes from.

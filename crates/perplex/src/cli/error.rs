@@ -47,7 +47,9 @@ impl CliError {
         match self {
             CliError::BrokenPipe => 0,
             CliError::Usage(_) => 2,
-            CliError::Corpus(_) | CliError::Output { .. } => 3,
+            CliError::Corpus(_)
+            | CliError::Output { .. }
+            | CliError::Perplex(perplex::Error::Sweep(_)) => 3,
             CliError::Perplex(perplex::Error::Model(_)) | CliError::FailedChecks { .. } => 4,
             CliError::Perplex(perplex::Error::Tokenize { .. }) => 3,
             CliError::Perplex(

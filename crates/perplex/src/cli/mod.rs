@@ -11,6 +11,7 @@ mod error;
 mod eval;
 mod inspect;
 mod progress;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ pub fn main() -> ExitCode {
         args::Command::Eval(args) => eval::run(*args),
         args::Command::Compare(args) => compare::run(*args),
         args::Command::Inspect(args) => inspect::run(args),
+        args::Command::Sweep(args) => sweep::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

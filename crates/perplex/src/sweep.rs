@@ -1,0 +1,311 @@
+//! Following training: every checkpoint of a run evaluated on the same
+//! tokens, with the trainer's own losses beside the measured perplexity.
+//!
+//! A run folder holds checkpoints as the Hugging Face `Trainer` writes them
+//! (`checkpoint-N/`, full weights or a PEFT adapter) or any folders / GGUF
+//! files with a step number in their name. Adapter checkpoints are applied
+//! to a base: `--base`, else their `adapter_config.json`'s
+//! `base_model_name_or_path` (a relative path is looked for from here, then
+//! from the run folder and each folder above it; else it is a hub id). `trainer_state.json` (the run's, else
+//! the last checkpoint's) gives the training loss and `eval_loss` by step.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use perplex_core::report::{SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION};
+use perplex_eval::Sink;
+use perplex_model::LoadOptions;
+
+use crate::{
+    run_warnings, timing, tool_info, Corpus, Error, EvalOptions, Evaluator, Prepared, Report,
+};
+
+/// How a checkpoint stores its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// A Hugging Face model folder (`config.json` + weights).
+    Model,
+    /// A PEFT adapter folder, applied to the base.
+    Adapter,
+    /// A GGUF file.
+    Gguf,
+}
+
+/// One checkpoint of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Training step (the last number in its name).
+    pub step: u64,
+    /// The folder or file.
+    pub path: PathBuf,
+    /// What it holds.
+    pub kind: CheckpointKind,
+}
+
+/// The last run of ASCII digits in `name`, as a step.
+fn step_of(name: &str) -> Option<u64> {
+    let digits: String = name
+        .chars()
+        .rev()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().ok()
+}
+
+/// The checkpoints of `run`, by step. Folders without a model or adapter,
+/// and names without a number, are not checkpoints.
+pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, Error> {
+    let entries = fs_err::read_dir(run).map_err(|e| Error::Sweep(e.to_string()))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::Sweep(e.to_string()))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let Some(step) = step_of(&name) else { continue };
+        let kind = if path.is_dir() && path.join("adapter_config.json").is_file() {
+            CheckpointKind::Adapter
+        } else if path.is_dir() && path.join("config.json").is_file() {
+            CheckpointKind::Model
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+            CheckpointKind::Gguf
+        } else {
+            continue;
+        };
+        found.push(Checkpoint { step, path, kind });
+    }
+    found.sort_by(|a, b| a.step.cmp(&b.step).then(a.path.cmp(&b.path)));
+    Ok(found)
+}
+
+/// The trainer's losses by step from `trainer_state.json` (the run's, else
+/// the last checkpoint's that has one).
+pub fn trainer_losses(run: &Path, checkpoints: &[Checkpoint]) -> Result<Vec<TrainerLoss>, Error> {
+    let candidates = std::iter::once(run.join("trainer_state.json")).chain(
+        checkpoints
+            .iter()
+            .rev()
+            .map(|c| c.path.join("trainer_state.json")),
+    );
+    let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
+        return Ok(Vec::new());
+    };
+    let text = fs_err::read_to_string(&path).map_err(|e| Error::Sweep(e.to_string()))?;
+    let state: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Sweep(format!("cannot parse {}: {e}", path.display())))?;
+    let mut out: Vec<TrainerLoss> = Vec::new();
+    let history = state["log_history"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for entry in history {
+        let Some(step) = entry.get("step").and_then(serde_json::Value::as_u64) else {
+            continue;
+        };
+        let num = |k: &str| entry.get(k).and_then(serde_json::Value::as_f64);
+        let (loss, eval_loss) = (num("loss"), num("eval_loss"));
+        if loss.is_none() && eval_loss.is_none() {
+            continue;
+        }
+        match out.iter_mut().find(|l| l.step == step) {
+            Some(l) => {
+                l.loss = l.loss.or(loss);
+                l.eval_loss = l.eval_loss.or(eval_loss);
+            }
+            None => out.push(TrainerLoss {
+                step,
+                loss,
+                eval_loss,
+            }),
+        }
+    }
+    out.sort_by_key(|l| l.step);
+    Ok(out)
+}
+
+/// The base model for adapter checkpoints: `base`, else the first adapter's
+/// `base_model_name_or_path`.
+fn base_spec(
+    run: &Path,
+    checkpoints: &[Checkpoint],
+    base: Option<&str>,
+) -> Result<Option<String>, Error> {
+    if let Some(b) = base {
+        return Ok(Some(b.to_string()));
+    }
+    let Some(adapter) = checkpoints
+        .iter()
+        .find(|c| c.kind == CheckpointKind::Adapter)
+    else {
+        return Ok(None);
+    };
+    let path = adapter.path.join("adapter_config.json");
+    let text = fs_err::read_to_string(&path).map_err(|e| Error::Sweep(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Sweep(format!("cannot parse {}: {e}", path.display())))?;
+    let Some(name) = value["base_model_name_or_path"].as_str() else {
+        return Err(Error::Sweep(format!(
+            "{} names no base_model_name_or_path; give the base with --base",
+            path.display()
+        )));
+    };
+    // a relative path is relative to the trainer's working directory: try
+    // here, then the run folder and every folder above it
+    let found = std::iter::once(PathBuf::from(name))
+        .chain(run.ancestors().map(|a| a.join(name)))
+        .find(|p| p.join("config.json").is_file() || p.is_file());
+    Ok(Some(match found {
+        Some(p) => p.display().to_string(),
+        None => name.to_string(), // a hub id
+    }))
+}
+
+/// Evaluates every checkpoint of `run` (and the base, when there is one) on
+/// the same tokens.
+pub fn sweep(
+    run: &Path,
+    base: Option<&str>,
+    corpus: &Corpus,
+    options: &EvalOptions,
+    load: &LoadOptions,
+    sink: &mut dyn Sink,
+) -> Result<SweepReport, Error> {
+    let checkpoints = discover(run)?;
+    if checkpoints.is_empty() {
+        return Err(Error::Sweep(format!(
+            "{} holds no checkpoints (folders or .gguf files with a step number in their name, \
+             holding a model or a PEFT adapter)",
+            run.display()
+        )));
+    }
+    let losses = trainer_losses(run, &checkpoints)?;
+    let base = base_spec(run, &checkpoints, base)?;
+    let start = Instant::now();
+    let mut points = Vec::new();
+    let mut warnings = Vec::new();
+    let mut reference: Option<Vec<Vec<u32>>> = None;
+    let mut run_one = |spec: &str, sink: &mut dyn Sink| -> Result<(Report, bool), Error> {
+        let mut evaluator = Evaluator::load_with(spec, load)?;
+        for w in run_warnings(evaluator.model(), options) {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        let prepared = Prepared::new(&evaluator.model().tokenizer, corpus, options)?;
+        let same = reference.get_or_insert_with(|| prepared.tokens.clone()) == &prepared.tokens;
+        Ok((evaluator.evaluate_into(corpus, options, sink)?, same))
+    };
+    let base_report = match &base {
+        Some(b) => Some(run_one(b, sink)?.0),
+        None => None,
+    };
+    let mut meta = base_report
+        .as_ref()
+        .map(|r| (r.corpus.clone(), r.protocol.clone()));
+    for c in &checkpoints {
+        let spec = match (c.kind, &base) {
+            (CheckpointKind::Adapter, Some(b)) => format!("{b}+{}", c.path.display()),
+            _ => c.path.display().to_string(),
+        };
+        let (report, same_tokens) = run_one(&spec, sink)?;
+        meta.get_or_insert_with(|| (report.corpus.clone(), report.protocol.clone()));
+        let s = &report.summary;
+        let trainer = losses.iter().find(|l| l.step == c.step);
+        points.push(SweepPoint {
+            step: c.step,
+            spec,
+            perplexity: s.perplexity,
+            perplexity_ci95: s.perplexity_ci95,
+            mean_nll: s.mean_nll,
+            mean_nll_stderr: s.mean_nll_stderr,
+            scored_tokens: s.scored_tokens,
+            same_tokens_as_first: same_tokens,
+            change_from_previous_percent: None,
+            change_from_base_percent: None,
+            train_loss: trainer.and_then(|l| l.loss),
+            eval_loss: trainer.and_then(|l| l.eval_loss),
+            eval_loss_perplexity: trainer.and_then(|l| l.eval_loss).map(f64::exp),
+        });
+    }
+    let base_ppl = base_report.as_ref().and_then(|r| r.summary.perplexity);
+    let mut previous: Option<f64> = None;
+    for p in &mut points {
+        let change = |from: Option<f64>| match (from, p.perplexity) {
+            (Some(a), Some(b)) => Some((b - a) / a * 100.0),
+            _ => None,
+        };
+        p.change_from_previous_percent = change(previous);
+        p.change_from_base_percent = change(base_ppl);
+        previous = p.perplexity.or(previous);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let processed = points.iter().map(|p| p.scored_tokens).sum();
+    let (corpus_identity, protocol) = meta.expect("at least one model was evaluated");
+    Ok(SweepReport {
+        schema_version: SWEEP_SCHEMA_VERSION,
+        tool: tool_info(),
+        run: run.display().to_string(),
+        corpus: corpus_identity,
+        protocol,
+        base: base_report.map(|r| (r.model, r.summary)),
+        points,
+        trainer: losses,
+        warnings,
+        timing: timing(processed, seconds),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_the_last_number_in_a_name() {
+        assert_eq!(step_of("checkpoint-1200"), Some(1200));
+        assert_eq!(step_of("model-v2-step500.gguf"), Some(500));
+        assert_eq!(step_of("final"), None);
+    }
+
+    #[test]
+    fn discovery_keeps_models_adapters_and_ggufs_by_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str, file: &str| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join(file), "{}").unwrap();
+        };
+        dir("checkpoint-20", "adapter_config.json");
+        dir("checkpoint-3", "config.json");
+        dir("checkpoint-7", "optimizer.pt"); // no model: not a checkpoint
+        dir("runs", "config.json"); // no step
+        std::fs::write(tmp.path().join("q8-step100.gguf"), "").unwrap();
+        let found = discover(tmp.path()).unwrap();
+        let got: Vec<(u64, CheckpointKind)> = found.iter().map(|c| (c.step, c.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                (3, CheckpointKind::Model),
+                (20, CheckpointKind::Adapter),
+                (100, CheckpointKind::Gguf)
+            ]
+        );
+    }
+
+    #[test]
+    fn trainer_losses_merge_train_and_eval_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("trainer_state.json"),
+            r#"{"log_history": [
+                {"step": 1, "loss": 3.5}, {"step": 2, "loss": 3.1},
+                {"step": 2, "eval_loss": 3.3}, {"step": 2, "train_runtime": 9.0}
+            ]}"#,
+        )
+        .unwrap();
+        let l = trainer_losses(tmp.path(), &[]).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[1].step, l[1].loss, l[1].eval_loss),
+            (2, Some(3.1), Some(3.3))
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! `perplex sweep` on the real (tiny) training runs of
+//! `scripts/make_training_run_fixture.py` (`tests/fixtures/runs/`): each
+//! checkpoint's perplexity matches transformers' (peft's for adapters) in
+//! `tests/fixtures/runs.json` within 1e-4 relative, beside the trainer's
+//! logged losses.
+
+mod common;
+
+use common::{fixture, perplex, render};
+use serde_json::Value;
+
+fn runs_json() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("runs.json")).unwrap()).unwrap()
+}
+
+fn sweep(run: &str, text: &str) -> Value {
+    let out = perplex()
+        .args([
+            "sweep",
+            &format!("tests/fixtures/runs/{run}"),
+            "--text",
+            text,
+            "--context",
+            "64",
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_checkpoint_matches_transformers() {
+    let goldens = runs_json();
+    let text = goldens["corpus"]["text"].as_str().unwrap();
+    let close = |a: f64, b: f64, what: &str| {
+        assert!((a - b).abs() <= 1e-4 * b, "{what}: {a} vs transformers {b}");
+    };
+    for run in ["lora-run", "full-run"] {
+        let report = sweep(run, text);
+        let expected = goldens["runs"][run]["checkpoints"].as_array().unwrap();
+        let points = report["points"].as_array().unwrap();
+        assert_eq!(points.len(), expected.len(), "{run}");
+        for (p, e) in points.iter().zip(expected) {
+            assert_eq!(p["step"], e["step"]);
+            assert_eq!(p["scored_tokens"], e["scored_tokens"]);
+            close(
+                p["perplexity"].as_f64().unwrap(),
+                e["perplexity"].as_f64().unwrap(),
+                &format!("{run} step {}", e["step"]),
+            );
+            // the trainer's own numbers ride along
+            assert_eq!(p["train_loss"], e["loss"]);
+            assert_eq!(p["eval_loss"], e["eval_loss"]);
+        }
+        if run == "lora-run" {
+            // adapters: the base from adapter_config.json is evaluated too
+            let base = &report["base"][1];
+            close(
+                base["perplexity"].as_f64().unwrap(),
+                goldens["base"]["perplexity"].as_f64().unwrap(),
+                "base",
+            );
+        } else {
+            assert!(report["base"].is_null());
+        }
+    }
+}
+
+#[test]
+fn a_folder_without_checkpoints_is_an_input_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = perplex()
+        .args(["sweep", tmp.path().to_str().unwrap(), "--text", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no checkpoints"));
+}
