@@ -9,6 +9,7 @@
 
 pub mod accum;
 pub mod compare;
+pub mod diagnose;
 pub mod inspect;
 pub mod lm;
 pub mod mock;

@@ -385,6 +385,8 @@ pub struct SweepReport {
     pub points: Vec<SweepPoint>,
     /// The trainer's logged losses by step (`trainer_state.json`).
     pub trainer: Vec<TrainerLoss>,
+    /// What the curve says, in plain words with its evidence.
+    pub diagnoses: Vec<crate::diagnose::Diagnosis>,
     /// What the user should know about the run's validity.
     pub warnings: Vec<crate::inspect::Check>,
     /// Wall time of the whole sweep.

@@ -74,6 +74,16 @@ pub fn write_sweep_table(r: &SweepReport, out: &mut dyn Write) -> io::Result<()>
             cell(p.eval_loss_perplexity, 4)
         )?;
     }
+    writeln!(out)?;
+    if r.diagnoses.is_empty() {
+        writeln!(out, "diagnosis: nothing unusual")?;
+    }
+    for d in &r.diagnoses {
+        writeln!(out, "diagnosis: {} [{}]", d.message, d.code)?;
+        for c in &d.checks {
+            writeln!(out, "  check: {c}")?;
+        }
+    }
     Ok(())
 }
 

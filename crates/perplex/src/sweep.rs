@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use perplex_core::diagnose::{diagnose, DiagnoseSettings};
 use perplex_core::report::{SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION};
 use perplex_eval::Sink;
 use perplex_model::LoadOptions;
@@ -183,8 +184,17 @@ pub fn sweep(
     let mut points = Vec::new();
     let mut warnings = Vec::new();
     let mut reference: Option<Vec<Vec<u32>>> = None;
+    let mut untrained = Vec::new();
     let mut run_one = |spec: &str, sink: &mut dyn Sink| -> Result<(Report, bool), Error> {
         let mut evaluator = Evaluator::load_with(spec, load)?;
+        if evaluator
+            .model()
+            .checks
+            .iter()
+            .any(|c| c.code == "untrained-lora")
+        {
+            untrained.push(spec.to_string());
+        }
         for w in run_warnings(evaluator.model(), options) {
             if !warnings.contains(&w) {
                 warnings.push(w);
@@ -237,6 +247,27 @@ pub fn sweep(
         p.change_from_base_percent = change(base_ppl);
         previous = p.perplexity.or(previous);
     }
+    let base_point = base_report.as_ref().map(|r| SweepPoint {
+        step: 0,
+        spec: r.model.spec.clone(),
+        perplexity: r.summary.perplexity,
+        perplexity_ci95: r.summary.perplexity_ci95,
+        mean_nll: r.summary.mean_nll,
+        mean_nll_stderr: r.summary.mean_nll_stderr,
+        scored_tokens: r.summary.scored_tokens,
+        same_tokens_as_first: true,
+        change_from_previous_percent: None,
+        change_from_base_percent: None,
+        train_loss: None,
+        eval_loss: None,
+        eval_loss_perplexity: None,
+    });
+    let diagnoses = diagnose(
+        &points,
+        base_point.as_ref(),
+        &untrained,
+        DiagnoseSettings::default(),
+    );
     let seconds = start.elapsed().as_secs_f64();
     let processed = points.iter().map(|p| p.scored_tokens).sum();
     let (corpus_identity, protocol) = meta.expect("at least one model was evaluated");
@@ -249,6 +280,7 @@ pub fn sweep(
         base: base_report.map(|r| (r.model, r.summary)),
         points,
         trainer: losses,
+        diagnoses,
         warnings,
         timing: timing(processed, seconds),
     })
