@@ -14,11 +14,13 @@ use perplex_eval::{Sink, TokenEvent};
 
 mod compare;
 mod inspect;
+mod plot;
 mod sweep;
 mod table;
 
 pub use compare::{verdict_line, write_compare, COMPARE_CSV_COLUMNS};
 pub use inspect::{write_inspection_json, write_inspection_table};
+pub use plot::sweep_svg;
 pub use sweep::{write_sweep, SWEEP_CSV_COLUMNS};
 pub use table::write_table;
 

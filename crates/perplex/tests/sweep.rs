@@ -80,3 +80,35 @@ fn a_folder_without_checkpoints_is_an_input_error() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no checkpoints"));
 }
+
+#[test]
+fn the_curve_is_plotted_beside_the_report() {
+    let goldens = runs_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("curve.json");
+    let out = perplex()
+        .args([
+            "sweep",
+            "tests/fixtures/runs/lora-run",
+            "--text",
+            goldens["corpus"]["text"].as_str().unwrap(),
+            "--context",
+            "64",
+            "--format",
+            "json",
+            "--output",
+            report.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let svg = std::fs::read_to_string(tmp.path().join("curve.svg")).unwrap();
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    // five checkpoints on the curve, the 95 % band, the base line, the loss axis
+    assert_eq!(svg.matches("<circle").count(), 5);
+    assert_eq!(svg.matches("<polygon").count(), 1);
+    assert!(svg.contains(">base 1311<"), "base line");
+    assert!(svg.contains(">training loss<"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+}

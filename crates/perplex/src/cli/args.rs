@@ -119,6 +119,10 @@ pub struct SweepArgs {
     #[arg(long, value_name = "MODEL")]
     pub base: Option<String>,
 
+    /// Write the curve as SVG to this file [default: beside --output, with the extension .svg].
+    #[arg(long, value_name = "PATH")]
+    pub plot: Option<PathBuf>,
+
     /// A text to evaluate as one document (repeatable).
     #[arg(long = "text", value_name = "TEXT")]
     pub texts: Vec<String>,

@@ -223,7 +223,7 @@ pub(super) fn check_writable(path: &Path) -> Result<(), CliError> {
 }
 
 /// Writes to `path.tmp`, then renames: a reader never sees half a report.
-fn write_atomically(
+pub(super) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), CliError> {

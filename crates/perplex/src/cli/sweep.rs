@@ -1,11 +1,13 @@
 //! `perplex sweep`.
 
 use perplex_model::LoadOptions;
-use perplex_report::{write_sweep, Format};
+use perplex_report::{sweep_svg, write_sweep, Format};
 
 use super::args::{FormatArg, SweepArgs};
 use super::error::CliError;
-use super::eval::{check_writable, eval_options, read_corpus, set_threads, write_output};
+use super::eval::{
+    check_writable, eval_options, read_corpus, set_threads, write_atomically, write_output,
+};
 use super::progress::ProgressSink;
 
 /// Runs `perplex sweep`: inputs first, then one checkpoint after another.
@@ -13,6 +15,7 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
     let SweepArgs {
         run_dir,
         base,
+        plot,
         texts,
         input,
         run,
@@ -21,6 +24,10 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
     let options = eval_options(&run, &input)?;
     let corpus = read_corpus(texts, &input)?;
     if let Some(path) = &output.output {
+        check_writable(path)?;
+    }
+    let plot = plot.or_else(|| output.output.as_ref().map(|o| o.with_extension("svg")));
+    if let Some(path) = &plot {
         check_writable(path)?;
     }
     set_threads(run.threads);
@@ -46,5 +53,8 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
         FormatArg::Json => Format::Json,
         FormatArg::Csv => Format::Csv,
     };
+    if let Some(path) = &plot {
+        write_atomically(path, |out| out.write_all(sweep_svg(&report).as_bytes()))?;
+    }
     write_output(&output, |out| write_sweep(&report, format, out))
 }
