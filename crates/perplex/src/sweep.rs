@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use perplex_core::diagnose::{diagnose, DiagnoseSettings};
-use perplex_core::report::{SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION};
+use perplex_core::inspect::Check;
+use perplex_core::report::{
+    CorpusIdentity, ProtocolInfo, SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION,
+};
 use perplex_eval::Sink;
 use perplex_model::LoadOptions;
 
@@ -160,6 +163,211 @@ fn base_spec(
     }))
 }
 
+/// Evaluates checkpoints of one run, one at a time, on the same tokens:
+/// what `sweep` does in one go and `watch` as checkpoints appear.
+pub struct Sweeper<'a> {
+    run: PathBuf,
+    corpus: &'a Corpus,
+    options: &'a EvalOptions,
+    load: &'a LoadOptions,
+    base: Option<String>,
+    base_report: Option<Report>,
+    /// The first model's token ids, to catch a checkpoint that tokenises
+    /// differently.
+    reference: Option<Vec<Vec<u32>>>,
+    meta: Option<(CorpusIdentity, ProtocolInfo)>,
+    untrained: Vec<String>,
+    warnings: Vec<Check>,
+}
+
+impl<'a> Sweeper<'a> {
+    /// A sweeper for `run`; `base` overrides the adapters' own base.
+    pub fn new(
+        run: &Path,
+        base: Option<&str>,
+        corpus: &'a Corpus,
+        options: &'a EvalOptions,
+        load: &'a LoadOptions,
+    ) -> Self {
+        Sweeper {
+            run: run.to_path_buf(),
+            corpus,
+            options,
+            load,
+            base: base.map(str::to_string),
+            base_report: None,
+            reference: None,
+            meta: None,
+            untrained: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn run_one(&mut self, spec: &str, sink: &mut dyn Sink) -> Result<(Report, bool), Error> {
+        let mut evaluator = Evaluator::load_with(spec, self.load)?;
+        if evaluator
+            .model()
+            .checks
+            .iter()
+            .any(|c| c.code == "untrained-lora")
+        {
+            self.untrained.push(spec.to_string());
+        }
+        for w in run_warnings(evaluator.model(), self.options) {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        let prepared = Prepared::new(&evaluator.model().tokenizer, self.corpus, self.options)?;
+        let same = self
+            .reference
+            .get_or_insert_with(|| prepared.tokens.clone())
+            == &prepared.tokens;
+        let report = evaluator.evaluate_into(self.corpus, self.options, sink)?;
+        self.meta
+            .get_or_insert_with(|| (report.corpus.clone(), report.protocol.clone()));
+        Ok((report, same))
+    }
+
+    /// The text's and protocol's identities, once a model was evaluated.
+    pub fn meta(&self) -> Option<&(CorpusIdentity, ProtocolInfo)> {
+        self.meta.as_ref()
+    }
+
+    /// Takes the identities from an earlier run (a resumed watch).
+    pub fn resume_meta(&mut self, meta: (CorpusIdentity, ProtocolInfo)) {
+        self.meta = Some(meta);
+    }
+
+    /// Evaluates the base the first time an adapter checkpoint (or
+    /// `--base`) needs it.
+    pub fn ensure_base(
+        &mut self,
+        checkpoints: &[Checkpoint],
+        sink: &mut dyn Sink,
+    ) -> Result<(), Error> {
+        if self.base_report.is_some() {
+            return Ok(());
+        }
+        let needs = self.base.is_some()
+            || checkpoints
+                .iter()
+                .any(|c| c.kind == CheckpointKind::Adapter);
+        if !needs {
+            return Ok(());
+        }
+        let spec = base_spec(&self.run, checkpoints, self.base.as_deref())?
+            .expect("a base is given or an adapter names one");
+        self.base = Some(spec.clone());
+        self.base_report = Some(self.run_one(&spec, sink)?.0);
+        Ok(())
+    }
+
+    /// Evaluates one checkpoint; `losses` are the trainer's.
+    pub fn evaluate(
+        &mut self,
+        c: &Checkpoint,
+        losses: &[TrainerLoss],
+        sink: &mut dyn Sink,
+    ) -> Result<SweepPoint, Error> {
+        self.ensure_base(std::slice::from_ref(c), sink)?;
+        let spec = match (c.kind, &self.base) {
+            (CheckpointKind::Adapter, Some(b)) => format!("{b}+{}", c.path.display()),
+            _ => c.path.display().to_string(),
+        };
+        let (report, same_tokens) = self.run_one(&spec, sink)?;
+        let s = &report.summary;
+        let trainer = losses.iter().find(|l| l.step == c.step);
+        Ok(SweepPoint {
+            step: c.step,
+            spec,
+            perplexity: s.perplexity,
+            perplexity_ci95: s.perplexity_ci95,
+            mean_nll: s.mean_nll,
+            mean_nll_stderr: s.mean_nll_stderr,
+            scored_tokens: s.scored_tokens,
+            same_tokens_as_first: same_tokens,
+            change_from_previous_percent: None,
+            change_from_base_percent: None,
+            train_loss: trainer.and_then(|l| l.loss),
+            eval_loss: trainer.and_then(|l| l.eval_loss),
+            eval_loss_perplexity: trainer.and_then(|l| l.eval_loss).map(f64::exp),
+        })
+    }
+
+    /// The report of `points` (any order; sorted by step here), with the
+    /// changes and diagnoses computed over the whole curve.
+    pub fn report(
+        &self,
+        mut points: Vec<SweepPoint>,
+        losses: Vec<TrainerLoss>,
+        seconds: f64,
+    ) -> Result<SweepReport, Error> {
+        points.sort_by_key(|p| p.step);
+        let base_ppl = self.base_report.as_ref().and_then(|r| r.summary.perplexity);
+        let mut previous: Option<f64> = None;
+        for p in &mut points {
+            let change = |from: Option<f64>| match (from, p.perplexity) {
+                (Some(a), Some(b)) => Some((b - a) / a * 100.0),
+                _ => None,
+            };
+            p.change_from_previous_percent = change(previous);
+            p.change_from_base_percent = change(base_ppl);
+            previous = p.perplexity.or(previous);
+        }
+        let base_point = self.base_report.as_ref().map(|r| SweepPoint {
+            step: 0,
+            spec: r.model.spec.clone(),
+            perplexity: r.summary.perplexity,
+            perplexity_ci95: r.summary.perplexity_ci95,
+            mean_nll: r.summary.mean_nll,
+            mean_nll_stderr: r.summary.mean_nll_stderr,
+            scored_tokens: r.summary.scored_tokens,
+            same_tokens_as_first: true,
+            change_from_previous_percent: None,
+            change_from_base_percent: None,
+            train_loss: None,
+            eval_loss: None,
+            eval_loss_perplexity: None,
+        });
+        let untrained: Vec<String> = self
+            .untrained
+            .iter()
+            .filter(|s| Some(*s) != self.base.as_ref())
+            .cloned()
+            .collect();
+        let diagnoses = diagnose(
+            &points,
+            base_point.as_ref(),
+            &untrained,
+            DiagnoseSettings::default(),
+        );
+        let processed = points.iter().map(|p| p.scored_tokens).sum();
+        let Some((corpus, protocol)) = self.meta.clone() else {
+            return Err(Error::Sweep(format!(
+                "no checkpoint of {} was evaluated",
+                self.run.display()
+            )));
+        };
+        Ok(SweepReport {
+            schema_version: SWEEP_SCHEMA_VERSION,
+            tool: tool_info(),
+            run: self.run.display().to_string(),
+            corpus,
+            protocol,
+            base: self
+                .base_report
+                .as_ref()
+                .map(|r| (r.model.clone(), r.summary.clone())),
+            points,
+            trainer: losses,
+            diagnoses,
+            warnings: self.warnings.clone(),
+            timing: timing(processed, seconds),
+        })
+    }
+}
+
 /// Evaluates every checkpoint of `run` (and the base, when there is one) on
 /// the same tokens.
 pub fn sweep(
@@ -179,111 +387,14 @@ pub fn sweep(
         )));
     }
     let losses = trainer_losses(run, &checkpoints)?;
-    let base = base_spec(run, &checkpoints, base)?;
     let start = Instant::now();
-    let mut points = Vec::new();
-    let mut warnings = Vec::new();
-    let mut reference: Option<Vec<Vec<u32>>> = None;
-    let mut untrained = Vec::new();
-    let mut run_one = |spec: &str, sink: &mut dyn Sink| -> Result<(Report, bool), Error> {
-        let mut evaluator = Evaluator::load_with(spec, load)?;
-        if evaluator
-            .model()
-            .checks
-            .iter()
-            .any(|c| c.code == "untrained-lora")
-        {
-            untrained.push(spec.to_string());
-        }
-        for w in run_warnings(evaluator.model(), options) {
-            if !warnings.contains(&w) {
-                warnings.push(w);
-            }
-        }
-        let prepared = Prepared::new(&evaluator.model().tokenizer, corpus, options)?;
-        let same = reference.get_or_insert_with(|| prepared.tokens.clone()) == &prepared.tokens;
-        Ok((evaluator.evaluate_into(corpus, options, sink)?, same))
-    };
-    let base_report = match &base {
-        Some(b) => Some(run_one(b, sink)?.0),
-        None => None,
-    };
-    let mut meta = base_report
-        .as_ref()
-        .map(|r| (r.corpus.clone(), r.protocol.clone()));
-    for c in &checkpoints {
-        let spec = match (c.kind, &base) {
-            (CheckpointKind::Adapter, Some(b)) => format!("{b}+{}", c.path.display()),
-            _ => c.path.display().to_string(),
-        };
-        let (report, same_tokens) = run_one(&spec, sink)?;
-        meta.get_or_insert_with(|| (report.corpus.clone(), report.protocol.clone()));
-        let s = &report.summary;
-        let trainer = losses.iter().find(|l| l.step == c.step);
-        points.push(SweepPoint {
-            step: c.step,
-            spec,
-            perplexity: s.perplexity,
-            perplexity_ci95: s.perplexity_ci95,
-            mean_nll: s.mean_nll,
-            mean_nll_stderr: s.mean_nll_stderr,
-            scored_tokens: s.scored_tokens,
-            same_tokens_as_first: same_tokens,
-            change_from_previous_percent: None,
-            change_from_base_percent: None,
-            train_loss: trainer.and_then(|l| l.loss),
-            eval_loss: trainer.and_then(|l| l.eval_loss),
-            eval_loss_perplexity: trainer.and_then(|l| l.eval_loss).map(f64::exp),
-        });
-    }
-    let base_ppl = base_report.as_ref().and_then(|r| r.summary.perplexity);
-    let mut previous: Option<f64> = None;
-    for p in &mut points {
-        let change = |from: Option<f64>| match (from, p.perplexity) {
-            (Some(a), Some(b)) => Some((b - a) / a * 100.0),
-            _ => None,
-        };
-        p.change_from_previous_percent = change(previous);
-        p.change_from_base_percent = change(base_ppl);
-        previous = p.perplexity.or(previous);
-    }
-    let base_point = base_report.as_ref().map(|r| SweepPoint {
-        step: 0,
-        spec: r.model.spec.clone(),
-        perplexity: r.summary.perplexity,
-        perplexity_ci95: r.summary.perplexity_ci95,
-        mean_nll: r.summary.mean_nll,
-        mean_nll_stderr: r.summary.mean_nll_stderr,
-        scored_tokens: r.summary.scored_tokens,
-        same_tokens_as_first: true,
-        change_from_previous_percent: None,
-        change_from_base_percent: None,
-        train_loss: None,
-        eval_loss: None,
-        eval_loss_perplexity: None,
-    });
-    let diagnoses = diagnose(
-        &points,
-        base_point.as_ref(),
-        &untrained,
-        DiagnoseSettings::default(),
-    );
-    let seconds = start.elapsed().as_secs_f64();
-    let processed = points.iter().map(|p| p.scored_tokens).sum();
-    let (corpus_identity, protocol) = meta.expect("at least one model was evaluated");
-    Ok(SweepReport {
-        schema_version: SWEEP_SCHEMA_VERSION,
-        tool: tool_info(),
-        run: run.display().to_string(),
-        corpus: corpus_identity,
-        protocol,
-        base: base_report.map(|r| (r.model, r.summary)),
-        points,
-        trainer: losses,
-        diagnoses,
-        warnings,
-        timing: timing(processed, seconds),
-    })
+    let mut sweeper = Sweeper::new(run, base, corpus, options, load);
+    sweeper.ensure_base(&checkpoints, sink)?;
+    let points = checkpoints
+        .iter()
+        .map(|c| sweeper.evaluate(c, &losses, sink))
+        .collect::<Result<Vec<_>, _>>()?;
+    sweeper.report(points, losses, start.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]

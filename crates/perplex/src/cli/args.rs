@@ -23,6 +23,8 @@ pub enum Command {
     Compare(Box<CompareArgs>),
     /// Evaluate every checkpoint of a training run (Trainer's checkpoint-N folders, full weights or PEFT adapters, or GGUF files with a step in the name) on the same text, beside the trainer's losses.
     Sweep(Box<SweepArgs>),
+    /// Watch a training run: evaluate each new checkpoint once it is completely written, keep a state file so a restart resumes, and rewrite the report (and plot) after each.
+    Watch(Box<WatchArgs>),
     /// Show what a model declares (architecture, storage, context, tokenizer, BOS/EOS) and check its tokenizer against its weights, without loading the weights.
     Inspect(InspectArgs),
 }
@@ -136,6 +138,58 @@ pub struct SweepArgs {
     pub run: RunArgs,
 
     /// Where the report goes.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Arguments of `perplex watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The run folder the trainer writes checkpoints into.
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// Base model for adapter checkpoints [default: their adapter_config.json's base_model_name_or_path].
+    #[arg(long, value_name = "MODEL")]
+    pub base: Option<String>,
+
+    /// The state file that makes a restart resume [default: RUN_DIR/perplex-watch.json].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// Seconds between looks at the run folder.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub interval: f64,
+
+    /// Seconds a checkpoint's files must stay unchanged before it is evaluated.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub settle: f64,
+
+    /// Stop after this many seconds without a new checkpoint [default: watch until interrupted].
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_when_idle: Option<f64>,
+
+    /// Stop once a checkpoint of at least this step is evaluated.
+    #[arg(long, value_name = "STEP")]
+    pub until_step: Option<u64>,
+
+    /// Write the curve as SVG to this file after each checkpoint [default: beside --output, with the extension .svg].
+    #[arg(long, value_name = "PATH")]
+    pub plot: Option<PathBuf>,
+
+    /// A text to evaluate as one document (repeatable).
+    #[arg(long = "text", value_name = "TEXT")]
+    pub texts: Vec<String>,
+
+    /// Corpus inputs.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// How windows are built and run.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Where the report goes (rewritten after each checkpoint).
     #[command(flatten)]
     pub output: OutputArgs,
 }

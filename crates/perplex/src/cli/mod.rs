@@ -12,6 +12,7 @@ mod eval;
 mod inspect;
 mod progress;
 mod sweep;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ pub fn main() -> ExitCode {
         args::Command::Compare(args) => compare::run(*args),
         args::Command::Inspect(args) => inspect::run(args),
         args::Command::Sweep(args) => sweep::run(*args),
+        args::Command::Watch(args) => watch::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
