@@ -69,7 +69,7 @@ pub fn diagnose(
     if points.len() >= k {
         let (first, last) = (&points[points.len() - k], &points[points.len() - 1]);
         if let Some((d, noise)) = change(first, last) {
-            if d > -noise {
+            if d >= -noise {
                 out.push(Diagnosis {
                     code: "not-decreasing".into(),
                     message: format!(

@@ -27,6 +27,7 @@
 
 mod compare;
 pub mod sweep;
+pub mod training;
 pub mod watch;
 
 use std::path::Path;
