@@ -117,6 +117,7 @@ impl CausalLm for Bigram {
     }
 }
 
+#[allow(clippy::print_stdout)] // an example prints its results
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let tokenizer = TextTokenizer::from_hf_folder(&root.join("tests/fixtures/tiny-llama"))?;
