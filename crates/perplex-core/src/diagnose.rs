@@ -205,6 +205,7 @@ mod tests {
             train_loss: loss,
             eval_loss: None,
             eval_loss_perplexity: None,
+            label: None,
         }
     }
 

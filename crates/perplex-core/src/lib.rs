@@ -8,6 +8,7 @@
 //! [`CausalLm`] → [`NllStats`] accumulators → a [`report::Report`].
 
 pub mod accum;
+pub mod bands;
 pub mod compare;
 pub mod diagnose;
 pub mod inspect;

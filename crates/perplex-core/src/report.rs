@@ -38,6 +38,9 @@ pub struct Report {
     /// that needs BOS scored without it), most severe first.
     #[serde(default)]
     pub warnings: Vec<crate::inspect::Check>,
+    /// The corpus perplexity's label, when asked for (`--bands`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpretation: Option<crate::bands::Interpretation>,
 }
 
 /// Tool name and version.
@@ -422,6 +425,9 @@ pub struct SweepPoint {
     pub eval_loss: Option<f64>,
     /// `exp(eval_loss)`: the trainer's own perplexity, on its eval set.
     pub eval_loss_perplexity: Option<f64>,
+    /// The perplexity's label, when asked for (`--bands`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Losses a trainer logged at one step.

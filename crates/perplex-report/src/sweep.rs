@@ -47,7 +47,7 @@ pub fn write_sweep_table(r: &SweepReport, out: &mut dyn Write) -> io::Result<()>
     writeln!(out)?;
     writeln!(
         out,
-        "{:>8} {:>12} {:>24} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "{:>8} {:>12} {:>24} {:>10} {:>10} {:>10} {:>10} {:>12}{}",
         "step",
         "perplexity",
         "95% interval",
@@ -55,7 +55,12 @@ pub fn write_sweep_table(r: &SweepReport, out: &mut dyn Write) -> io::Result<()>
         "vs base",
         "train loss",
         "eval loss",
-        "exp(eval)"
+        "exp(eval)",
+        if r.points.iter().any(|p| p.label.is_some()) {
+            "  label"
+        } else {
+            ""
+        }
     )?;
     for p in &r.points {
         let ci = p
@@ -63,7 +68,7 @@ pub fn write_sweep_table(r: &SweepReport, out: &mut dyn Write) -> io::Result<()>
             .map_or_else(|| "-".into(), |[lo, hi]| format!("[{lo:.4}, {hi:.4}]"));
         writeln!(
             out,
-            "{:>8} {:>12} {:>24} {:>10} {:>10} {:>10} {:>10} {:>12}",
+            "{:>8} {:>12} {:>24} {:>10} {:>10} {:>10} {:>10} {:>12}{}",
             p.step,
             cell(p.perplexity, 4),
             ci,
@@ -71,8 +76,14 @@ pub fn write_sweep_table(r: &SweepReport, out: &mut dyn Write) -> io::Result<()>
             signed(p.change_from_base_percent),
             cell(p.train_loss, 4),
             cell(p.eval_loss, 4),
-            cell(p.eval_loss_perplexity, 4)
+            cell(p.eval_loss_perplexity, 4),
+            p.label
+                .as_ref()
+                .map_or_else(String::new, |l| format!("  {l}"))
         )?;
+    }
+    if r.points.iter().any(|p| p.label.is_some()) {
+        writeln!(out, "labels: {}", perplex_core::bands::CAVEAT)?;
     }
     writeln!(out)?;
     if r.diagnoses.is_empty() {
@@ -102,6 +113,7 @@ pub const SWEEP_CSV_COLUMNS: &[&str] = &[
     "train_loss",
     "eval_loss",
     "eval_loss_perplexity",
+    "label",
 ];
 
 /// One row per checkpoint.
@@ -128,6 +140,7 @@ pub fn write_sweep_csv(r: &SweepReport, out: &mut dyn Write) -> io::Result<()> {
             num(p.train_loss),
             num(p.eval_loss),
             num(p.eval_loss_perplexity),
+            p.label.clone().unwrap_or_default(),
         ];
         writeln!(out, "{}", row.join(","))?;
     }

@@ -77,6 +77,13 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         .map(|[lo, hi]| format!("   95% CI [{}, {}]", sig(lo), sig(hi)))
         .unwrap_or_default();
     row(out, "perplexity", format!("{}{ci}", sig(ppl)))?;
+    if let Some(i) = &r.interpretation {
+        row(
+            out,
+            "interpretation",
+            format!("{} ({}); {}", i.label, i.band, i.caveat),
+        )?;
+    }
     if let Some(mean) = s.mean_nll {
         let se = s
             .mean_nll_stderr

@@ -435,6 +435,7 @@ impl<'c> Prepared<'c> {
             documents: doc_reports,
             timing: timing(outcome.processed_tokens, seconds),
             warnings: Vec::new(),
+            interpretation: None,
         }
     }
 

@@ -292,6 +292,7 @@ impl<'a> Sweeper<'a> {
             train_loss: trainer.and_then(|l| l.loss),
             eval_loss: trainer.and_then(|l| l.eval_loss),
             eval_loss_perplexity: trainer.and_then(|l| l.eval_loss).map(f64::exp),
+            label: None,
         })
     }
 
@@ -329,6 +330,7 @@ impl<'a> Sweeper<'a> {
             train_loss: None,
             eval_loss: None,
             eval_loss_perplexity: None,
+            label: None,
         });
         let untrained: Vec<String> = self
             .untrained

@@ -101,6 +101,7 @@ impl TrainingEvaluator {
             train_loss,
             eval_loss: None,
             eval_loss_perplexity: None,
+            label: None,
         });
         if train_loss.is_some() {
             self.losses.push(TrainerLoss {

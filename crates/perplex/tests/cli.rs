@@ -374,3 +374,29 @@ fn a_gemma_model_scored_without_bos_is_warned_about() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["warnings"], serde_json::json!([]));
 }
+
+#[test]
+fn the_seeds_bands_label_a_perplexity_on_request() {
+    let out = perplex()
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "--format",
+            "json",
+            "--quiet",
+            "--bands",
+            "Rust is fast.",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // uniform over 384 tokens: perplexity 384
+    assert_eq!(report["interpretation"]["label"], "poor");
+    assert_eq!(report["interpretation"]["band"], "100+");
+    assert!(report["interpretation"]["caveat"]
+        .as_str()
+        .unwrap()
+        .contains("same tokenizer"));
+}

@@ -112,3 +112,44 @@ fn the_curve_is_plotted_beside_the_report() {
     assert!(svg.contains(">training loss<"));
     assert!(svg.trim_end().ends_with("</svg>"));
 }
+
+#[test]
+fn bands_label_the_curve_when_asked() {
+    let goldens = runs_json();
+    let out = perplex()
+        .args([
+            "sweep",
+            "tests/fixtures/runs/full-run",
+            "--text",
+            goldens["corpus"]["text"].as_str().unwrap(),
+            "--context",
+            "64",
+            "--bands=great:700,ok",
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", render(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let labels: Vec<&str> = report["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["ok", "great", "great"]);
+    let bad = perplex()
+        .args([
+            "sweep",
+            "tests/fixtures/runs/full-run",
+            "--text",
+            "x",
+            "--bands",
+            "a:5,b:4,c",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -69,6 +69,10 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
+    /// Interpretation labels.
+    #[command(flatten)]
+    pub labels: LabelArgs,
+
     /// Where the report goes.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -137,6 +141,10 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
+    /// Interpretation labels.
+    #[command(flatten)]
+    pub labels: LabelArgs,
+
     /// Where the report goes.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -189,9 +197,21 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
+    /// Interpretation labels.
+    #[command(flatten)]
+    pub labels: LabelArgs,
+
     /// Where the report goes (rewritten after each checkpoint).
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Opt-in interpretation labels.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// Label perplexities by band: the seed's (excellent up to 30, good up to 60, acceptable up to 100, poor above) without a value, or your own as `--bands=name:bound,…,name`. Labels compare like with like only: the same tokenizer on the same kind of text.
+    #[arg(long, value_name = "BANDS", num_args = 0..=1, require_equals = true, default_missing_value = "30,60,100")]
+    pub bands: Option<String>,
 }
 
 /// Where the text comes from.

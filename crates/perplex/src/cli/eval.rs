@@ -4,6 +4,7 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use perplex::{Corpus, EvalOptions, Evaluator};
+use perplex_core::bands::Bands;
 use perplex_core::plan::{BosPolicy, Protocol};
 use perplex_data::corpus::{self, Split};
 use perplex_eval::{NullSink, Sink};
@@ -11,7 +12,7 @@ use perplex_model::LoadOptions;
 use perplex_report::{write_report, Format, PerTokenJsonl};
 
 use super::args::{
-    BosArg, EvalArgs, FormatArg, InputArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg,
+    BosArg, EvalArgs, FormatArg, InputArgs, LabelArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg,
 };
 use super::error::CliError;
 use super::progress::ProgressSink;
@@ -25,7 +26,9 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
         run,
         output,
         per_token,
+        labels,
     } = args;
+    let bands = bands(&labels)?;
     let options = eval_options(&run, &input)?;
     // Read every input and open every output before loading the model, so a
     // typo fails in milliseconds rather than after a long run.
@@ -63,12 +66,25 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
             output.quiet,
         )?,
     };
+    let mut report = report;
+    if let (Some(b), Some(ppl)) = (&bands, report.summary.perplexity) {
+        report.interpretation = Some(b.label(ppl));
+    }
     let format = match output.format {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,
         FormatArg::Csv => Format::Csv,
     };
     write_output(&output, |out| write_report(&report, format, out))
+}
+
+/// The bands `--bands` asks for, checked.
+pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
+    labels
+        .bands
+        .as_deref()
+        .map(|spec| Bands::parse(spec).map_err(|e| CliError::Usage(format!("--bands {e}"))))
+        .transpose()
 }
 
 /// The evaluation options the arguments describe, checked.

@@ -20,7 +20,9 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
         input,
         run,
         output,
+        labels,
     } = args;
+    let bands = super::eval::bands(&labels)?;
     let options = eval_options(&run, &input)?;
     let corpus = read_corpus(texts, &input)?;
     if let Some(path) = &output.output {
@@ -45,6 +47,12 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
         progress.finish();
         report?
     };
+    let mut report = report;
+    if let Some(b) = &bands {
+        for p in &mut report.points {
+            p.label = p.perplexity.map(|x| b.label(x).label);
+        }
+    }
     for warning in &report.warnings {
         super::error::render_warning(warning);
     }

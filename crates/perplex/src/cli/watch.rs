@@ -33,7 +33,9 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         input,
         run,
         output,
+        labels,
     } = args;
+    let bands = super::eval::bands(&labels)?;
     let options = eval_options(&run, &input)?;
     let watch = WatchOptions {
         interval: seconds("--interval", interval)?,
@@ -55,7 +57,17 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         FormatArg::Csv => Format::Csv,
     };
     set_threads(run.threads);
+    let label = |report: &perplex::report::SweepReport| {
+        let mut report = report.clone();
+        if let Some(b) = &bands {
+            for p in &mut report.points {
+                p.label = p.perplexity.map(|x| b.label(x).label);
+            }
+        }
+        report
+    };
     let write_files = |report: &perplex::report::SweepReport| -> Result<(), CliError> {
+        let report = &label(report);
         if let Some(path) = &plot {
             write_atomically(path, |out| out.write_all(sweep_svg(report).as_bytes()))?;
         }
@@ -92,7 +104,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
     }
     write_files(&report)?;
     if output.output.is_none() {
-        write_output(&output, |out| write_sweep(&report, format, out))?;
+        write_output(&output, |out| write_sweep(&label(&report), format, out))?;
     }
     Ok(())
 }
