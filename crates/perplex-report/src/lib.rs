@@ -20,7 +20,7 @@ mod table;
 
 pub use compare::{verdict_line, write_compare, COMPARE_CSV_COLUMNS};
 pub use inspect::{write_inspection_json, write_inspection_table};
-pub use plot::sweep_svg;
+pub use plot::{sweep_png, sweep_svg};
 pub use sweep::{write_sweep, SWEEP_CSV_COLUMNS};
 pub use table::write_table;
 

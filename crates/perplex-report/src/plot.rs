@@ -225,6 +225,30 @@ pub fn sweep_svg(report: &SweepReport) -> String {
     svg
 }
 
+/// The curve as PNG: [`sweep_svg`] rendered at twice its size, text in the
+/// system's fonts (DejaVu Sans first). Fails only if the SVG cannot be
+/// rendered, which would be a bug.
+pub fn sweep_png(report: &SweepReport) -> Result<Vec<u8>, String> {
+    use resvg::{tiny_skia, usvg};
+    let mut options = usvg::Options::default();
+    options.fontdb_mut().load_system_fonts();
+    let tree = usvg::Tree::from_str(&sweep_svg(report), &options).map_err(|e| e.to_string())?;
+    let scale = 2.0;
+    let size = tree
+        .size()
+        .to_int_size()
+        .scale_by(scale)
+        .ok_or("empty plot")?;
+    let mut pixmap =
+        tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("the plot has no area")?;
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

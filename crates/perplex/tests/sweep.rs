@@ -111,6 +111,14 @@ fn the_curve_is_plotted_beside_the_report() {
     assert!(svg.contains(">base 1311<"), "base line");
     assert!(svg.contains(">training loss<"));
     assert!(svg.trim_end().ends_with("</svg>"));
+    // and its PNG rendering, at twice the SVG's 760 x 440
+    let png = std::fs::read(tmp.path().join("curve.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (1520, 880));
 }
 
 #[test]

@@ -125,7 +125,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "MODEL")]
     pub base: Option<String>,
 
-    /// Write the curve as SVG to this file [default: beside --output, with the extension .svg].
+    /// Write the curve to this file, PNG for a .png name, else SVG [default: both, beside --output, with the extensions .svg and .png].
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
 
@@ -181,7 +181,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "STEP")]
     pub until_step: Option<u64>,
 
-    /// Write the curve as SVG to this file after each checkpoint [default: beside --output, with the extension .svg].
+    /// Write the curve to this file after each checkpoint, PNG for a .png name, else SVG [default: both, beside --output, with the extensions .svg and .png].
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
 

@@ -279,3 +279,36 @@ pub(super) fn note(quiet: bool, message: &str) {
         }
     }
 }
+
+/// Where the curve goes: `--plot FILE` (`.png` for PNG, else SVG), or both
+/// an SVG and a PNG beside `--output`.
+pub(super) fn plot_paths(plot: Option<PathBuf>, output: Option<&Path>) -> Vec<PathBuf> {
+    match (plot, output) {
+        (Some(p), _) => vec![p],
+        (None, Some(o)) => vec![o.with_extension("svg"), o.with_extension("png")],
+        (None, None) => Vec::new(),
+    }
+}
+
+/// Writes the curve to each of `paths`, in the format its extension names.
+pub(super) fn write_plots(
+    report: &perplex::report::SweepReport,
+    paths: &[PathBuf],
+) -> Result<(), CliError> {
+    for path in paths {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        {
+            let png = perplex_report::sweep_png(report).map_err(|e| CliError::Output {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            write_atomically(path, |out| out.write_all(&png))?;
+        } else {
+            let svg = perplex_report::sweep_svg(report);
+            write_atomically(path, |out| out.write_all(svg.as_bytes()))?;
+        }
+    }
+    Ok(())
+}

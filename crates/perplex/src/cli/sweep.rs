@@ -1,12 +1,12 @@
 //! `perplex sweep`.
 
 use perplex_model::LoadOptions;
-use perplex_report::{sweep_svg, write_sweep, Format};
+use perplex_report::{write_sweep, Format};
 
 use super::args::{FormatArg, SweepArgs};
 use super::error::CliError;
 use super::eval::{
-    check_writable, eval_options, read_corpus, set_threads, write_atomically, write_output,
+    check_writable, eval_options, plot_paths, read_corpus, set_threads, write_output, write_plots,
 };
 use super::progress::ProgressSink;
 
@@ -28,8 +28,8 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
     if let Some(path) = &output.output {
         check_writable(path)?;
     }
-    let plot = plot.or_else(|| output.output.as_ref().map(|o| o.with_extension("svg")));
-    if let Some(path) = &plot {
+    let plots = plot_paths(plot, output.output.as_deref());
+    for path in &plots {
         check_writable(path)?;
     }
     set_threads(run.threads);
@@ -61,8 +61,6 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
         FormatArg::Json => Format::Json,
         FormatArg::Csv => Format::Csv,
     };
-    if let Some(path) = &plot {
-        write_atomically(path, |out| out.write_all(sweep_svg(&report).as_bytes()))?;
-    }
+    write_plots(&report, &plots)?;
     write_output(&output, |out| write_sweep(&report, format, out))
 }

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use perplex::watch::WatchOptions;
 use perplex_model::LoadOptions;
-use perplex_report::{sweep_svg, write_sweep, Format};
+use perplex_report::{write_sweep, Format};
 
 use super::args::{FormatArg, WatchArgs};
 use super::error::CliError;
 use super::eval::{
-    check_writable, eval_options, note, read_corpus, set_threads, write_atomically, write_output,
+    check_writable, eval_options, note, plot_paths, read_corpus, set_threads, write_atomically,
+    write_output, write_plots,
 };
 
 fn seconds(name: &str, s: f64) -> Result<Duration, CliError> {
@@ -50,7 +51,10 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
     if let Some(path) = &output.output {
         check_writable(path)?;
     }
-    let plot = plot.or_else(|| output.output.as_ref().map(|o| o.with_extension("svg")));
+    let plots = plot_paths(plot, output.output.as_deref());
+    for path in &plots {
+        check_writable(path)?;
+    }
     let format = match output.format {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,
@@ -68,9 +72,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
     };
     let write_files = |report: &perplex::report::SweepReport| -> Result<(), CliError> {
         let report = &label(report);
-        if let Some(path) = &plot {
-            write_atomically(path, |out| out.write_all(sweep_svg(report).as_bytes()))?;
-        }
+        write_plots(report, &plots)?;
         if let Some(path) = &output.output {
             write_atomically(path, |out| write_sweep(report, format, out))?;
         }
