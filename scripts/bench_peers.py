@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench: the peers' runners and the comparison table.
+
+Subcommands (scripts/bench calls them; each can be run alone):
+
+  extract-llama-cpp SDIST_DIR DEST
+      unpack vendor/llama.cpp from the llama-cpp-python sdist in SDIST_DIR into DEST
+  transformers --model GGUF --text FILE --threads N --chunks C --context L --json-out PATH
+      the transformers f32 peer: one process, writes its figures as JSON
+  run --threads N --model GGUF --text FILE [--perplex-bin B] [--llama-bin B] ...
+      run every tool one at a time as a child process (wall time and peak RSS from
+      os.wait4), then print the markdown table
+
+Protocol for every tool: llama.cpp's perplexity protocol, C chunks of L tokens, the second
+half of each chunk scored (positions L/2 .. L-2 predict L/2+1 .. L-1: L/2 - 1 per chunk),
+BOS in place of each chunk's first token only when the GGUF says add-BOS. Processed tokens =
+C x L for all three; tokens/s = processed tokens / seconds of the evaluation loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+TOOLS = ("perplex", "transformers", "llama.cpp")
+
+
+# ---------------------------------------------------------------------------- llama.cpp source
+
+
+def extract_llama_cpp(sdist_dir: str, dest: str) -> None:
+    """Unpacks <sdist>/vendor/llama.cpp into dest and records the vendored commit."""
+    archives = sorted(glob.glob(os.path.join(sdist_dir, "llama_cpp_python-*.tar.gz")))
+    if not archives:
+        sys.exit(f"bench: no llama_cpp_python-*.tar.gz in {sdist_dir}")
+    dest_path = Path(dest)
+    tmp = Path(tempfile.mkdtemp(prefix="llama-src-", dir=dest_path.parent))
+    commit = None
+    with tarfile.open(archives[-1]) as tar:
+        members = []
+        for m in tar.getmembers():
+            parts = m.name.split("/", 1)
+            if len(parts) < 2:
+                continue
+            rel = parts[1]
+            if rel.startswith("vendor/llama.cpp/"):
+                members.append(m)
+            elif rel == ".git/modules/vendor/llama.cpp/HEAD":
+                commit = tar.extractfile(m).read().decode().strip()
+        if not members:
+            sys.exit(f"bench: {archives[-1]} carries no vendor/llama.cpp")
+        tar.extractall(tmp, members=members, filter="data")
+    root = next(tmp.iterdir()) / "vendor" / "llama.cpp"
+    if dest_path.exists():
+        shutil.rmtree(dest_path)
+    root.rename(dest_path)
+    shutil.rmtree(tmp)
+    sdist = os.path.basename(archives[-1])[: -len(".tar.gz")]
+    (dest_path / ".bench-origin").write_text(f"{sdist} vendor/llama.cpp {commit or 'unknown'}\n")
+    print(f"bench: llama.cpp sources ({commit or 'commit unknown'}) from {sdist} in {dest}",
+          file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- transformers peer
+
+
+def gguf_fields(path: str) -> dict:
+    """The few GGUF metadata fields the peer needs (gguf package)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    out = {}
+    for key in ("tokenizer.ggml.pre", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id",
+                "general.architecture"):
+        field = reader.fields.get(key)
+        if field is None:
+            continue
+        value = field.parts[field.data[0]]
+        if field.types and field.types[0].name == "STRING":
+            out[key] = bytes(value).decode()
+        else:
+            out[key] = value.tolist()[0]
+    return out
+
+
+def load_tokenizer(model: str, tokenizer_json: str | None, meta: dict):
+    """transformers' tokenizer for the GGUF, with llama.cpp's `smollm` digit split restored.
+
+    transformers' GGUF converter builds the GPT-2 byte-level BPE but drops the pre-tokenizer
+    variant; llama.cpp's `smollm` pre-tokenizer splits every digit on its own first. Without
+    that step the ids differ from llama.cpp's (and perplex's) on runs of whitespace before a
+    digit. A tokenizer.json given with --tokenizer-json is used as it is.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if tokenizer_json:
+        return PreTrainedTokenizerFast(tokenizer_file=tokenizer_json), "tokenizer.json"
+    tok = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(model)),
+                                        gguf_file=os.path.basename(model))
+    how = "gguf"
+    if meta.get("tokenizer.ggml.pre") == "smollm":
+        backend = tok.backend_tokenizer
+        current = backend.pre_tokenizer
+        digits = pre_tokenizers.Digits(individual_digits=True)
+        backend.pre_tokenizer = (pre_tokenizers.Sequence([digits, current])
+                                 if current is not None else digits)
+        how = "gguf + smollm digit split"
+    return tok, how
+
+
+def transformers_peer(a: argparse.Namespace) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    t0 = time.perf_counter()
+    import numpy as np
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(a.threads)
+    meta = gguf_fields(a.model)
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+
+    tok, tok_how = load_tokenizer(a.model, a.tokenizer_json, meta)
+    text = Path(a.text).read_text(encoding="utf-8")
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    text_tokens = len(ids)
+    if add_bos:  # as llama.cpp's tokenize(text, add_special=true)
+        ids = [bos] + ids
+    L = a.context
+    n_chunks = min(a.chunks, len(ids) // L)
+    if n_chunks < 1:
+        sys.exit(f"bench: {a.text} has {len(ids)} tokens, fewer than one chunk of {L}")
+    ids = torch.tensor(ids[: n_chunks * L], dtype=torch.long).view(n_chunks, L)
+    if add_bos:
+        ids[:, 0] = bos
+
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(os.path.abspath(a.model)), gguf_file=os.path.basename(a.model),
+        dtype=torch.float32)
+    model.eval()
+    load_seconds = time.perf_counter() - t0
+
+    first = L // 2
+    nll_sum = 0.0
+    nll_sq = 0.0
+    scored = 0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for c in range(n_chunks):
+            window = ids[c : c + 1]
+            logits = model(window).logits[0]  # [L, vocab], f32, every position (the seed's way)
+            lp = torch.log_softmax(logits[first : L - 1].float(), dim=-1)
+            target = window[0, first + 1 : L]
+            nll = -lp.gather(1, target[:, None])[:, 0].double()
+            nll_sum += nll.sum().item()
+            nll_sq += (nll * nll).sum().item()
+            scored += nll.numel()
+    seconds = time.perf_counter() - start
+
+    mean = nll_sum / scored
+    var = max(nll_sq / scored - mean * mean, 0.0)
+    stderr = math.sqrt(var / (scored - 1)) if scored > 1 else 0.0
+    out = {
+        "tool": "transformers",
+        "version": f"transformers {transformers.__version__}, torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "mode": "f32 (GGUF dequantized by transformers)",
+        "tokenizer": tok_how,
+        "text_tokens": text_tokens,
+        "chunks": n_chunks,
+        "processed_tokens": n_chunks * L,
+        "scored_tokens": scored,
+        "nll_sum": nll_sum,
+        "perplexity": math.exp(mean),
+        "perplexity_pm": math.exp(mean) * stderr,
+        "seconds": seconds,
+        "tokens_per_second": n_chunks * L / seconds,
+        "load_seconds": load_seconds,
+        "timed": "forward + log_softmax + gather over the windows (load, tokenising excluded)",
+        "bos": "replace-first" if add_bos else "none",
+        "numpy": np.__version__,
+    }
+    Path(a.json_out).write_text(json.dumps(out, indent=2))
+
+
+# ---------------------------------------------------------------------------- running the tools
+
+
+def run_child(cmd: list[str], nice: int, env: dict | None = None, stdout=None, stderr=None):
+    """Runs cmd to completion; returns (exit status, wall seconds, peak RSS in MB)."""
+    if nice:
+        cmd = ["nice", "-n", str(nice)] + cmd
+    print("bench: $ " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss is in KiB on Linux; `nice` execs the tool, so this is the tool's own.
+    return proc.returncode, wall, usage.ru_maxrss / 1024.0
+
+
+def run_perplex(a, workdir: Path) -> dict:
+    out_json = workdir / "perplex.json"
+    err = workdir / "perplex.stderr"
+    cmd = [a.perplex_bin, "eval", "-m", a.model, "--file", a.text, "--protocol", "llama-cpp",
+           "--context", str(a.context), "--max-tokens", str(a.chunks * a.context),
+           "--threads", str(a.threads), "--format", "json", "--quiet"]
+    with open(out_json, "wb") as so, open(err, "wb") as se:
+        rc, wall, rss = run_child(cmd, a.nice, stdout=so, stderr=se)
+    if rc != 0:
+        raise RuntimeError(f"perplex exited {rc}: {err.read_text()[-2000:]}")
+    return parse_perplex(out_json.read_text(), wall, rss)
+
+
+def parse_perplex(text: str, wall: float, rss: float) -> dict:
+    r = json.loads(text)
+    s = r["summary"]
+    p = r.get("protocol", {})
+    lo_hi = s.get("perplexity_ci95")
+    return {
+        "tool": "perplex",
+        "version": f"perplex {r['tool']['version']}",
+        "threads": p.get("threads"),
+        "mode": f"{r['model'].get('compute_dtype', '?')} activations, {r['model'].get('weights', '')}",
+        "text_tokens": s.get("tokens"),
+        "chunks": s.get("windows"),
+        "processed_tokens": s.get("processed_tokens"),
+        "scored_tokens": s.get("scored_tokens"),
+        "nll_sum": s.get("nll_sum"),
+        "perplexity": s.get("perplexity"),
+        "perplexity_ci95": lo_hi,
+        "perplexity_pm": (s["perplexity"] * s["mean_nll_stderr"]
+                          if s.get("perplexity") and s.get("mean_nll_stderr") is not None else None),
+        "seconds": r["timing"]["seconds"],
+        "tokens_per_second": r["timing"]["tokens_per_second"],
+        "timed": "report timing: tokenised corpus to scores (load, tokenising excluded)",
+        "bos": (p.get("bos") or {}).get("policy"),
+        "wall_seconds": wall,
+        "peak_rss_mb": rss,
+    }
+
+
+def run_transformers(a, workdir: Path) -> dict:
+    out_json = workdir / "transformers.json"
+    cmd = [sys.executable, os.path.abspath(__file__), "transformers", "--model", a.model,
+           "--text", a.text, "--threads", str(a.threads), "--chunks", str(a.chunks),
+           "--context", str(a.context), "--json-out", str(out_json)]
+    if a.tokenizer_json:
+        cmd += ["--tokenizer-json", a.tokenizer_json]
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    err = workdir / "transformers.stderr"
+    with open(err, "wb") as se:
+        rc, wall, rss = run_child(cmd, a.nice, env=env, stderr=se)
+    if rc != 0:
+        raise RuntimeError(f"transformers peer exited {rc}: {err.read_text()[-3000:]}")
+    r = json.loads(out_json.read_text())
+    r.update(wall_seconds=wall, peak_rss_mb=rss)
+    return r
+
+
+LLAMA_PPL = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
+LLAMA_TOTAL = re.compile(r"total time =\s*([0-9.]+) ms /\s*(\d+) tokens")
+LLAMA_PROMPT = re.compile(r"prompt eval time =\s*([0-9.]+) ms /\s*(\d+) tokens")
+LLAMA_VERSION = re.compile(r"version: (.+)")
+LLAMA_CHUNKS = re.compile(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+), batch_size=(\d+), n_seq=(\d+)")
+LLAMA_HAVE = re.compile(r"have (\d+) tokens|tokenizes to only (\d+) tokens")
+
+
+def llama_binary_version(binary: str) -> str:
+    """`llama-perplexity --version`'s version line (a build from an sdist says commit unknown)."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+        m = LLAMA_VERSION.search(out.stdout + out.stderr)
+        return m.group(1).strip() if m else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def run_llama(a, workdir: Path) -> dict:
+    log = workdir / "llama-perplexity.log"
+    cmd = [a.llama_bin, "-m", a.model, "-f", a.text, "-c", str(a.context), "-b", str(a.llama_batch),
+           "-t", str(a.threads), "-tb", str(a.threads), "--chunks", str(a.chunks),
+           "-lv", "4"]  # verbosity 4 lets llama_perf_context_print's timings through
+    with open(log, "wb") as out:
+        rc, wall, rss = run_child(cmd, a.nice, stdout=out, stderr=subprocess.STDOUT)
+    text = log.read_text(errors="replace")
+    if rc != 0:
+        raise RuntimeError(f"llama-perplexity exited {rc}: {text[-3000:]}")
+    return parse_llama(text, wall, rss, a)
+
+
+def parse_llama(text: str, wall: float, rss: float, a) -> dict:
+    ppl = LLAMA_PPL.search(text)
+    chunks = LLAMA_CHUNKS.search(text)
+    total = LLAMA_TOTAL.search(text)
+    prompt = LLAMA_PROMPT.search(text)
+    if not (ppl and chunks):
+        raise RuntimeError("llama-perplexity printed no final estimate:\n" + text[-3000:])
+    n_chunks, n_ctx, n_batch, n_seq = (int(x) for x in chunks.groups())
+    processed = n_chunks * n_ctx
+    if total:
+        seconds = float(total.group(1)) / 1000.0
+        timed = ("llama_perf total time: tokenising + decode + log-softmax "
+                 "(load and warm-up excluded)")
+    else:
+        seconds = wall
+        timed = "process wall time (no perf line found)"
+    version = "llama.cpp " + (a.llama_version or llama_binary_version(a.llama_bin))
+    r = {
+        "tool": "llama.cpp",
+        "version": version,
+        "threads": a.threads,
+        "mode": f"llama-perplexity -c {n_ctx} -b {n_batch} (n_seq={n_seq}), quantized activations",
+        "chunks": n_chunks,
+        "processed_tokens": processed,
+        "scored_tokens": n_chunks * (n_ctx - n_ctx // 2 - 1),
+        "perplexity": float(ppl.group(1)),
+        "perplexity_pm": float(ppl.group(2)),
+        "seconds": seconds,
+        "tokens_per_second": processed / seconds,
+        "timed": timed,
+        "wall_seconds": wall,
+        "peak_rss_mb": rss,
+    }
+    if prompt:
+        # its "prompt eval" counter: the graph computes only, which undercounts on the CPU
+        # (on 2 cores it showed about half of the per-pass time); kept in the JSON only
+        r["perf_prompt_eval_seconds"] = float(prompt.group(1)) / 1000.0
+        r["perf_prompt_eval_tokens_per_second"] = int(prompt.group(2)) / r["perf_prompt_eval_seconds"]
+    return r
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def machine_info() -> dict:
+    model = "?"
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+            if f in flags]
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "simd": " ".join(simd), "memory": mem,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def fmt(x, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def table(results: list[dict], a, machine: dict) -> str:
+    base = next((r for r in results if r["tool"] == "perplex" and r.get("tokens_per_second")), None)
+    lines = [
+        f"Machine: {machine['cpu']}, {machine['cores']} cores ({machine['simd']}), "
+        f"{machine['memory']}, {machine['os']}; {machine['date']}.",
+        f"Model `{os.path.basename(a.model)}`, text `{os.path.basename(a.text)}`, protocol "
+        f"llama.cpp's: {a.chunks} chunks of {a.context}, second half scored; "
+        f"{a.threads} threads, one tool at a time.",
+        "",
+        "| tool | version | threads | tokens/s | vs perplex | wall s | peak RSS MB | perplexity |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['tool']} | failed: {r['error'][:80]} | | | | | | |")
+            continue
+        ratio = (r["tokens_per_second"] / base["tokens_per_second"]) if base else None
+        ppl = fmt(r.get("perplexity"), ".4f")
+        if r.get("perplexity_pm") is not None:
+            ppl += f" ± {r['perplexity_pm']:.4f}"
+        lines.append(
+            f"| {r['tool']} | {r['version']} | {r.get('threads', '?')} | "
+            f"{fmt(r['tokens_per_second'], '.1f')} | {fmt(ratio, '.2f') + ('x' if ratio else '')} | "
+            f"{fmt(r.get('wall_seconds'), '.1f')} | {fmt(r.get('peak_rss_mb'), '.0f')} | {ppl} |")
+    lines.append("")
+    lines.append("tokens/s = processed tokens (chunks × context) / seconds of the evaluation loop:")
+    for r in results:
+        if "error" in r:
+            continue
+        lines.append(f"- {r['tool']}: {r['processed_tokens']} processed, {r['scored_tokens']} scored "
+                     f"in {r['seconds']:.1f} s — {r['timed']}; {r['mode']}.")
+    lines.append("- wall s and peak RSS are the whole process (ru_maxrss), load included.")
+    ok = [r for r in results if "error" not in r]
+    if len({(r["processed_tokens"], r["scored_tokens"]) for r in ok}) > 1:
+        lines.append("- WARNING: the tools did not process and score the same number of tokens.")
+    loads = ", ".join(f"{r['tool']} {r['loadavg_before']:.1f}" for r in results if "loadavg_before" in r)
+    if loads:
+        lines.append(f"- 1-minute load average before each run (≈ 0 on an idle machine): {loads}.")
+        if any(r.get("loadavg_before", 0) > 0.5 for r in results):
+            lines.append("- WARNING: the machine was busy; these speeds are not comparable with "
+                         "an idle machine's, nor with each other.")
+    return "\n".join(lines)
+
+
+def run_all(a: argparse.Namespace) -> None:
+    wanted = [t for t in TOOLS if t in a.only.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="perplex-bench-"))
+    machine = machine_info()
+    results = []
+    runners = {"perplex": run_perplex, "transformers": run_transformers, "llama.cpp": run_llama}
+    for tool in wanted:
+        try:
+            load = os.getloadavg()[0]
+            r = runners[tool](a, workdir)
+            r["loadavg_before"] = load
+            print(f"bench: {tool}: {r['tokens_per_second']:.1f} tok/s, "
+                  f"ppl {r.get('perplexity')}, peak RSS {r['peak_rss_mb']:.0f} MB",
+                  file=sys.stderr, flush=True)
+        except Exception as e:  # one failing tool still leaves the others' figures
+            print(f"bench: {tool} failed: {e}", file=sys.stderr)
+            r = {"tool": tool, "error": str(e).splitlines()[0] if str(e) else repr(e)}
+        results.append(r)
+    md = table(results, a, machine)
+    print(md)
+    if a.output:
+        Path(a.output).write_text(md + "\n")
+        Path(a.output + ".json").write_text(json.dumps(
+            {"machine": machine, "threads": a.threads, "chunks": a.chunks, "context": a.context,
+             "model": a.model, "text": a.text, "results": results}, indent=2) + "\n")
+    print(f"bench: logs in {workdir}", file=sys.stderr)
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    e = sub.add_parser("extract-llama-cpp")
+    e.add_argument("sdist_dir")
+    e.add_argument("dest")
+
+    def common(p):
+        p.add_argument("--model", required=True)
+        p.add_argument("--text", required=True)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--chunks", type=int, default=80)
+        p.add_argument("--context", type=int, default=512)
+        p.add_argument("--tokenizer-json", default=None,
+                       help="transformers peer: use this tokenizer.json instead of the GGUF's")
+
+    t = sub.add_parser("transformers")
+    common(t)
+    t.add_argument("--json-out", required=True)
+
+    r = sub.add_parser("run")
+    common(r)
+    r.add_argument("--only", default=",".join(TOOLS))
+    r.add_argument("--perplex-bin")
+    r.add_argument("--llama-bin")
+    r.add_argument("--llama-version", default="")
+    r.add_argument("--llama-batch", type=int, default=None)
+    r.add_argument("--nice", type=int, default=0)
+    r.add_argument("--output")
+
+    a = ap.parse_args(argv)
+    if a.cmd == "extract-llama-cpp":
+        extract_llama_cpp(a.sdist_dir, a.dest)
+    elif a.cmd == "transformers":
+        transformers_peer(a)
+    else:
+        if a.context < 4 or a.chunks < 1 or a.threads < 1:
+            sys.exit("bench: --context ≥ 4, --chunks ≥ 1, --threads ≥ 1")
+        a.llama_batch = a.llama_batch or a.context
+        if "perplex" in a.only.split(",") and not a.perplex_bin:
+            sys.exit("bench: --perplex-bin is needed to run perplex")
+        if "llama.cpp" in a.only.split(",") and not a.llama_bin:
+            sys.exit("bench: --llama-bin is needed to run llama.cpp")
+        run_all(a)
+
+
+if __name__ == "__main__":
+    main()
