@@ -90,6 +90,30 @@ pub struct ModelIdentity {
     pub adapters: Vec<String>,
 }
 
+impl ModelIdentity {
+    /// The identity of a model that lives in memory (a mock, a training
+    /// loop's model): no path, no files to hash; the caller overrides what
+    /// it knows with struct update syntax.
+    pub fn in_memory(spec: &str, architecture: &str) -> Self {
+        ModelIdentity {
+            spec: spec.to_string(),
+            path: String::new(),
+            format: "in-memory".into(),
+            architecture: architecture.to_string(),
+            parameters: 0,
+            weights: "none".into(),
+            compute_dtype: "f64".into(),
+            device: "cpu".into(),
+            hash: Hash {
+                algorithm: "none".into(),
+                value: String::new(),
+            },
+            family: None,
+            adapters: Vec::new(),
+        }
+    }
+}
+
 /// The tokenizer as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenizerIdentity {
@@ -428,6 +452,45 @@ pub struct SweepPoint {
     /// The perplexity's label, when asked for (`--bands`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+}
+
+impl SweepPoint {
+    /// The point of `step` with `summary`'s numbers; changes, trainer losses
+    /// and label left empty.
+    pub fn from_summary(step: u64, spec: String, summary: &Summary) -> Self {
+        SweepPoint {
+            step,
+            spec,
+            perplexity: summary.perplexity,
+            perplexity_ci95: summary.perplexity_ci95,
+            mean_nll: summary.mean_nll,
+            mean_nll_stderr: summary.mean_nll_stderr,
+            scored_tokens: summary.scored_tokens,
+            same_tokens_as_first: true,
+            change_from_previous_percent: None,
+            change_from_base_percent: None,
+            train_loss: None,
+            eval_loss: None,
+            eval_loss_perplexity: None,
+            label: None,
+        }
+    }
+}
+
+/// Fills each point's change from the previous point and from `base`
+/// (points in step order; a point without perplexity keeps the last one as
+/// "previous").
+pub fn fill_changes(points: &mut [SweepPoint], base: Option<f64>) {
+    let mut previous: Option<f64> = None;
+    for p in points {
+        let change = |from: Option<f64>| match (from, p.perplexity) {
+            (Some(a), Some(b)) => Some((b - a) / a * 100.0),
+            _ => None,
+        };
+        p.change_from_previous_percent = change(previous);
+        p.change_from_base_percent = change(base);
+        previous = p.perplexity.or(previous);
+    }
 }
 
 /// Losses a trainer logged at one step.

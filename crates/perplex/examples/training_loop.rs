@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use perplex::core::lm::{validate_batch, LmError, LogitTiles, ModelInfo, TokenScore, WindowRef};
-use perplex::core::report::{Hash, ModelIdentity};
+use perplex::core::report::ModelIdentity;
 use perplex::core::{CausalLm, Protocol};
 use perplex::data::tokenizer::TextTokenizer;
 use perplex::training::TrainingEvaluator;
@@ -132,20 +132,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EvalOptions::new(Protocol::Chunks { context: 64 }),
     )?;
     let identity = ModelIdentity {
-        spec: "bigram (in memory)".into(),
-        path: String::new(),
-        format: "in-memory".into(),
-        architecture: "bigram".into(),
         parameters: (tokenizer.vocab_size() * tokenizer.vocab_size()) as u64,
         weights: "f64".into(),
-        compute_dtype: "f64".into(),
-        device: "cpu".into(),
-        hash: Hash {
-            algorithm: "none".into(),
-            value: String::new(),
-        },
-        family: None,
-        adapters: Vec::new(),
+        ..ModelIdentity::in_memory("bigram (in memory)", "bigram")
     };
     let mut model = Bigram::new(tokenizer.vocab_size());
     let sentences: Vec<Vec<u32>> = training_text

@@ -499,20 +499,9 @@ fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
         other => return Err(Error::UnknownMock(other.to_string())),
     };
     let identity = ModelIdentity {
-        spec: spec.to_string(),
         path: path.to_string(),
         format: "mock".into(),
-        architecture: kind.to_string(),
-        parameters: 0,
-        weights: "none".into(),
-        compute_dtype: "f64".into(),
-        device: "cpu".into(),
-        hash: Hash {
-            algorithm: "none".into(),
-            value: String::new(),
-        },
-        family: None,
-        adapters: Vec::new(),
+        ..ModelIdentity::in_memory(spec, kind)
     };
     Ok(LoadedModel {
         family: None,

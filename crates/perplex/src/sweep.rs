@@ -15,7 +15,8 @@ use std::time::Instant;
 use perplex_core::diagnose::{diagnose, DiagnoseSettings};
 use perplex_core::inspect::Check;
 use perplex_core::report::{
-    CorpusIdentity, ProtocolInfo, SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION,
+    fill_changes, CorpusIdentity, ProtocolInfo, SweepPoint, SweepReport, TrainerLoss,
+    SWEEP_SCHEMA_VERSION,
 };
 use perplex_eval::Sink;
 use perplex_model::LoadOptions;
@@ -276,23 +277,14 @@ impl<'a> Sweeper<'a> {
             _ => c.path.display().to_string(),
         };
         let (report, same_tokens) = self.run_one(&spec, sink)?;
-        let s = &report.summary;
         let trainer = losses.iter().find(|l| l.step == c.step);
+        let eval_loss = trainer.and_then(|l| l.eval_loss);
         Ok(SweepPoint {
-            step: c.step,
-            spec,
-            perplexity: s.perplexity,
-            perplexity_ci95: s.perplexity_ci95,
-            mean_nll: s.mean_nll,
-            mean_nll_stderr: s.mean_nll_stderr,
-            scored_tokens: s.scored_tokens,
             same_tokens_as_first: same_tokens,
-            change_from_previous_percent: None,
-            change_from_base_percent: None,
             train_loss: trainer.and_then(|l| l.loss),
-            eval_loss: trainer.and_then(|l| l.eval_loss),
-            eval_loss_perplexity: trainer.and_then(|l| l.eval_loss).map(f64::exp),
-            label: None,
+            eval_loss,
+            eval_loss_perplexity: eval_loss.map(f64::exp),
+            ..SweepPoint::from_summary(c.step, spec, &report.summary)
         })
     }
 
@@ -306,32 +298,11 @@ impl<'a> Sweeper<'a> {
     ) -> Result<SweepReport, Error> {
         points.sort_by_key(|p| p.step);
         let base_ppl = self.base_report.as_ref().and_then(|r| r.summary.perplexity);
-        let mut previous: Option<f64> = None;
-        for p in &mut points {
-            let change = |from: Option<f64>| match (from, p.perplexity) {
-                (Some(a), Some(b)) => Some((b - a) / a * 100.0),
-                _ => None,
-            };
-            p.change_from_previous_percent = change(previous);
-            p.change_from_base_percent = change(base_ppl);
-            previous = p.perplexity.or(previous);
-        }
-        let base_point = self.base_report.as_ref().map(|r| SweepPoint {
-            step: 0,
-            spec: r.model.spec.clone(),
-            perplexity: r.summary.perplexity,
-            perplexity_ci95: r.summary.perplexity_ci95,
-            mean_nll: r.summary.mean_nll,
-            mean_nll_stderr: r.summary.mean_nll_stderr,
-            scored_tokens: r.summary.scored_tokens,
-            same_tokens_as_first: true,
-            change_from_previous_percent: None,
-            change_from_base_percent: None,
-            train_loss: None,
-            eval_loss: None,
-            eval_loss_perplexity: None,
-            label: None,
-        });
+        fill_changes(&mut points, base_ppl);
+        let base_point = self
+            .base_report
+            .as_ref()
+            .map(|r| SweepPoint::from_summary(0, r.model.spec.clone(), &r.summary));
         let untrained: Vec<String> = self
             .untrained
             .iter()

@@ -13,7 +13,7 @@ use std::time::Instant;
 use perplex_core::diagnose::{diagnose, DiagnoseSettings};
 use perplex_core::lm::CausalLm;
 use perplex_core::report::{
-    ModelIdentity, SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION,
+    fill_changes, ModelIdentity, SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION,
 };
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_eval::NullSink;
@@ -86,22 +86,9 @@ impl TrainingEvaluator {
             &outcome,
             start.elapsed().as_secs_f64(),
         );
-        let s = &report.summary;
         self.points.push(SweepPoint {
-            step,
-            spec: identity.spec.clone(),
-            perplexity: s.perplexity,
-            perplexity_ci95: s.perplexity_ci95,
-            mean_nll: s.mean_nll,
-            mean_nll_stderr: s.mean_nll_stderr,
-            scored_tokens: s.scored_tokens,
-            same_tokens_as_first: true,
-            change_from_previous_percent: None,
-            change_from_base_percent: None,
             train_loss,
-            eval_loss: None,
-            eval_loss_perplexity: None,
-            label: None,
+            ..SweepPoint::from_summary(step, identity.spec.clone(), &report.summary)
         });
         if train_loss.is_some() {
             self.losses.push(TrainerLoss {
@@ -118,16 +105,7 @@ impl TrainingEvaluator {
     pub fn curve(&self, run: &str) -> SweepReport {
         let mut points = self.points.clone();
         let first = points.first().and_then(|p| p.perplexity);
-        let mut previous: Option<f64> = None;
-        for p in &mut points {
-            let change = |from: Option<f64>| match (from, p.perplexity) {
-                (Some(a), Some(b)) => Some((b - a) / a * 100.0),
-                _ => None,
-            };
-            p.change_from_previous_percent = change(previous);
-            p.change_from_base_percent = change(first);
-            previous = p.perplexity.or(previous);
-        }
+        fill_changes(&mut points, first);
         let diagnoses = diagnose(&points, None, &[], DiagnoseSettings::default());
         SweepReport {
             schema_version: SWEEP_SCHEMA_VERSION,

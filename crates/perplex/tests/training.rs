@@ -4,7 +4,7 @@
 mod common;
 
 use perplex::core::mock::{HashLm, UniformLm};
-use perplex::core::report::{Hash, ModelIdentity};
+use perplex::core::report::ModelIdentity;
 use perplex::core::Protocol;
 use perplex::data::tokenizer::TextTokenizer;
 use perplex::eval::NullSink;
@@ -12,22 +12,7 @@ use perplex::training::TrainingEvaluator;
 use perplex::{Corpus, EvalOptions};
 
 fn identity() -> ModelIdentity {
-    ModelIdentity {
-        spec: "in-memory".into(),
-        path: String::new(),
-        format: "in-memory".into(),
-        architecture: "mock".into(),
-        parameters: 0,
-        weights: "none".into(),
-        compute_dtype: "f64".into(),
-        device: "cpu".into(),
-        hash: Hash {
-            algorithm: "none".into(),
-            value: String::new(),
-        },
-        family: None,
-        adapters: Vec::new(),
-    }
+    ModelIdentity::in_memory("in-memory", "mock")
 }
 
 #[test]

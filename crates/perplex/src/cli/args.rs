@@ -117,6 +117,15 @@ pub struct CompareArgs {
 /// Arguments of `perplex sweep`.
 #[derive(Debug, Args)]
 pub struct SweepArgs {
+    /// The run, its text, and where the curve goes.
+    #[command(flatten)]
+    pub curve: CurveArgs,
+}
+
+/// What `sweep` and `watch` share: a run folder, its text, and where the
+/// curve goes.
+#[derive(Debug, Args)]
+pub struct CurveArgs {
     /// The run folder (a Trainer `output_dir`, or any folder of checkpoints).
     #[arg(value_name = "RUN_DIR")]
     pub run_dir: PathBuf,
@@ -145,7 +154,7 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub labels: LabelArgs,
 
-    /// Where the report goes.
+    /// Where the report goes (for `watch`, rewritten after each checkpoint).
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -153,13 +162,9 @@ pub struct SweepArgs {
 /// Arguments of `perplex watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The run folder the trainer writes checkpoints into.
-    #[arg(value_name = "RUN_DIR")]
-    pub run_dir: PathBuf,
-
-    /// Base model for adapter checkpoints [default: their adapter_config.json's base_model_name_or_path].
-    #[arg(long, value_name = "MODEL")]
-    pub base: Option<String>,
+    /// The run, its text, and where the curve goes.
+    #[command(flatten)]
+    pub curve: CurveArgs,
 
     /// The state file that makes a restart resume [default: RUN_DIR/perplex-watch.json].
     #[arg(long, value_name = "PATH")]
@@ -180,30 +185,6 @@ pub struct WatchArgs {
     /// Stop once a checkpoint of at least this step is evaluated.
     #[arg(long, value_name = "STEP")]
     pub until_step: Option<u64>,
-
-    /// Write the curve to this file after each checkpoint, PNG for a .png name, else SVG [default: both, beside --output, with the extensions .svg and .png].
-    #[arg(long, value_name = "PATH")]
-    pub plot: Option<PathBuf>,
-
-    /// A text to evaluate as one document (repeatable).
-    #[arg(long = "text", value_name = "TEXT")]
-    pub texts: Vec<String>,
-
-    /// Corpus inputs.
-    #[command(flatten)]
-    pub input: InputArgs,
-
-    /// How windows are built and run.
-    #[command(flatten)]
-    pub run: RunArgs,
-
-    /// Interpretation labels.
-    #[command(flatten)]
-    pub labels: LabelArgs,
-
-    /// Where the report goes (rewritten after each checkpoint).
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 /// Opt-in interpretation labels.
