@@ -199,6 +199,33 @@ def transformers_peer(a: argparse.Namespace) -> None:
     Path(a.json_out).write_text(json.dumps(out, indent=2))
 
 
+def export_hf(a: argparse.Namespace) -> None:
+    """Writes the GGUF as an HF folder (f32 safetensors + tokenizer.json): the weights and tokens
+    transformers runs, so perplex can be timed on the same model in HF form."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    meta = gguf_fields(a.model)
+    tok, _ = load_tokenizer(a.model, None, meta)
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(os.path.abspath(a.model)), gguf_file=os.path.basename(a.model),
+        dtype=torch.float32)
+    dest = Path(a.dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # save_pretrained refuses a model loaded from GGUF; its tensors are plain f32 by now
+    from safetensors.torch import save_file
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    tmp.mkdir(parents=True)
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(tmp)
+    tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
 # ---------------------------------------------------------------------------- running the tools
 
 
@@ -471,6 +498,10 @@ def main(argv=None) -> None:
         p.add_argument("--tokenizer-json", default=None,
                        help="transformers peer: use this tokenizer.json instead of the GGUF's")
 
+    x = sub.add_parser("export-hf")
+    x.add_argument("--model", required=True)
+    x.add_argument("--dest", required=True)
+
     t = sub.add_parser("transformers")
     common(t)
     t.add_argument("--json-out", required=True)
@@ -488,6 +519,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.cmd == "extract-llama-cpp":
         extract_llama_cpp(a.sdist_dir, a.dest)
+    elif a.cmd == "export-hf":
+        export_hf(a)
     elif a.cmd == "transformers":
         transformers_peer(a)
     else:

@@ -29,9 +29,11 @@ use crate::error::ModelError;
 use crate::gguf::{unpermute_rows, GgufFile};
 use crate::head::{fused_head, HeadTiling, Running};
 use crate::lora::{LoraAdapter, LoraDelta, LoraSet};
+use crate::matmul::{Kernels, Ready};
 use crate::rope::Rope;
 use crate::safetensors::SafetensorsSet;
 use crate::weights::{ggml_type_name, StorageSummary, Weight};
+use crate::Compute;
 
 /// How work is cut into bounded pieces. Results do not depend on it (the
 /// tests check that); memory and speed do.
@@ -68,9 +70,14 @@ struct Linear {
 }
 
 impl Linear {
-    /// Applies the layer with an already materialised f32 weight.
-    fn apply(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = x.matmul(&w.t()?)?;
+    /// The weight ready to multiply with `kernels`.
+    fn ready(&self, kernels: Kernels) -> candle_core::Result<Ready<'_>> {
+        kernels.ready(&self.weight, 0, self.weight.dims().0)
+    }
+
+    /// Applies the layer with its weight made ready.
+    fn apply(&self, x: &Tensor, w: &Ready<'_>) -> candle_core::Result<Tensor> {
+        let mut y = w.multiply(x)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -80,8 +87,8 @@ impl Linear {
         Ok(y)
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.apply(x, &self.weight.to_f32()?)
+    fn forward(&self, x: &Tensor, kernels: Kernels) -> candle_core::Result<Tensor> {
+        self.apply(x, &self.ready(kernels)?)
     }
 }
 
@@ -162,6 +169,7 @@ pub struct Decoder {
     ropes: Vec<Rope>,
     pool: Option<Arc<rayon::ThreadPool>>,
     tiling: Tiling,
+    kernels: Kernels,
     /// Adapters whose every lora_B is zero (set by the loader, for a warning).
     pub(crate) untrained_adapters: Vec<PathBuf>,
 }
@@ -313,9 +321,13 @@ impl Decoder {
         let (q_width, kv_width) = (c.num_heads * d, c.num_kv_heads * d);
         let xn = self.norm(x, &layer.attn_norm)?;
         let (q, k, v) = match &layer.qkv {
-            Qkv::Split { q, k, v } => (q.forward(&xn)?, k.forward(&xn)?, v.forward(&xn)?),
+            Qkv::Split { q, k, v } => (
+                q.forward(&xn, self.kernels)?,
+                k.forward(&xn, self.kernels)?,
+                v.forward(&xn, self.kernels)?,
+            ),
             Qkv::Fused(qkv) => {
-                let y = qkv.forward(&xn)?;
+                let y = qkv.forward(&xn, self.kernels)?;
                 (
                     y.narrow(1, 0, q_width)?,
                     y.narrow(1, q_width, kv_width)?,
@@ -348,7 +360,7 @@ impl Decoder {
             k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         }
         let attn = self.attention(&q, &k, &v, &ctx.masks[layer.mask], ctx)?;
-        let mut attn = layer.o.forward(&attn)?;
+        let mut attn = layer.o.forward(&attn, self.kernels)?;
         if let Some(n) = &layer.post_attn_norm {
             attn = self.norm(&attn, n)?;
         }
@@ -356,11 +368,12 @@ impl Decoder {
 
         let xn = self.norm(&x, &layer.ffn_norm)?;
         let inter = c.intermediate_size;
-        let wd = layer.down.weight.to_f32()?;
+        let kernels = self.kernels;
+        let wd = layer.down.ready(kernels)?;
         let (w1, w2) = match &layer.mlp_in {
-            MlpIn::Gated { gate, up } => (gate.weight.to_f32()?, Some(up.weight.to_f32()?)),
-            MlpIn::FusedGated(gu) => (gu.weight.to_f32()?, None),
-            MlpIn::Plain(up) => (up.weight.to_f32()?, None),
+            MlpIn::Gated { gate, up } => (gate.ready(kernels)?, Some(up.ready(kernels)?)),
+            MlpIn::FusedGated(gu) => (gu.ready(kernels)?, None),
+            MlpIn::Plain(up) => (up.ready(kernels)?, None),
         };
         let rows = b * l;
         let chunk = (self.tiling.mlp_activation_elems / (2 * inter)).max(1);
@@ -447,6 +460,7 @@ impl Decoder {
             &targets,
             self.softcap(),
             self.tiling.head,
+            self.kernels,
         )
     }
 
@@ -475,9 +489,8 @@ impl LogitTiles for DecoderLogits<'_> {
         let m = self.model;
         let logits = m
             .on_pool(|| -> candle_core::Result<Vec<f32>> {
-                let rows = m.head_weight().rows_f32(first, len)?;
-                let logits = self.hidden.matmul(&rows.t()?)?;
-                logits.flatten_all()?.to_vec1::<f32>()
+                let rows = m.kernels.ready(m.head_weight(), first, len)?;
+                rows.multiply(&self.hidden)?.flatten_all()?.to_vec1::<f32>()
             })
             .map_err(backend)?;
         *out = logits;
@@ -694,6 +707,7 @@ struct Loader<'a> {
     summary: StorageSummary,
     /// Adapters still to place.
     lora: LoraSet,
+    kernels: Kernels,
 }
 
 impl Loader<'_> {
@@ -833,7 +847,7 @@ impl Loader<'_> {
     fn vector(&mut self, part: Part, len: usize) -> Result<Tensor, ModelError> {
         match self.required(part, &[len], None)? {
             Weight::Dense(t) => Ok(t),
-            Weight::Quant(_) => unreachable!("vectors are loaded dense"),
+            Weight::Quant(_) | Weight::Packed(_) => unreachable!("vectors are loaded dense"),
         }
     }
 
@@ -874,7 +888,9 @@ impl Loader<'_> {
         let loaded = self.load(part, "bias", &[len], rope_heads)?;
         match (loaded, wanted) {
             (Some(Weight::Dense(t)), _) => Ok(Some(t)),
-            (Some(Weight::Quant(_)), _) => unreachable!("vectors are loaded dense"),
+            (Some(Weight::Quant(_) | Weight::Packed(_)), _) => {
+                unreachable!("vectors are loaded dense")
+            }
             (None, true) => Err(self.missing(self.name(part, "bias"))),
             (None, false) => Ok(None),
         }
@@ -900,8 +916,21 @@ impl Loader<'_> {
                 });
             }
         }
+        let mut weight = self.required(part, &[out, inp], rope_heads)?;
+        // dense weights are packed once, in place of the tensor; quantized
+        // ones stay compact and are dequantized into panels at each use
+        if let (Kernels::Packed(precision), Weight::Dense(_)) = (self.kernels, &weight) {
+            let packed = weight
+                .packed(precision)
+                .map_err(|source| ModelError::Backend {
+                    context: format!("packing `{module}`"),
+                    source: Box::new(source),
+                })?
+                .into_owned();
+            weight = Weight::Packed(Arc::new(packed));
+        }
         Ok(Linear {
-            weight: self.required(part, &[out, inp], rope_heads)?,
+            weight,
             bias: self.bias(part, out, bias, rope_heads)?,
             lora,
         })
@@ -914,7 +943,9 @@ pub(crate) fn build(
     config: ModelConfig,
     store: Store<'_>,
     adapters: &[LoraAdapter],
+    compute: Compute,
 ) -> Result<(Decoder, StorageSummary), ModelError> {
+    let kernels = Kernels::select(compute)?;
     let has = |name: &str| matches!(&store, Store::Hf(set) if set.info(name).is_some());
     // (prefix, head) as stored, and as PEFT names the modules
     let ((prefix, head), (module_prefix, module_head)) = if config.family == Family::Gpt2 {
@@ -950,6 +981,7 @@ pub(crate) fn build(
         norm_offset: if is_gguf { 0.0 } else { c.norm_weight_offset },
         summary: StorageSummary::default(),
         lora: LoraSet::new(adapters)?,
+        kernels,
     };
     let (h, d, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q_rows, kv_rows) = (c.num_heads * d, c.num_kv_heads * d);
@@ -1061,6 +1093,7 @@ pub(crate) fn build(
         ropes,
         pool: None,
         tiling: Tiling::default(),
+        kernels,
         untrained_adapters: Vec::new(),
         config,
     };

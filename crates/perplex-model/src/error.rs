@@ -258,6 +258,9 @@ pub enum ModelError {
         #[source]
         source: rayon::ThreadPoolBuildError,
     },
+    /// The fast mode was asked for on a CPU without the instructions it needs.
+    #[error("the fast compute mode needs a CPU with AVX-512 BF16, which this one lacks")]
+    FastModeUnsupported,
     /// The tensor library failed while preparing the model.
     #[error("the model backend failed while {context}")]
     Backend {
@@ -325,6 +328,9 @@ impl ModelError {
                  download?"
                     .into(),
             ),
+            ModelError::FastModeUnsupported => {
+                Some("leave out --fast: the exact mode runs on every CPU".into())
+            }
             ModelError::Tokenizer { source, .. } => source.hint(),
             ModelError::GgufVocab { source, .. } => source.hint(),
             ModelError::Inconsistent { hint, .. } => hint.clone(),

@@ -10,6 +10,7 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
+use crate::matmul::Kernels;
 use crate::weights::Weight;
 
 /// How the head is tiled: f32 elements of one dequantized weight tile and of
@@ -71,7 +72,7 @@ impl Running {
             }
             return;
         }
-        let tile_sum: f64 = row.iter().map(|&l| f64::from((l - tile_max).exp())).sum();
+        let tile_sum = perplex_kernels::exp::sum_exp(row, tile_max);
         if tile_max > self.max {
             self.sum = self.sum * f64::from(self.max - tile_max).exp() + tile_sum;
             self.max = tile_max;
@@ -108,6 +109,7 @@ pub(crate) fn fused_head(
     targets: &[u32],
     softcap: Option<f32>,
     tiling: HeadTiling,
+    kernels: Kernels,
 ) -> candle_core::Result<Vec<Running>> {
     let (positions, h) = hidden.dims2()?;
     let (vocab, cols) = head.dims();
@@ -123,11 +125,10 @@ pub(crate) fn fused_head(
     let chunk_positions = (tiling.logit_elems / tile_rows).max(1);
     for first in (0..vocab).step_by(tile_rows) {
         let rows = tile_rows.min(vocab - first);
-        let tile = head.rows_f32(first, rows)?;
-        let tile_t = tile.t()?;
+        let tile = kernels.ready(head, first, rows)?;
         for p0 in (0..positions).step_by(chunk_positions) {
             let n = chunk_positions.min(positions - p0);
-            let logits = hidden.narrow(0, p0, n)?.matmul(&tile_t)?;
+            let logits = tile.multiply(&hidden.narrow(0, p0, n)?)?;
             let mut logits = logits.flatten_all()?.to_vec1::<f32>()?;
             if let Some(cap) = softcap {
                 logits
@@ -172,6 +173,15 @@ mod tests {
     use candle_core::Device;
     use std::sync::Arc;
 
+    /// candle's matmul, and the packed f32 kernels where this CPU has them.
+    fn all_kernels() -> Vec<Kernels> {
+        let mut all = vec![Kernels::Candle];
+        if perplex_kernels::Isa::detect().avx512 {
+            all.push(Kernels::Packed(perplex_kernels::Precision::F32));
+        }
+        all
+    }
+
     fn random(shape: (usize, usize), seed: u64) -> Tensor {
         // a small LCG: deterministic and dependency-free
         let mut x = seed
@@ -201,28 +211,41 @@ mod tests {
             weight_elems: 500 * h,
             logit_elems: 2000,
         };
-        let fused = fused_head(
-            &hidden,
-            &Weight::Dense(head.clone()),
-            &targets,
-            None,
-            tiling,
-        )
-        .unwrap();
-        let whole = HeadTiling {
-            weight_elems: v * h,
-            logit_elems: v * p,
-        };
-        let single =
-            fused_head(&hidden, &Weight::Dense(head.clone()), &targets, None, whole).unwrap();
-        for (a, b) in fused.iter().zip(&single) {
-            let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
-            assert!((a.0 - b.0).abs() < 1e-5 && a.1 == b.1);
-        }
-        for ((f, (nll, arg)), i) in fused.iter().zip(&naive).zip(0..) {
-            let (fnll, farg) = f.finish().unwrap();
-            assert!((fnll - nll).abs() < 1e-5, "{i}: {fnll} vs {nll}");
-            assert_eq!(farg, *arg, "{i}");
+        for kernels in all_kernels() {
+            let fused = fused_head(
+                &hidden,
+                &Weight::Dense(head.clone()),
+                &targets,
+                None,
+                tiling,
+                kernels,
+            )
+            .unwrap();
+            let whole = HeadTiling {
+                weight_elems: v * h,
+                logit_elems: v * p,
+            };
+            let single = fused_head(
+                &hidden,
+                &Weight::Dense(head.clone()),
+                &targets,
+                None,
+                whole,
+                kernels,
+            )
+            .unwrap();
+            for (a, b) in fused.iter().zip(&single) {
+                let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
+                assert!((a.0 - b.0).abs() < 1e-5 && a.1 == b.1);
+            }
+            for ((f, (nll, arg)), i) in fused.iter().zip(&naive).zip(0..) {
+                let (fnll, farg) = f.finish().unwrap();
+                assert!(
+                    (fnll - nll).abs() < 1e-5,
+                    "{kernels:?} {i}: {fnll} vs {nll}"
+                );
+                assert_eq!(farg, *arg, "{i}");
+            }
         }
     }
 
@@ -238,18 +261,14 @@ mod tests {
             weight_elems: 96 * h,
             logit_elems: 1000,
         };
-        let fused = fused_head(
-            &hidden,
-            &Weight::Quant(Arc::new(head)),
-            &targets,
-            None,
-            tiling,
-        )
-        .unwrap();
-        for (f, (nll, arg)) in fused.iter().zip(&naive) {
-            let (fnll, farg) = f.finish().unwrap();
-            assert!((fnll - nll).abs() < 1e-5);
-            assert_eq!(farg, *arg);
+        let head = Weight::Quant(Arc::new(head));
+        for kernels in all_kernels() {
+            let fused = fused_head(&hidden, &head, &targets, None, tiling, kernels).unwrap();
+            for (f, (nll, arg)) in fused.iter().zip(&naive) {
+                let (fnll, farg) = f.finish().unwrap();
+                assert!((fnll - nll).abs() < 1e-5, "{kernels:?}");
+                assert_eq!(farg, *arg);
+            }
         }
     }
 
@@ -272,11 +291,14 @@ mod tests {
             weight_elems: 7 * h,
             logit_elems: 14,
         };
-        let fused = fused_head(&hidden, &Weight::Dense(head), &targets, Some(2.0), tiling).unwrap();
-        for (f, (nll, arg)) in fused.iter().zip(&naive) {
-            let (fnll, farg) = f.finish().unwrap();
-            assert!((fnll - nll).abs() < 1e-5, "{fnll} vs {nll}");
-            assert_eq!(farg, *arg);
+        let head = Weight::Dense(head);
+        for kernels in all_kernels() {
+            let fused = fused_head(&hidden, &head, &targets, Some(2.0), tiling, kernels).unwrap();
+            for (f, (nll, arg)) in fused.iter().zip(&naive) {
+                let (fnll, farg) = f.finish().unwrap();
+                assert!((fnll - nll).abs() < 1e-5, "{kernels:?}: {fnll} vs {nll}");
+                assert_eq!(farg, *arg);
+            }
         }
     }
 

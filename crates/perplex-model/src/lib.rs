@@ -53,6 +53,7 @@ pub mod gguf_vocab;
 mod head;
 pub mod inspect;
 pub mod lora;
+mod matmul;
 pub mod rope;
 mod safetensors;
 pub mod source;
@@ -109,6 +110,32 @@ pub struct LoadOptions {
     /// token, offline mode, progress callback); unset fields come from the
     /// environment (see [`download`]).
     pub hub: HubOptions,
+    /// The arithmetic of the forward pass.
+    pub compute: Compute,
+}
+
+/// The arithmetic of the forward pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Compute {
+    /// f32 activations and products throughout: transformers' f32 results
+    /// within float noise (the golden tests' tolerances).
+    #[default]
+    Exact,
+    /// The linear layers and the output head multiply bf16-rounded weights
+    /// and activations with f32 accumulation (AVX-512 BF16 dot products);
+    /// norms, attention, softmax and the log-sum-exp stay f32. Needs a CPU
+    /// with AVX-512 BF16.
+    Fast,
+}
+
+impl Compute {
+    /// The report's `compute_dtype`: the precision of the matrix products.
+    pub fn dtype(self) -> &'static str {
+        match self {
+            Compute::Exact => "f32",
+            Compute::Fast => "bf16",
+        }
+    }
 }
 
 /// A model ready to score, its tokenizer, and what to record about it.
@@ -269,7 +296,12 @@ fn load_parts(
             let text = fs_err::read_to_string(&config_path)?;
             let config = ModelConfig::from_hf_json(&text, &config_path)?;
             let mut set = safetensors::SafetensorsSet::open_folder(dir)?;
-            let (model, summary) = decoder::build(config, decoder::Store::Hf(&mut set), &adapters)?;
+            let (model, summary) = decoder::build(
+                config,
+                decoder::Store::Hf(&mut set),
+                &adapters,
+                opts.compute,
+            )?;
             let mut hashed = vec![config_path];
             hashed.extend(set.paths());
             (
@@ -282,8 +314,12 @@ fn load_parts(
         ModelSource::Gguf(path) => {
             let mut file = gguf::GgufFile::open(path)?;
             let config = gguf_config(&mut file)?;
-            let (model, summary) =
-                decoder::build(config, decoder::Store::Gguf(&mut file), &adapters)?;
+            let (model, summary) = decoder::build(
+                config,
+                decoder::Store::Gguf(&mut file),
+                &adapters,
+                opts.compute,
+            )?;
             let content = Box::new(file.content);
             (
                 model,
@@ -307,7 +343,7 @@ fn load_parts(
         architecture: model.config().architecture.clone(),
         parameters: summary.parameters,
         weights: summary.describe(),
-        compute_dtype: "f32".into(),
+        compute_dtype: opts.compute.dtype().into(),
         device: "cpu".into(),
         family: Some(model.config().family.name().into()),
         adapters: adapters.iter().map(lora::LoraAdapter::describe).collect(),

@@ -1,9 +1,11 @@
-//! Weight storage: dense f32 tensors, or GGUF tensors kept in their stored
-//! type and dequantized into scratch just before use.
+//! Weight storage: dense f32 tensors, matrices packed once for
+//! `perplex-kernels`, or GGUF tensors kept in their stored type and
+//! dequantized into scratch (packed panels, or an f32 tensor) just before
+//! use.
 //!
-//! Matmuls are always `dequantize(W) × f32 activations`: candle's `QMatMul`
-//! quantizes the activations to q8 (as llama.cpp does), which is not the
-//! model transformers evaluates.
+//! Matmuls are always `dequantize(W) × activations` in the compute
+//! precision: candle's `QMatMul` quantizes the activations to q8 (as
+//! llama.cpp does), which is not the model transformers evaluates.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
+use perplex_kernels::{PackedMatrix, Precision};
 use rayon::prelude::*;
 
 /// Rows dequantized together when a whole matrix is materialised in parallel.
@@ -23,6 +26,9 @@ pub(crate) enum Weight {
     Dense(Tensor),
     /// Stored in a GGUF type; rows are contiguous runs of blocks.
     Quant(Arc<QTensor>),
+    /// Packed at load for the kernels (linear layers only: the embedding
+    /// and head stay `Dense` or `Quant`, they are read by rows).
+    Packed(Arc<PackedMatrix>),
 }
 
 impl std::fmt::Debug for Weight {
@@ -30,6 +36,7 @@ impl std::fmt::Debug for Weight {
         match self {
             Weight::Dense(t) => write!(f, "Dense({:?})", t.dims()),
             Weight::Quant(q) => write!(f, "Quant({:?}, {:?})", q.dtype(), q.shape().dims()),
+            Weight::Packed(p) => write!(f, "{p:?}"),
         }
     }
 }
@@ -40,6 +47,7 @@ impl Weight {
         let dims = match self {
             Weight::Dense(t) => t.dims().to_vec(),
             Weight::Quant(q) => q.shape().dims().to_vec(),
+            Weight::Packed(p) => vec![p.rows(), p.cols()],
         };
         (dims[0], dims[1])
     }
@@ -61,6 +69,55 @@ impl Weight {
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 Tensor::cat(&parts, 0)
             }
+            Weight::Packed(_) => packed_as_tensor(),
+        }
+    }
+
+    /// The matrix packed for the kernels in `precision`: itself if it was
+    /// packed at load, else a fresh copy (a quantized one dequantized panel
+    /// by panel, never whole in f32).
+    pub(crate) fn packed(
+        &self,
+        precision: Precision,
+    ) -> candle_core::Result<Cow<'_, PackedMatrix>> {
+        self.packed_rows(0, self.dims().0, precision)
+    }
+
+    /// Rows `start..start + len` packed for the kernels in `precision`.
+    pub(crate) fn packed_rows(
+        &self,
+        start: usize,
+        len: usize,
+        precision: Precision,
+    ) -> candle_core::Result<Cow<'_, PackedMatrix>> {
+        let (rows, cols) = self.dims();
+        if start + len > rows {
+            candle_core::bail!("rows {start}..{} of a {rows}-row matrix", start + len)
+        }
+        let failure = std::sync::Mutex::new(None);
+        let packed = match self {
+            Weight::Packed(p) if p.precision() == precision && (start, len) == (0, rows) => {
+                return Ok(Cow::Borrowed(p));
+            }
+            Weight::Packed(_) => candle_core::bail!("a packed weight cannot be repacked"),
+            Weight::Dense(t) => {
+                let data = dense_rows(t, start, len)?;
+                PackedMatrix::pack(&data, len, cols, precision)
+            }
+            Weight::Quant(q) => PackedMatrix::pack_with(len, cols, precision, |first, n, out| {
+                let rows = dequantize_rows(q, start + first, n)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>());
+                match rows {
+                    Ok(rows) => out.copy_from_slice(&rows),
+                    Err(e) => {
+                        failure.lock().expect("not poisoned").get_or_insert(e);
+                    }
+                }
+            }),
+        };
+        match failure.into_inner().expect("not poisoned") {
+            Some(e) => Err(e),
+            None => Ok(Cow::Owned(packed)),
         }
     }
 
@@ -69,6 +126,7 @@ impl Weight {
         match self {
             Weight::Dense(t) => t.narrow(0, start, len),
             Weight::Quant(q) => dequantize_rows(q, start, len),
+            Weight::Packed(_) => packed_as_tensor(),
         }
     }
 
@@ -78,8 +136,19 @@ impl Weight {
             Weight::Dense(t) => t.index_select(ids, 0),
             // dequantizes only the selected rows, exactly
             Weight::Quant(q) => q.embedding(ids),
+            Weight::Packed(_) => packed_as_tensor(),
         }
     }
+}
+
+/// Only linear layers are packed, and they are only multiplied.
+fn packed_as_tensor<T>() -> candle_core::Result<T> {
+    candle_core::bail!("a weight packed for the kernels has no f32 tensor")
+}
+
+/// Rows `start..start + len` of a dense `[rows, cols]` tensor, as a vector.
+fn dense_rows(t: &Tensor, start: usize, len: usize) -> candle_core::Result<Vec<f32>> {
+    t.narrow(0, start, len)?.flatten_all()?.to_vec1::<f32>()
 }
 
 /// Bytes of one row of a `[rows, cols]` tensor of type `dtype`.

@@ -1,7 +1,6 @@
 //! `perplex compare`.
 
 use perplex::{CompareOptions, Corpus};
-use perplex_model::LoadOptions;
 use perplex_report::{verdict_line, write_compare, Format};
 
 use super::args::{CompareArgs, FormatArg};
@@ -37,7 +36,7 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
     set_threads(run.threads);
     let mut models = Vec::with_capacity(specs.len());
     for spec in &specs {
-        models.push(perplex::Evaluator::load_with(spec, &LoadOptions::default())?.into_model());
+        models.push(perplex::Evaluator::load_with(spec, &run.load_options())?.into_model());
         note(output.quiet, &format!("loaded {spec}"));
     }
     let report = {

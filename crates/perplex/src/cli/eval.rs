@@ -8,7 +8,6 @@ use perplex_core::bands::Bands;
 use perplex_core::plan::{BosPolicy, Protocol};
 use perplex_data::corpus::{self, Split};
 use perplex_eval::{NullSink, Sink};
-use perplex_model::LoadOptions;
 use perplex_report::{write_report, Format, PerTokenJsonl};
 
 use super::args::{
@@ -41,7 +40,7 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
         check_writable(path)?;
     }
     set_threads(run.threads);
-    let mut evaluator = Evaluator::load_with(&model, &LoadOptions::default())?;
+    let mut evaluator = Evaluator::load_with(&model, &run.load_options())?;
     note(output.quiet, &format!("loaded {model}"));
     // before the run, so a long evaluation of the wrong thing can be stopped
     for warning in evaluator.warnings(&options) {

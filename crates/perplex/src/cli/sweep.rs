@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use perplex::report::SweepReport;
 use perplex::{Corpus, EvalOptions};
 use perplex_core::bands::Bands;
-use perplex_model::LoadOptions;
 use perplex_report::{write_sweep, Format};
 
 use super::args::{CurveArgs, FormatArg, SweepArgs};
@@ -105,7 +104,7 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
         curve.base.as_deref(),
         &prepared.corpus,
         &prepared.options,
-        &LoadOptions::default(),
+        &curve.run.load_options(),
         &mut progress,
     );
     progress.finish();

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use perplex::watch::WatchOptions;
-use perplex_model::LoadOptions;
 
 use super::args::WatchArgs;
 use super::error::CliError;
@@ -42,7 +41,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         curve.base.as_deref(),
         &prepared.corpus,
         &prepared.options,
-        &LoadOptions::default(),
+        &curve.run.load_options(),
         &watch,
         &mut |report| {
             if let Err(e) = prepared.write_files(&curve, report) {

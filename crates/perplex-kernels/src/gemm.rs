@@ -1,0 +1,464 @@
+//! `C = A · Wᵀ` against a weight packed once.
+//!
+//! Layout: `W` (`[n, k]`) is cut into panels of [`NR`] = 32 rows (output
+//! columns of `C`; the last panel zero-padded). A panel is stored step by
+//! step along `k`, each step two 64-byte lines holding columns 0..16 and
+//! 16..32: in f32 a step is one `k`; in bf16 it is a pair `(k, k + 1)`, the
+//! operand layout of `VDPBF16PS`. A micro-kernel keeps a tile of up to
+//! [`MR`] rows × 32 columns of `C` in registers while it walks a block of
+//! steps.
+//!
+//! Work is split into tasks of up to `MB` rows × `NB` panels, each
+//! writing its own part of `C`; within a task the steps are taken in
+//! blocks of at most `KC`, the first block storing and the next ones
+//! adding. Every element of `C` is therefore summed in the same order
+//! whatever `m`, the thread count or the element's tile: a row's result
+//! does not depend on the other rows it is batched with.
+
+#![allow(unsafe_code)] // one output pointer shared by tasks writing disjoint tiles
+
+use rayon::prelude::*;
+
+use crate::{bf16_bits, bf16_to_f32, Isa};
+
+/// Columns of `C` (rows of `W`) per panel.
+pub(crate) const NR: usize = 32;
+/// Rows of `C` per micro-kernel call.
+pub(crate) const MR: usize = 12;
+/// Most `k` per block: a 12-row strip of `A` (18 KiB in f32) stays in L1.
+const KC: usize = 384;
+/// Rows of `C` per task (a multiple of `MR`).
+const MB: usize = 96;
+/// Panels per task: their blocks (8 × 48 KiB in f32) stay in L2.
+const NB: usize = 8;
+
+/// One 64-byte line of a panel: 16 f32, or 16 bf16 pairs.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Line(pub(crate) [u32; 16]);
+
+/// The arithmetic of a packed matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 products and sums: the exact mode.
+    F32,
+    /// Weights and activations rounded to bf16 (nearest even), products
+    /// summed in f32: the fast mode.
+    Bf16,
+}
+
+/// A weight matrix `[rows, cols]` packed for [`matmul`].
+#[derive(Clone)]
+pub struct PackedMatrix {
+    rows: usize,
+    cols: usize,
+    precision: Precision,
+    /// Steps per panel: `cols` (f32) or `⌈cols / 2⌉` (bf16).
+    steps: usize,
+    lines: Vec<Line>,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PackedMatrix({}x{}, {:?})",
+            self.rows, self.cols, self.precision
+        )
+    }
+}
+
+impl PackedMatrix {
+    /// Packs a row-major `[rows, cols]` matrix.
+    ///
+    /// # Panics
+    /// If `w.len() != rows * cols`.
+    pub fn pack(w: &[f32], rows: usize, cols: usize, precision: Precision) -> PackedMatrix {
+        assert_eq!(w.len(), rows * cols, "matrix of {rows}x{cols}");
+        Self::pack_with(rows, cols, precision, |first, n, out| {
+            out.copy_from_slice(&w[first * cols..(first + n) * cols]);
+        })
+    }
+
+    /// Packs a `[rows, cols]` matrix whose rows `first..first + n` `fill`
+    /// writes row-major into the buffer it is given (`n * cols` values, at
+    /// most 32 rows at a time): how a quantized weight is dequantized
+    /// straight into the packed form, one panel of scratch per thread.
+    pub fn pack_with<F>(rows: usize, cols: usize, precision: Precision, fill: F) -> PackedMatrix
+    where
+        F: Fn(usize, usize, &mut [f32]) + Sync,
+    {
+        let steps = match precision {
+            Precision::F32 => cols,
+            Precision::Bf16 => cols.div_ceil(2),
+        };
+        let panels = rows.div_ceil(NR);
+        let mut lines = vec![Line::default(); panels * steps * 2];
+        if steps > 0 {
+            lines.par_chunks_mut(steps * 2).enumerate().for_each_init(
+                Vec::new,
+                |scratch, (p, panel)| {
+                    let first = p * NR;
+                    let n = NR.min(rows - first);
+                    scratch.clear();
+                    scratch.resize(n * cols, 0.0);
+                    fill(first, n, scratch);
+                    pack_panel(scratch, n, cols, precision, panel);
+                },
+            );
+        }
+        PackedMatrix {
+            rows,
+            cols,
+            precision,
+            steps,
+            lines,
+        }
+    }
+
+    /// Rows (`n`: columns of the product).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (`k`: the inner dimension).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The arithmetic it was packed for.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * std::mem::size_of::<Line>()
+    }
+
+    fn panel(&self, p: usize) -> &[Line] {
+        &self.lines[p * self.steps * 2..(p + 1) * self.steps * 2]
+    }
+}
+
+fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: &mut [Line]) {
+    for (j, row) in rows.chunks_exact(cols.max(1)).take(n).enumerate() {
+        let (half, lane) = (j / 16, j % 16);
+        match precision {
+            Precision::F32 => {
+                for (k, &v) in row.iter().enumerate() {
+                    panel[k * 2 + half].0[lane] = v.to_bits();
+                }
+            }
+            Precision::Bf16 => {
+                for (kk, pair) in row.chunks(2).enumerate() {
+                    let lo = u32::from(bf16_bits(pair[0]));
+                    let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
+                    panel[kk * 2 + half].0[lane] = lo | (hi << 16);
+                }
+            }
+        }
+    }
+}
+
+/// The left operand as the kernels read it: f32 rows, or bf16 pairs.
+#[derive(Clone, Copy)]
+pub(crate) enum Lhs<'a> {
+    F32(&'a [f32]),
+    /// Rows of `steps` pairs (low half = even `k`).
+    Bf16(&'a [u32]),
+}
+
+/// One micro-kernel call: `C[0..mr, 0..ncols] (+)= A[0..mr, s0..s0+steps] ·
+/// panel[s0..s0+steps]`.
+pub(crate) struct Tile<'a> {
+    pub lhs: Lhs<'a>,
+    /// Row stride of `lhs`, in its elements.
+    pub lda: usize,
+    /// First row and first step.
+    pub row: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub mr: usize,
+    pub panel: &'a [Line],
+    pub ncols: usize,
+    pub accumulate: bool,
+}
+
+/// `c` (`[m, w.rows()]`, row-major) = `a` (`[m, w.cols()]`, row-major) · `wᵀ`.
+///
+/// Runs on the current rayon pool. In [`Precision::Bf16`] `a` is rounded to
+/// bf16 first.
+///
+/// # Panics
+/// If the slices do not have those lengths.
+pub fn matmul(a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32]) {
+    matmul_with(Isa::detect(), a, m, w, c)
+}
+
+/// [`matmul`] with the kernels of `isa` (tests compare fast and portable).
+#[doc(hidden)]
+pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32]) {
+    let (n, k) = (w.rows, w.cols);
+    assert_eq!(a.len(), m * k, "left operand of {m}x{k}");
+    assert_eq!(c.len(), m * n, "product of {m}x{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let converted;
+    let (lhs, lda) = match w.precision {
+        Precision::F32 => (Lhs::F32(a), k),
+        Precision::Bf16 => {
+            converted = to_bf16_pairs(isa, a, m, k, w.steps);
+            (Lhs::Bf16(&converted), w.steps)
+        }
+    };
+    let kernel: unsafe fn(&Tile<'_>, *mut f32, usize) = match (w.precision, isa) {
+        #[cfg(target_arch = "x86_64")]
+        (Precision::F32, Isa { avx512: true, .. }) => crate::x86::tile_f32,
+        #[cfg(target_arch = "x86_64")]
+        (
+            Precision::Bf16,
+            Isa {
+                avx512_bf16: true, ..
+            },
+        ) => crate::x86::tile_bf16,
+        _ => portable_tile,
+    };
+    // Blocks of steps: as equal as possible, at most KC of k each.
+    let kc_steps = match w.precision {
+        Precision::F32 => KC,
+        Precision::Bf16 => KC / 2,
+    };
+    let blocks = w.steps.div_ceil(kc_steps);
+    let block = w.steps.div_ceil(blocks);
+    let panels = n.div_ceil(NR);
+    let row_tasks = m.div_ceil(MB);
+    let panel_tasks = panels.div_ceil(NB);
+    // Each task owns rows r0..r1 × columns of its panels: disjoint parts of
+    // `c`, written through one shared pointer.
+    let out = &SharedOut(c.as_mut_ptr(), c.len());
+    (0..row_tasks * panel_tasks).into_par_iter().for_each(|t| {
+        let (rt, pt) = (t / panel_tasks, t % panel_tasks);
+        let (r0, r1) = (rt * MB, ((rt + 1) * MB).min(m));
+        let (p0, p1) = (pt * NB, ((pt + 1) * NB).min(panels));
+        for s0 in (0..w.steps).step_by(block) {
+            let steps = block.min(w.steps - s0);
+            for row in (r0..r1).step_by(MR) {
+                for p in p0..p1 {
+                    let tile = Tile {
+                        lhs,
+                        lda,
+                        row,
+                        step: s0,
+                        steps,
+                        mr: MR.min(r1 - row),
+                        panel: w.panel(p),
+                        ncols: NR.min(n - p * NR),
+                        accumulate: s0 > 0,
+                    };
+                    let first = row * n + p * NR;
+                    assert!(first + (tile.mr - 1) * n + tile.ncols <= out.1);
+                    // SAFETY: the tile's elements are in bounds (checked) and
+                    // this task is their only reader and writer: it owns rows
+                    // r0..r1 × columns p0·NR..p1·NR.
+                    unsafe { kernel(&tile, out.0.add(first), n) };
+                }
+            }
+        }
+    });
+}
+
+/// The output pointer shared by the tasks of one [`matmul_with`].
+struct SharedOut(*mut f32, usize);
+
+// SAFETY: tasks write disjoint elements (see `matmul_with`).
+unsafe impl Sync for SharedOut {}
+
+/// `a` as rows of `steps` bf16 pairs (zero-padded).
+fn to_bf16_pairs(isa: Isa, a: &[f32], m: usize, k: usize, steps: usize) -> Vec<u32> {
+    let mut out = vec![0u32; m * steps];
+    out.par_chunks_mut(steps)
+        .zip(a.par_chunks(k))
+        .for_each(|(dst, src)| {
+            #[cfg(target_arch = "x86_64")]
+            if isa.avx512_bf16 {
+                crate::x86::to_bf16_pairs(src, dst);
+                return;
+            }
+            let _ = isa;
+            for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
+                let lo = u32::from(bf16_bits(pair[0]));
+                let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
+                *d = lo | (hi << 16);
+            }
+        });
+    out
+}
+
+/// The portable micro-kernel: the reference the SIMD ones are tested against.
+///
+/// # Safety
+/// `c` points at the tile's first element of `C` (row stride `ldc`), valid
+/// for reads and writes of the tile's `mr` rows × `ncols` columns, which
+/// nothing else accesses meanwhile.
+unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+    for i in 0..t.mr {
+        for j in 0..t.ncols {
+            let (half, lane) = (j / 16, j % 16);
+            let mut acc = 0.0f32;
+            for s in t.step..t.step + t.steps {
+                let w = t.panel[s * 2 + half].0[lane];
+                match t.lhs {
+                    Lhs::F32(a) => {
+                        acc = a[(t.row + i) * t.lda + s].mul_add(f32::from_bits(w), acc);
+                    }
+                    Lhs::Bf16(a) => {
+                        let x = a[(t.row + i) * t.lda + s];
+                        acc += bf16_to_f32(x as u16) * bf16_to_f32(w as u16);
+                        acc += bf16_to_f32((x >> 16) as u16) * bf16_to_f32((w >> 16) as u16);
+                    }
+                }
+            }
+            // SAFETY: inside the tile (the caller's contract).
+            let out = unsafe { &mut *c.add(i * ldc + j) };
+            *out = if t.accumulate { *out + acc } else { acc };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(6364136223846793005) | 1;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `a · wᵀ` in f64.
+    fn reference(a: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k)
+                    .map(|t| f64::from(a[i * k + t]) * f64::from(w[j * k + t]))
+                    .sum();
+            }
+        }
+        c
+    }
+
+    fn max_err(c: &[f32], r: &[f64]) -> f64 {
+        c.iter()
+            .zip(r)
+            .map(|(&x, &y)| (f64::from(x) - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    // odd sizes: partial tiles, partial panels, several k blocks, one task and many
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (5, 33, 7),
+        (13, 64, 385),
+        (97, 70, 800),
+        (200, 300, 129),
+        (12, 32, 1536),
+    ];
+
+    #[test]
+    fn f32_matches_f64_reference_on_every_path() {
+        for &(m, n, k) in &SHAPES {
+            let a = random(m * k, 1);
+            let w = random(n * k, 2);
+            let r = reference(&a, &w, m, n, k);
+            let p = PackedMatrix::pack(&w, n, k, Precision::F32);
+            for isa in [Isa::detect(), Isa::PORTABLE] {
+                let mut c = vec![f32::NAN; m * n];
+                matmul_with(isa, &a, m, &p, &mut c);
+                // f32 sums of k products of magnitude < 1
+                let tol = 1e-6 * k as f64;
+                assert!(
+                    max_err(&c, &r) < tol,
+                    "{m}x{n}x{k} {isa:?}: {}",
+                    max_err(&c, &r)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_is_within_bf16_rounding_and_paths_agree() {
+        for &(m, n, k) in &SHAPES {
+            let a = random(m * k, 3);
+            let w = random(n * k, 4);
+            let r = reference(&a, &w, m, n, k);
+            let p = PackedMatrix::pack(&w, n, k, Precision::Bf16);
+            let mut fast = vec![f32::NAN; m * n];
+            matmul_with(Isa::detect(), &a, m, &p, &mut fast);
+            let mut portable = vec![f32::NAN; m * n];
+            matmul_with(Isa::PORTABLE, &a, m, &p, &mut portable);
+            // two roundings of 2^-9 each per product, random signs: ~sqrt(k)
+            let tol = 2.0 * 2f64.powi(-8) * (k as f64).sqrt() + 1e-6 * k as f64;
+            assert!(
+                max_err(&fast, &r) < tol,
+                "{m}x{n}x{k}: {}",
+                max_err(&fast, &r)
+            );
+            let agree = fast
+                .iter()
+                .zip(&portable)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(f64::from(agree) < 1e-6 * k as f64, "{m}x{n}x{k}: {agree}");
+        }
+    }
+
+    #[test]
+    fn a_row_does_not_depend_on_its_batch_or_the_threads() {
+        let (n, k) = (70, 800);
+        let a = random(50 * k, 5);
+        let w = random(n * k, 6);
+        let p = PackedMatrix::pack(&w, n, k, Precision::F32);
+        let mut all = vec![0.0; 50 * n];
+        matmul(&a, 50, &p, &mut all);
+        for (row, expected) in all.chunks(n).enumerate().step_by(7) {
+            let mut one = vec![0.0; n];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            pool.install(|| matmul(&a[row * k..(row + 1) * k], 1, &p, &mut one));
+            assert_eq!(one, expected, "row {row}");
+        }
+    }
+
+    #[test]
+    fn pack_with_fills_panel_by_panel() {
+        let (n, k) = (70, 9);
+        let w = random(n * k, 7);
+        let direct = PackedMatrix::pack(&w, n, k, Precision::Bf16);
+        let filled = PackedMatrix::pack_with(n, k, Precision::Bf16, |first, rows, out| {
+            assert!(rows <= NR);
+            out.copy_from_slice(&w[first * k..(first + rows) * k]);
+        });
+        assert_eq!(direct.lines.len(), filled.lines.len());
+        assert!(direct
+            .lines
+            .iter()
+            .zip(&filled.lines)
+            .all(|(x, y)| x.0 == y.0));
+        assert_eq!(direct.bytes(), 3 * 5 * 2 * 64);
+    }
+}

@@ -1,0 +1,94 @@
+//! How matrices are multiplied: `perplex-kernels`' packed panels (f32, or
+//! bf16 in the fast mode) where the CPU has AVX-512, candle's f32 matmul
+//! elsewhere. Both compute `x · Wᵀ` for a weight `W` `[n, k]` in PyTorch
+//! orientation; the choice is made once per model ([`Kernels::select`]).
+
+use std::borrow::Cow;
+
+use candle_core::{Device, Tensor};
+use perplex_kernels::{PackedMatrix, Precision};
+
+use crate::error::ModelError;
+use crate::weights::Weight;
+use crate::Compute;
+
+/// How the linear layers and the head multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernels {
+    /// candle's matmul in f32 (CPUs without AVX-512, or `PERPLEX_KERNELS=candle`).
+    Candle,
+    /// `perplex-kernels`' packed matmul in this precision.
+    Packed(Precision),
+}
+
+impl Kernels {
+    /// The kernels for `compute` on this CPU.
+    pub(crate) fn select(compute: Compute) -> Result<Kernels, ModelError> {
+        let isa = perplex_kernels::Isa::detect();
+        let forced_candle = std::env::var_os("PERPLEX_KERNELS").is_some_and(|v| v == "candle");
+        match compute {
+            Compute::Exact if isa.avx512 && !forced_candle => Ok(Kernels::Packed(Precision::F32)),
+            Compute::Exact => Ok(Kernels::Candle),
+            Compute::Fast if isa.avx512_bf16 => Ok(Kernels::Packed(Precision::Bf16)),
+            Compute::Fast => Err(ModelError::FastModeUnsupported),
+        }
+    }
+}
+
+/// `x · Wᵀ` for a contiguous `x` `[m, k]` against a packed `W` `[n, k]`.
+pub(crate) fn packed_matmul(x: &Tensor, w: &PackedMatrix) -> candle_core::Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    if k != w.cols() {
+        candle_core::bail!(
+            "matmul of [{m}, {k}] by a packed [{}, {}]ᵀ",
+            w.rows(),
+            w.cols()
+        )
+    }
+    let x = x.contiguous()?;
+    let mut out = vec![0f32; m * w.rows()];
+    {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("packed matmul of a tensor outside the CPU")
+        };
+        let start = layout.start_offset();
+        let data = &cpu.as_slice::<f32>()?[start..start + m * k];
+        perplex_kernels::matmul(data, m, w, &mut out);
+    }
+    Tensor::from_vec(out, (m, w.rows()), &Device::Cpu)
+}
+
+/// Rows of a weight made ready for one or more products: packed panels
+/// (borrowed when packed at load, else freshly packed or dequantized), or
+/// an f32 tensor for candle.
+pub(crate) enum Ready<'a> {
+    Packed(Cow<'a, PackedMatrix>),
+    Tensor(Tensor),
+}
+
+impl Kernels {
+    /// Rows `first..first + len` of `w`, ready to multiply.
+    pub(crate) fn ready<'a>(
+        self,
+        w: &'a Weight,
+        first: usize,
+        len: usize,
+    ) -> candle_core::Result<Ready<'a>> {
+        Ok(match self {
+            Kernels::Packed(p) => Ready::Packed(w.packed_rows(first, len, p)?),
+            Kernels::Candle if (first, len) == (0, w.dims().0) => Ready::Tensor(w.to_f32()?),
+            Kernels::Candle => Ready::Tensor(w.rows_f32(first, len)?),
+        })
+    }
+}
+
+impl Ready<'_> {
+    /// `x · Wᵀ` for `x` `[m, k]`.
+    pub(crate) fn multiply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Ready::Packed(p) => packed_matmul(x, p),
+            Ready::Tensor(t) => x.matmul(&t.t()?),
+        }
+    }
+}
