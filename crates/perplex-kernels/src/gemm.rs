@@ -175,9 +175,11 @@ pub(crate) struct Tile<'a> {
     pub lhs: Lhs<'a>,
     /// Row stride of `lhs`, in its elements.
     pub lda: usize,
-    /// First row and first step.
+    /// First row, first step of the panel, and the column of `lhs` that
+    /// step meets.
     pub row: usize,
     pub step: usize,
+    pub a_col: usize,
     pub steps: usize,
     pub mr: usize,
     pub panel: &'a [Line],
@@ -255,6 +257,7 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
                         lda,
                         row,
                         step: s0,
+                        a_col: s0,
                         steps,
                         mr: MR.min(r1 - row),
                         panel: w.panel(p),
@@ -271,6 +274,70 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
             }
         }
     });
+}
+
+/// A single-threaded block of a product, for callers that split the work
+/// themselves (attention): `c[i][j - cols.start] = Σ_{s ∈ steps}
+/// a[i][s - steps.start] · W[j][s]` for `i < m`, `j ∈ cols`. `a` and `c`
+/// have row strides `lda` and `ldc`. f32 only.
+///
+/// # Panics
+/// If `W` is not f32, `cols.start` is not a multiple of 32, the ranges
+/// leave `W`, or a slice is too short for them.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_block(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &PackedMatrix,
+    cols: std::ops::Range<usize>,
+    steps: std::ops::Range<usize>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert_eq!(w.precision, Precision::F32, "matmul_block is f32 only");
+    assert!(cols.start % NR == 0 && cols.end <= w.rows && steps.end <= w.steps);
+    if m == 0 || cols.is_empty() {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + steps.len() && c.len() >= (m - 1) * ldc + cols.len());
+    let isa = Isa::detect();
+    let kernel: unsafe fn(&Tile<'_>, *mut f32, usize) = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa { avx512: true, .. } => crate::x86::tile_f32,
+        _ => portable_tile,
+    };
+    if steps.is_empty() {
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..cols.len()].fill(0.0);
+        }
+        return;
+    }
+    // blocks at fixed offsets from `steps.start`: a longer range only adds
+    // steps at the end, so a zero-padded tail leaves the sums bit for bit
+    for s0 in steps.clone().step_by(KC) {
+        let n_steps = KC.min(steps.end - s0);
+        for row in (0..m).step_by(MR) {
+            for j0 in cols.clone().step_by(NR) {
+                let tile = Tile {
+                    lhs: Lhs::F32(a),
+                    lda,
+                    row,
+                    step: s0,
+                    a_col: s0 - steps.start,
+                    steps: n_steps,
+                    mr: MR.min(m - row),
+                    panel: w.panel(j0 / NR),
+                    ncols: NR.min(cols.end - j0),
+                    accumulate: s0 > steps.start,
+                };
+                let first = row * ldc + (j0 - cols.start);
+                // SAFETY: `c` is borrowed mutably for the whole call; the
+                // tile's elements are inside it (length asserted above).
+                unsafe { kernel(&tile, c[first..].as_mut_ptr(), ldc) };
+            }
+        }
+    }
 }
 
 /// The output pointer shared by the tasks of one [`matmul_with`].
@@ -311,14 +378,15 @@ unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
         for j in 0..t.ncols {
             let (half, lane) = (j / 16, j % 16);
             let mut acc = 0.0f32;
-            for s in t.step..t.step + t.steps {
-                let w = t.panel[s * 2 + half].0[lane];
+            for s in 0..t.steps {
+                let w = t.panel[(t.step + s) * 2 + half].0[lane];
+                let at = (t.row + i) * t.lda + t.a_col + s;
                 match t.lhs {
                     Lhs::F32(a) => {
-                        acc = a[(t.row + i) * t.lda + s].mul_add(f32::from_bits(w), acc);
+                        acc = a[at].mul_add(f32::from_bits(w), acc);
                     }
                     Lhs::Bf16(a) => {
-                        let x = a[(t.row + i) * t.lda + s];
+                        let x = a[at];
                         acc += bf16_to_f32(x as u16) * bf16_to_f32(w as u16);
                         acc += bf16_to_f32((x >> 16) as u16) * bf16_to_f32((w >> 16) as u16);
                     }

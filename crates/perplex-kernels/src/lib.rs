@@ -5,6 +5,8 @@
 //!   layout of a linear layer) packed once into 32-column panels, in f32
 //!   (exact mode) or bf16 (the opt-in fast mode, AVX-512 BF16 dot products
 //!   with f32 accumulation).
+//! - [`attention`]: fused causal self-attention (scores, mask, softmax,
+//!   values) per block of queries, in f32.
 //! - [`exp`]: a vectorised `exp` and the softmax/log-sum-exp reductions
 //!   built on it.
 //!
@@ -18,13 +20,14 @@
 //! Threads come from the current rayon pool (run inside `pool.install` to
 //! choose them).
 
+pub mod attention;
 mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub mod exp;
 
-pub use gemm::{matmul, PackedMatrix, Precision};
+pub use gemm::{matmul, matmul_block, PackedMatrix, Precision};
 
 /// The instruction sets the fast kernels use, detected at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

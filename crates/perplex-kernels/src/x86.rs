@@ -15,9 +15,9 @@ pub(crate) unsafe fn tile_f32(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let Lhs::F32(a) = t.lhs else {
         unreachable!("f32 kernel on bf16 operands")
     };
-    assert!((t.row + t.mr - 1) * t.lda + t.step + t.steps <= a.len());
+    assert!((t.row + t.mr - 1) * t.lda + t.a_col + t.steps <= a.len());
     assert!((t.step + t.steps) * 2 <= t.panel.len());
-    let a = a[t.row * t.lda + t.step..].as_ptr();
+    let a = a[t.row * t.lda + t.a_col..].as_ptr();
     let b = t.panel[t.step * 2..].as_ptr().cast::<f32>();
     let mask = column_mask(t.ncols);
     // SAFETY: operands in bounds (asserted), `c` is the caller's contract.
@@ -42,9 +42,9 @@ pub(crate) unsafe fn tile_bf16(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let Lhs::Bf16(a) = t.lhs else {
         unreachable!("bf16 kernel on f32 operands")
     };
-    assert!((t.row + t.mr - 1) * t.lda + t.step + t.steps <= a.len());
+    assert!((t.row + t.mr - 1) * t.lda + t.a_col + t.steps <= a.len());
     assert!((t.step + t.steps) * 2 <= t.panel.len());
-    let a = a[t.row * t.lda + t.step..].as_ptr();
+    let a = a[t.row * t.lda + t.a_col..].as_ptr();
     let b = t.panel[t.step * 2..].as_ptr().cast::<u32>();
     let mask = column_mask(t.ncols);
     // SAFETY: as in `tile_f32`.

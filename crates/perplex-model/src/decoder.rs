@@ -29,7 +29,7 @@ use crate::error::ModelError;
 use crate::gguf::{unpermute_rows, GgufFile};
 use crate::head::{fused_head, HeadTiling, Running};
 use crate::lora::{LoraAdapter, LoraDelta, LoraSet};
-use crate::matmul::{Kernels, Ready};
+use crate::matmul::{with_slice, Kernels, Ready};
 use crate::rope::Rope;
 use crate::safetensors::SafetensorsSet;
 use crate::weights::{ggml_type_name, StorageSummary, Weight};
@@ -224,8 +224,15 @@ impl Decoder {
             .step_by(block)
             .map(|q0| (q0, block.min(len - q0)))
             .collect();
-        let windows =
-            std::iter::once(None).chain(self.config.sliding_windows().into_iter().map(Some));
+        // the fused kernel masks by itself
+        let windows_for_masks = if self.kernels == Kernels::Candle {
+            self.config.sliding_windows().len() + 1
+        } else {
+            0
+        };
+        let windows = std::iter::once(None)
+            .chain(self.config.sliding_windows().into_iter().map(Some))
+            .take(windows_for_masks);
         let masks = windows
             .map(|window| {
                 blocks
@@ -310,6 +317,44 @@ impl Decoder {
             .reshape((b * l, c.num_heads * d))
     }
 
+    /// [`Self::attention`] by `perplex-kernels`' fused kernel; `mask`: the
+    /// layer's index into `[full, sliding windows…]`.
+    fn fused_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: usize,
+        ctx: &BatchContext,
+    ) -> candle_core::Result<Tensor> {
+        use perplex_kernels::attention::{causal_attention, AttentionParams, AttentionShape};
+        let c = &self.config;
+        let shape = AttentionShape {
+            batch: ctx.batch,
+            len: ctx.len,
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let params = AttentionParams {
+            scale: c.attention_scale as f32,
+            softcap: c.attn_softcap.map(|cap| cap as f32),
+            window: mask.checked_sub(1).map(|i| c.sliding_windows()[i]),
+        };
+        let mut out = vec![0f32; ctx.batch * ctx.len * c.num_heads * c.head_dim];
+        // one `?` per tensor read
+        with_slice(q, |q| {
+            with_slice(k, |k| {
+                with_slice(v, |v| causal_attention(q, k, v, shape, params, &mut out))
+            })
+        })???;
+        Tensor::from_vec(
+            out,
+            (ctx.batch * ctx.len, c.num_heads * c.head_dim),
+            &Device::Cpu,
+        )
+    }
+
     fn layer_forward(
         &self,
         layer: &Layer,
@@ -359,7 +404,10 @@ impl Decoder {
             q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
             k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         }
-        let attn = self.attention(&q, &k, &v, &ctx.masks[layer.mask], ctx)?;
+        let attn = match self.kernels {
+            Kernels::Packed(_) => self.fused_attention(&q, &k, &v, layer.mask, ctx)?,
+            Kernels::Candle => self.attention(&q, &k, &v, &ctx.masks[layer.mask], ctx)?,
+        };
         let mut attn = layer.o.forward(&attn, self.kernels)?;
         if let Some(n) = &layer.post_attn_norm {
             attn = self.norm(&attn, n)?;

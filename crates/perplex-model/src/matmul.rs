@@ -45,18 +45,21 @@ pub(crate) fn packed_matmul(x: &Tensor, w: &PackedMatrix) -> candle_core::Result
             w.cols()
         )
     }
-    let x = x.contiguous()?;
     let mut out = vec![0f32; m * w.rows()];
-    {
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("packed matmul of a tensor outside the CPU")
-        };
-        let start = layout.start_offset();
-        let data = &cpu.as_slice::<f32>()?[start..start + m * k];
-        perplex_kernels::matmul(data, m, w, &mut out);
-    }
+    with_slice(x, |data| perplex_kernels::matmul(data, m, w, &mut out))?;
     Tensor::from_vec(out, (m, w.rows()), &Device::Cpu)
+}
+
+/// Runs `f` on the f32 elements of `t` in row-major order (without a copy
+/// when `t` is contiguous).
+pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the kernels read tensors on the CPU only")
+    };
+    let start = layout.start_offset();
+    Ok(f(&cpu.as_slice::<f32>()?[start..start + t.elem_count()]))
 }
 
 /// Rows of a weight made ready for one or more products: packed panels
