@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TOOLS = ("perplex", "transformers", "llama.cpp")
+TOOLS = ("perplex", "perplex-fast", "transformers", "llama.cpp")
 
 
 # ---------------------------------------------------------------------------- llama.cpp source
@@ -243,17 +243,24 @@ def run_child(cmd: list[str], nice: int, env: dict | None = None, stdout=None, s
     return proc.returncode, wall, usage.ru_maxrss / 1024.0
 
 
-def run_perplex(a, workdir: Path) -> dict:
-    out_json = workdir / "perplex.json"
-    err = workdir / "perplex.stderr"
-    cmd = [a.perplex_bin, "eval", "-m", a.model, "--file", a.text, "--protocol", "llama-cpp",
+def run_perplex(a, workdir: Path, model: str, fast: bool) -> dict:
+    name = f"perplex-{'fast' if fast else 'exact'}-{Path(model).name}"
+    out_json = workdir / f"{name}.json"
+    err = workdir / f"{name}.stderr"
+    cmd = [a.perplex_bin, "eval", "-m", model, "--file", a.text, "--protocol", "llama-cpp",
            "--context", str(a.context), "--max-tokens", str(a.chunks * a.context),
            "--threads", str(a.threads), "--format", "json", "--quiet"]
+    if fast:
+        cmd.append("--fast")
     with open(out_json, "wb") as so, open(err, "wb") as se:
         rc, wall, rss = run_child(cmd, a.nice, stdout=so, stderr=se)
     if rc != 0:
         raise RuntimeError(f"perplex exited {rc}: {err.read_text()[-2000:]}")
-    return parse_perplex(out_json.read_text(), wall, rss)
+    r = parse_perplex(out_json.read_text(), wall, rss)
+    r["tool"] = "perplex --fast" if fast else "perplex"
+    r["model_file"] = Path(model).name
+    r["key"] = ("perplex-fast" if fast else "perplex") + (":gguf" if model.endswith(".gguf") else ":hf")
+    return r
 
 
 def parse_perplex(text: str, wall: float, rss: float) -> dict:
@@ -265,7 +272,8 @@ def parse_perplex(text: str, wall: float, rss: float) -> dict:
         "tool": "perplex",
         "version": f"perplex {r['tool']['version']}",
         "threads": p.get("threads"),
-        "mode": f"{r['model'].get('compute_dtype', '?')} activations, {r['model'].get('weights', '')}",
+        "mode": (f"{'fast: bf16' if r['model'].get('compute_dtype') == 'bf16' else 'exact: f32'} "
+                 f"products; weights {r['model'].get('weights', '')}"),
         "text_tokens": s.get("tokens"),
         "chunks": s.get("windows"),
         "processed_tokens": s.get("processed_tokens"),
@@ -299,7 +307,8 @@ def run_transformers(a, workdir: Path) -> dict:
     if rc != 0:
         raise RuntimeError(f"transformers peer exited {rc}: {err.read_text()[-3000:]}")
     r = json.loads(out_json.read_text())
-    r.update(wall_seconds=wall, peak_rss_mb=rss)
+    r.update(wall_seconds=wall, peak_rss_mb=rss, model_file=Path(a.model).name + " (as f32)",
+             key="transformers")
     return r
 
 
@@ -366,6 +375,8 @@ def parse_llama(text: str, wall: float, rss: float, a) -> dict:
         "timed": timed,
         "wall_seconds": wall,
         "peak_rss_mb": rss,
+        "model_file": Path(a.model).name,
+        "key": "llama.cpp",
     }
     if prompt:
         # its "prompt eval" counter: the graph computes only, which undercounts on the CPU
@@ -407,62 +418,117 @@ def fmt(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
+def flops_per_token(config_path: str, context: int) -> float:
+    """FLOPs per processed token of a Llama-style model on windows of `context`: 2 per weight of
+    every matrix product (layers and head) plus causal attention (q·k and p·v over the
+    (context + 1) / 2 keys a position sees on average)."""
+    c = json.loads(Path(config_path).read_text())
+    h, layers, ffn = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+    heads, kv = c["num_attention_heads"], c.get("num_key_value_heads", c["num_attention_heads"])
+    d = c.get("head_dim") or h // heads
+    per_layer = h * heads * d * 2 + 2 * h * kv * d + 3 * h * ffn
+    weights = layers * per_layer + c["vocab_size"] * h
+    attention = 4 * layers * heads * d * (context + 1) / 2
+    return 2 * weights + attention
+
+
+# (row, peer, target ratio) of the issue's targets
+TARGETS = [("perplex:hf", "transformers", 1.0), ("perplex-fast:hf", "transformers", 1.5),
+           ("perplex:gguf", "llama.cpp", 1.5), ("perplex-fast:gguf", "llama.cpp", None)]
+
+
 def table(results: list[dict], a, machine: dict) -> str:
-    base = next((r for r in results if r["tool"] == "perplex" and r.get("tokens_per_second")), None)
+    peak = a.peak or {}
+    flops = flops_per_token(a.config, a.context) if a.config else None
     lines = [
         f"Machine: {machine['cpu']}, {machine['cores']} cores ({machine['simd']}), "
         f"{machine['memory']}, {machine['os']}; {machine['date']}.",
-        f"Model `{os.path.basename(a.model)}`, text `{os.path.basename(a.text)}`, protocol "
-        f"llama.cpp's: {a.chunks} chunks of {a.context}, second half scored; "
-        f"{a.threads} threads, one tool at a time.",
+        f"Text `{os.path.basename(a.text)}`, llama.cpp's protocol: {a.chunks} chunks of {a.context}, "
+        f"second half scored; {a.threads} threads, one tool at a time.",
+    ]
+    if flops:
+        lines.append(f"Work: {flops / 1e9:.3f} GFLOP per processed token; measured peak on "
+                     f"{peak.get('threads', '?')} threads: f32 {fmt(peak.get('f32_gflops'), '.0f')} "
+                     f"GFLOP/s, bf16 {fmt(peak.get('bf16_gflops'), '.0f')} GFLOP/s.")
+    lines += [
         "",
-        "| tool | version | threads | tokens/s | vs perplex | wall s | peak RSS MB | perplexity |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tool | model | mode | tokens/s | GFLOP/s | of peak | wall s | peak RSS MB | perplexity |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['tool']} | failed: {r['error'][:80]} | | | | | | |")
+            lines.append(f"| {r['tool']} | | failed: {r['error'][:80]} | | | | | | |")
             continue
-        ratio = (r["tokens_per_second"] / base["tokens_per_second"]) if base else None
+        gflops = r["tokens_per_second"] * flops / 1e9 if flops else None
+        bf16 = "bf16" in r.get("mode", "")
+        roof = peak.get("bf16_gflops" if bf16 else "f32_gflops")
         ppl = fmt(r.get("perplexity"), ".4f")
         if r.get("perplexity_pm") is not None:
             ppl += f" ± {r['perplexity_pm']:.4f}"
+        mode = r["mode"].split(";")[0]
         lines.append(
-            f"| {r['tool']} | {r['version']} | {r.get('threads', '?')} | "
-            f"{fmt(r['tokens_per_second'], '.1f')} | {fmt(ratio, '.2f') + ('x' if ratio else '')} | "
+            f"| {r['tool']} | {r.get('model_file', '?')} | {mode} | "
+            f"{fmt(r['tokens_per_second'], '.1f')} | {fmt(gflops, '.0f')} | "
+            f"{fmt(gflops / roof * 100 if gflops and roof else None, '.0f')}{'%' if gflops and roof else ''} | "
             f"{fmt(r.get('wall_seconds'), '.1f')} | {fmt(r.get('peak_rss_mb'), '.0f')} | {ppl} |")
+    by_key = {r["key"]: r for r in results if "error" not in r and "key" in r}
+    lines += ["", "| perplex run | peer | speed ratio | target |", "|---|---|---|---|"]
+    for row, peer, target in TARGETS:
+        if row in by_key and peer in by_key:
+            ratio = by_key[row]["tokens_per_second"] / by_key[peer]["tokens_per_second"]
+            verdict = "—" if target is None else f"≥ {target:.1f}x: {'met' if ratio >= target else 'MISSED'}"
+            lines.append(f"| {by_key[row]['tool']} on {by_key[row]['model_file']} | {peer} | "
+                         f"{ratio:.2f}x | {verdict} |")
+    for kind in ("hf", "gguf"):
+        exact, fast = by_key.get(f"perplex:{kind}"), by_key.get(f"perplex-fast:{kind}")
+        if exact and fast and exact.get("perplexity") and fast.get("perplexity"):
+            delta = (fast["perplexity"] / exact["perplexity"] - 1) * 100
+            lines.append(f"| --fast vs exact perplexity on {exact['model_file']} | | {delta:+.3f} % | "
+                         f"within 0.1 %: {'met' if abs(delta) <= 0.1 else 'MISSED'} |")
     lines.append("")
     lines.append("tokens/s = processed tokens (chunks × context) / seconds of the evaluation loop:")
     for r in results:
         if "error" in r:
             continue
-        lines.append(f"- {r['tool']}: {r['processed_tokens']} processed, {r['scored_tokens']} scored "
-                     f"in {r['seconds']:.1f} s — {r['timed']}; {r['mode']}.")
+        lines.append(f"- {r['tool']} ({r.get('model_file', '?')}): {r['processed_tokens']} processed, "
+                     f"{r['scored_tokens']} scored in {r['seconds']:.1f} s — {r['timed']}; {r['mode']}.")
+    lines.append("- GFLOP/s = tokens/s × the work per token above (the same nominal work for every tool); "
+                 "of peak = against the measured peak of the precision the products use.")
     lines.append("- wall s and peak RSS are the whole process (ru_maxrss), load included.")
     ok = [r for r in results if "error" not in r]
     if len({(r["processed_tokens"], r["scored_tokens"]) for r in ok}) > 1:
         lines.append("- WARNING: the tools did not process and score the same number of tokens.")
     loads = ", ".join(f"{r['tool']} {r['loadavg_before']:.1f}" for r in results if "loadavg_before" in r)
     if loads:
-        lines.append(f"- 1-minute load average before each run (≈ 0 on an idle machine): {loads}.")
-        if any(r.get("loadavg_before", 0) > 0.5 for r in results):
+        lines.append(f"- 1-minute load average before each run: {loads}.")
+        if any(r.get("loadavg_before", 0) > 1.5 for r in results):
             lines.append("- WARNING: the machine was busy; these speeds are not comparable with "
                          "an idle machine's, nor with each other.")
     return "\n".join(lines)
 
 
 def run_all(a: argparse.Namespace) -> None:
-    wanted = [t for t in TOOLS if t in a.only.split(",")]
+    wanted = a.only.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="perplex-bench-"))
     machine = machine_info()
+    runs = []
+    for fast, key in ((False, "perplex"), (True, "perplex-fast")):
+        if key in wanted:
+            if a.hf_model:
+                runs.append((key, lambda fast=fast: run_perplex(a, workdir, a.hf_model, fast)))
+            runs.append((key, lambda fast=fast: run_perplex(a, workdir, a.model, fast)))
+    if "transformers" in wanted:
+        runs.append(("transformers", lambda: run_transformers(a, workdir)))
+    if "llama.cpp" in wanted:
+        runs.append(("llama.cpp", lambda: run_llama(a, workdir)))
     results = []
-    runners = {"perplex": run_perplex, "transformers": run_transformers, "llama.cpp": run_llama}
-    for tool in wanted:
+    for tool, runner in runs:
         try:
+            time.sleep(a.pause)  # let the previous tool's threads and page cache settle
             load = os.getloadavg()[0]
-            r = runners[tool](a, workdir)
+            r = runner()
             r["loadavg_before"] = load
-            print(f"bench: {tool}: {r['tokens_per_second']:.1f} tok/s, "
+            print(f"bench: {r['tool']} ({r.get('model_file')}): {r['tokens_per_second']:.1f} tok/s, "
                   f"ppl {r.get('perplexity')}, peak RSS {r['peak_rss_mb']:.0f} MB",
                   file=sys.stderr, flush=True)
         except Exception as e:  # one failing tool still leaves the others' figures
@@ -475,7 +541,9 @@ def run_all(a: argparse.Namespace) -> None:
         Path(a.output).write_text(md + "\n")
         Path(a.output + ".json").write_text(json.dumps(
             {"machine": machine, "threads": a.threads, "chunks": a.chunks, "context": a.context,
-             "model": a.model, "text": a.text, "results": results}, indent=2) + "\n")
+             "model": a.model, "hf_model": a.hf_model, "text": a.text, "peak": a.peak,
+             "flops_per_token": flops_per_token(a.config, a.context) if a.config else None,
+             "results": results}, indent=2) + "\n")
     print(f"bench: logs in {workdir}", file=sys.stderr)
     if any("error" in r for r in results):
         sys.exit(1)
@@ -515,6 +583,9 @@ def main(argv=None) -> None:
     r.add_argument("--llama-batch", type=int, default=None)
     r.add_argument("--nice", type=int, default=0)
     r.add_argument("--output")
+    r.add_argument("--hf-model", help="the model as an HF f32 folder (perplex runs on it too)")
+    r.add_argument("--peak-json", help="the peak example's output (for the roofline columns)")
+    r.add_argument("--pause", type=float, default=5.0, help="seconds of rest before each tool")
 
     a = ap.parse_args(argv)
     if a.cmd == "extract-llama-cpp":
@@ -527,7 +598,9 @@ def main(argv=None) -> None:
         if a.context < 4 or a.chunks < 1 or a.threads < 1:
             sys.exit("bench: --context ≥ 4, --chunks ≥ 1, --threads ≥ 1")
         a.llama_batch = a.llama_batch or a.context
-        if "perplex" in a.only.split(",") and not a.perplex_bin:
+        a.peak = json.loads(Path(a.peak_json).read_text()) if a.peak_json else None
+        a.config = str(Path(a.hf_model) / "config.json") if a.hf_model else None
+        if ("perplex" in a.only.split(",") or "perplex-fast" in a.only.split(",")) and not a.perplex_bin:
             sys.exit("bench: --perplex-bin is needed to run perplex")
         if "llama.cpp" in a.only.split(",") and not a.llama_bin:
             sys.exit("bench: --llama-bin is needed to run llama.cpp")

@@ -296,7 +296,7 @@ pub fn matmul_block(
     ldc: usize,
 ) {
     assert_eq!(w.precision, Precision::F32, "matmul_block is f32 only");
-    assert!(cols.start % NR == 0 && cols.end <= w.rows && steps.end <= w.steps);
+    assert!(cols.start.is_multiple_of(NR) && cols.end <= w.rows && steps.end <= w.steps);
     if m == 0 || cols.is_empty() {
         return;
     }

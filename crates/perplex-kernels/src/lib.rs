@@ -26,6 +26,7 @@ mod gemm;
 mod x86;
 
 pub mod exp;
+pub mod peak;
 
 pub use gemm::{matmul, matmul_block, PackedMatrix, Precision};
 

@@ -297,3 +297,42 @@ unsafe fn exp_shifted_avx512(x: &mut [f32], shift: f32) -> f32 {
     }
     _mm512_reduce_add_ps(sum)
 }
+
+/// `iters` rounds of 12 independent 16-lane FMAs; returns the FLOPs.
+pub(crate) fn peak_f32(iters: usize) -> f64 {
+    // SAFETY: the caller checked Isa::avx512.
+    unsafe { peak_f32_avx512(iters) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn peak_f32_avx512(iters: usize) -> f64 {
+    let mut acc = [_mm512_set1_ps(0.5); 12];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_fmadd_ps(*r, a, b);
+        }
+    }
+    std::hint::black_box(acc);
+    (iters * 12 * 16 * 2) as f64
+}
+
+/// `iters` rounds of 12 independent bf16 pair dot products; returns the FLOPs.
+pub(crate) fn peak_bf16(iters: usize) -> f64 {
+    // SAFETY: the caller checked Isa::avx512_bf16.
+    unsafe { peak_bf16_avx512(iters) }
+}
+
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn peak_bf16_avx512(iters: usize) -> f64 {
+    let mut acc = [_mm512_setzero_ps(); 12];
+    // SAFETY: same bits, bf16 pairs of small values
+    let x = unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(0x3c00_3c00)) };
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_dpbf16_ps(*r, x, x);
+        }
+    }
+    std::hint::black_box(acc);
+    (iters * 12 * 16 * 4) as f64
+}

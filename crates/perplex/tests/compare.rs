@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, perplex, render, snapshot};
+use common::{fixture, perplex, render, snapshot, FOUR_DECIMALS};
 use perplex::core::compare::{PairStats, PairToken, PositionReduction};
 use perplex::core::{CausalLm, WindowRef};
 use perplex::model::{load_model, LoadOptions};
@@ -213,7 +213,7 @@ fn an_adapter_compared_on_the_command_line() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", render(&out));
-    snapshot!("compare_adapters_table", render(&out));
+    snapshot!("compare_adapters_table", render(&out), [FOUR_DECIMALS]);
 }
 
 #[test]
@@ -285,5 +285,5 @@ fn other_tokenizers_compare_by_bits_per_byte_when_asked() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", render(&out));
-    snapshot!("compare_bits_per_byte_csv", render(&out));
+    snapshot!("compare_bits_per_byte_csv", render(&out), [FOUR_DECIMALS]);
 }

@@ -110,9 +110,12 @@ pub fn render(out: &std::process::Output) -> String {
 
 #[allow(unused_macros)] // not every test binary snapshots
 /// `insta::assert_snapshot!` with the volatile parts (root, timing, version,
-/// temp paths) filtered.
+/// temp paths) filtered, and any extra `[(regex, replacement), …]`.
 macro_rules! snapshot {
     ($name:expr, $value:expr) => {
+        snapshot!($name, $value, [])
+    };
+    ($name:expr, $value:expr, [$($filter:expr),*]) => {
         insta::with_settings!({
             filters => vec![
                 ($crate::common::workspace().to_str().unwrap(), "[ROOT]"),
@@ -122,6 +125,7 @@ macro_rules! snapshot {
                 (r#""version": "[0-9.]+""#, r#""version": "[VERSION]""#),
                 (r#""threads": [0-9]+"#, r#""threads": "[THREADS]""#),
                 (r"/tmp/[^ \n:,]+", "[TMP]"),
+                $($filter),*
             ],
             prepend_module_to_snapshot => false,
         }, {
@@ -131,3 +135,9 @@ macro_rules! snapshot {
 }
 #[allow(unused_imports)]
 pub(crate) use snapshot;
+
+/// A snapshot filter keeping 4 decimals of every number: real forward
+/// passes differ in the last float bits between kernel paths (AVX-512 or
+/// not), which the golden tests bound; snapshots pin the layout.
+#[allow(dead_code)] // not every test binary snapshots real models
+pub const FOUR_DECIMALS: (&str, &str) = (r"(\d\.\d{4})\d+", "$1…");
