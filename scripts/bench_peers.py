@@ -498,13 +498,30 @@ def table(results: list[dict], a, machine: dict) -> str:
     ok = [r for r in results if "error" not in r]
     if len({(r["processed_tokens"], r["scored_tokens"]) for r in ok}) > 1:
         lines.append("- WARNING: the tools did not process and score the same number of tokens.")
-    loads = ", ".join(f"{r['tool']} {r['loadavg_before']:.1f}" for r in results if "loadavg_before" in r)
-    if loads:
-        lines.append(f"- 1-minute load average before each run: {loads}.")
-        if any(r.get("loadavg_before", 0) > 1.5 for r in results):
+    busy = ", ".join(f"{r['tool']} {r['busy_before'] * 100:.0f} %" for r in results if "busy_before" in r)
+    if busy:
+        lines.append(f"- CPU busy in the {a.pause:.0f} s before each run (other processes; ≈ 0 on an idle "
+                     f"machine): {busy}.")
+        if any(r.get("busy_before", 0) > 0.1 for r in results):
             lines.append("- WARNING: the machine was busy; these speeds are not comparable with "
                          "an idle machine's, nor with each other.")
     return "\n".join(lines)
+
+
+def busy_fraction(seconds: float) -> float:
+    """Share of all CPUs' time spent not idle over the next `seconds` (from /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(x) for x in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+        return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+    except OSError:
+        time.sleep(seconds)
+        return 0.0
 
 
 def run_all(a: argparse.Namespace) -> None:
@@ -524,10 +541,11 @@ def run_all(a: argparse.Namespace) -> None:
     results = []
     for tool, runner in runs:
         try:
-            time.sleep(a.pause)  # let the previous tool's threads and page cache settle
-            load = os.getloadavg()[0]
+            # rest, and measure how busy the machine is meanwhile: anything but an idle
+            # machine makes the figures incomparable
+            busy = busy_fraction(a.pause)
             r = runner()
-            r["loadavg_before"] = load
+            r["busy_before"] = busy
             print(f"bench: {r['tool']} ({r.get('model_file')}): {r['tokens_per_second']:.1f} tok/s, "
                   f"ppl {r.get('perplexity')}, peak RSS {r['peak_rss_mb']:.0f} MB",
                   file=sys.stderr, flush=True)
