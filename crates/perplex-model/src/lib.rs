@@ -17,9 +17,20 @@
 //! stored type (F32, F16, BF16, Q4_0 … Q8_0, Q2_K … Q8_K) and are
 //! dequantized into scratch just before use: one layer's matrices, and the
 //! output head in tiles of rows, never a whole f32 copy of the model.
-//! Matmuls are always `dequantized weights × f32 activations`, never a
+//! Matmuls are always `dequantized weights × activations`, never a
 //! quantized dot product. The output head is fused with log-softmax: logits
 //! are reduced to scores tile by tile and only for scored positions.
+//!
+//! # Kernels and compute modes
+//!
+//! Where the CPU has AVX-512, the linear layers, the head and attention run
+//! on `perplex-kernels` (dense weights packed once at load, quantized ones
+//! dequantized into packed panels per use); elsewhere on candle's f32 ops.
+//! [`Compute::Exact`] (the default) is f32 throughout; [`Compute::Fast`]
+//! multiplies bf16-rounded weights and activations with f32 sums (needs
+//! AVX-512 BF16, else [`ModelError::FastModeUnsupported`]). The environment
+//! variable `PERPLEX_KERNELS=candle` forces candle's ops in exact mode (to
+//! compare the two paths).
 //!
 //! ```no_run
 //! use perplex_core::{CausalLm, WindowRef};
@@ -129,6 +140,14 @@ pub enum Compute {
 }
 
 impl Compute {
+    /// Whether this CPU can run the mode.
+    pub fn supported(self) -> bool {
+        match self {
+            Compute::Exact => true,
+            Compute::Fast => perplex_kernels::Isa::detect().avx512_bf16,
+        }
+    }
+
     /// The report's `compute_dtype`: the precision of the matrix products.
     pub fn dtype(self) -> &'static str {
         match self {

@@ -1,12 +1,14 @@
 //! The real-model checks: SmolLM2-135M (the demo GGUF, Q4_1) on the first
 //! 40,960 tokens of WikiText-2, against transformers' f32 figures on exactly
 //! the same weights (`../shared/reference/README.md`): corpus perplexity
-//! within 1e-4 relative and per-token NLLs against the reference arrays.
+//! within 1e-4 relative and per-token NLLs against the reference arrays; the
+//! fast mode (bf16 products) within 0.1 % of that perplexity.
 
 mod common;
 
 use perplex::core::{BosPolicy, Protocol};
 use perplex::eval::CollectSink;
+use perplex::model::{Compute, LoadOptions};
 use perplex::{Corpus, EvalOptions, Evaluator};
 
 /// Reference arrays are f32; per-token agreement is limited by f32 rounding
@@ -14,25 +16,7 @@ use perplex::{Corpus, EvalOptions, Evaluator};
 const PER_TOKEN_TOL: f64 = 2e-4;
 
 fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str) {
-    let model = common::demo_model();
-    let mut evaluator = Evaluator::load(model.to_str().unwrap()).unwrap();
-    let text = std::fs::read_to_string(common::reference("wiki.test.80chunks.raw")).unwrap();
-    let corpus = Corpus::from_texts([text]);
-    let options = EvalOptions {
-        // The file says add-BOS false: `auto` must resolve to no BOS, as in the reference runs.
-        bos: BosPolicy::Auto,
-        max_tokens: Some(40_960),
-        batch_size: 2,
-        ..EvalOptions::new(protocol)
-    };
-    let mut sink = CollectSink::default();
-    let report = evaluator
-        .evaluate_into(&corpus, &options, &mut sink)
-        .unwrap();
-    assert_eq!(report.protocol.bos.name(), "none");
-    assert_eq!(report.summary.tokens, 40_960);
-    assert_eq!(report.summary.scored_tokens, expected_scored);
-    let ppl = report.summary.perplexity.unwrap();
+    let (ppl, sink) = evaluate(protocol, Compute::Exact, expected_scored);
     let rel = (ppl - expected_ppl).abs() / expected_ppl;
     assert!(
         rel <= 1e-4,
@@ -65,6 +49,35 @@ fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str)
     );
 }
 
+/// The corpus perplexity and per-token events of one run on the first
+/// 40,960 tokens.
+fn evaluate(protocol: Protocol, compute: Compute, expected_scored: u64) -> (f64, CollectSink) {
+    let model = common::demo_model();
+    let options = LoadOptions {
+        compute,
+        ..Default::default()
+    };
+    let mut evaluator = Evaluator::load_with(model.to_str().unwrap(), &options).unwrap();
+    let text = std::fs::read_to_string(common::reference("wiki.test.80chunks.raw")).unwrap();
+    let corpus = Corpus::from_texts([text]);
+    let options = EvalOptions {
+        // The file says add-BOS false: `auto` must resolve to no BOS, as in the reference runs.
+        bos: BosPolicy::Auto,
+        max_tokens: Some(40_960),
+        batch_size: 2,
+        ..EvalOptions::new(protocol)
+    };
+    let mut sink = CollectSink::default();
+    let report = evaluator
+        .evaluate_into(&corpus, &options, &mut sink)
+        .unwrap();
+    assert_eq!(report.protocol.bos.name(), "none");
+    assert_eq!(report.summary.tokens, 40_960);
+    assert_eq!(report.summary.scored_tokens, expected_scored);
+    assert_eq!(report.model.compute_dtype, compute.dtype());
+    (report.summary.perplexity.unwrap(), sink)
+}
+
 #[test]
 fn chunks_512_matches_transformers() {
     run(
@@ -95,5 +108,27 @@ fn sliding_2048_stride_512_matches_transformers() {
         18.16990,
         40_959,
         "strided",
+    );
+}
+
+#[test]
+fn llama_cpp_512_in_fast_mode_is_within_a_thousandth() {
+    if !Compute::Fast.supported() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipped: the fast mode needs AVX-512 BF16, which this CPU lacks");
+        }
+        return;
+    }
+    let protocol = Protocol::LlamaCpp { context: 512 };
+    let (ppl, _) = evaluate(protocol, Compute::Fast, 20_400);
+    let rel = (ppl - 22.55409).abs() / 22.55409;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{protocol} --fast: perplexity {ppl:.6} vs transformers f32 22.55409 (relative {rel:.1e})");
+    }
+    assert!(
+        rel <= 1e-3,
+        "{protocol} --fast: perplexity {ppl} (relative {rel:.2e})"
     );
 }
