@@ -70,6 +70,23 @@ impl Isa {
     };
 }
 
+/// Deterministic inputs for tests and benchmarks (not part of the API).
+#[doc(hidden)]
+pub mod testing {
+    /// `n` values in `[-1, 1)` from a seeded LCG.
+    pub fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(6364136223846793005) | 1;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+}
+
 /// `f32` to bf16 bits, rounding to nearest even (NaN stays NaN).
 #[inline]
 pub fn bf16_bits(x: f32) -> u16 {

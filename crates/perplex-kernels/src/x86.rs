@@ -7,6 +7,27 @@ use std::arch::x86_64::*;
 
 use crate::gemm::{Lhs, Tile, NR};
 
+/// Calls `$kernel::<R>` for the tile's row count `R` (1..=12).
+macro_rules! by_rows {
+    ($mr:expr, $kernel:ident, $($arg:expr),*) => {
+        match $mr {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            8 => $kernel::<8>($($arg),*),
+            9 => $kernel::<9>($($arg),*),
+            10 => $kernel::<10>($($arg),*),
+            11 => $kernel::<11>($($arg),*),
+            12 => $kernel::<12>($($arg),*),
+            mr => unreachable!("tile of {mr} rows"),
+        }
+    };
+}
+
 /// The f32 micro-kernel for one tile (see [`Tile`]).
 ///
 /// # Safety
@@ -15,22 +36,21 @@ pub(crate) unsafe fn tile_f32(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let Lhs::F32(a) = t.lhs else {
         unreachable!("f32 kernel on bf16 operands")
     };
-    assert!((t.row + t.mr - 1) * t.lda + t.a_col + t.steps <= a.len());
-    assert!((t.step + t.steps) * 2 <= t.panel.len());
-    let a = a[t.row * t.lda + t.a_col..].as_ptr();
-    let b = t.panel[t.step * 2..].as_ptr().cast::<f32>();
-    let mask = column_mask(t.ncols);
-    // SAFETY: operands in bounds (asserted), `c` is the caller's contract.
+    let (a, b, mask) = operands(t, a);
+    // SAFETY: operands in bounds (checked by `operands`), `c` is the caller's contract.
     unsafe {
-        macro_rules! go {
-            ($($r:literal)*) => {
-                match t.mr {
-                    $($r => f32_kernel::<$r>(a, t.lda, b, t.steps, c, ldc, mask, t.accumulate),)*
-                    _ => unreachable!("tile of {} rows", t.mr),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+        by_rows!(
+            t.mr,
+            f32_kernel,
+            a,
+            t.lda,
+            b,
+            t.steps,
+            c,
+            ldc,
+            mask,
+            t.accumulate
+        )
     }
 }
 
@@ -42,23 +62,32 @@ pub(crate) unsafe fn tile_bf16(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let Lhs::Bf16(a) = t.lhs else {
         unreachable!("bf16 kernel on f32 operands")
     };
+    let (a, b, mask) = operands(t, a);
+    // SAFETY: as in `tile_f32`.
+    unsafe {
+        by_rows!(
+            t.mr,
+            bf16_kernel,
+            a,
+            t.lda,
+            b,
+            t.steps,
+            c,
+            ldc,
+            mask,
+            t.accumulate
+        )
+    }
+}
+
+/// The tile's first `A` element, its panel's first step (as `T`) and the
+/// column masks, after checking that every step read is in bounds.
+fn operands<T>(t: &Tile<'_>, a: &[T]) -> (*const T, *const T, [u16; 2]) {
     assert!((t.row + t.mr - 1) * t.lda + t.a_col + t.steps <= a.len());
     assert!((t.step + t.steps) * 2 <= t.panel.len());
     let a = a[t.row * t.lda + t.a_col..].as_ptr();
-    let b = t.panel[t.step * 2..].as_ptr().cast::<u32>();
-    let mask = column_mask(t.ncols);
-    // SAFETY: as in `tile_f32`.
-    unsafe {
-        macro_rules! go {
-            ($($r:literal)*) => {
-                match t.mr {
-                    $($r => bf16_kernel::<$r>(a, t.lda, b, t.steps, c, ldc, mask, t.accumulate),)*
-                    _ => unreachable!("tile of {} rows", t.mr),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8 9 10 11 12)
-    }
+    let b = t.panel[t.step * 2..].as_ptr().cast::<T>();
+    (a, b, column_mask(t.ncols))
 }
 
 /// Store masks for the two 16-column halves of a tile `ncols` wide.

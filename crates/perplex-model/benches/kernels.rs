@@ -10,19 +10,8 @@
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use perplex_kernels::testing::random;
 use perplex_kernels::{exp, matmul, PackedMatrix, Precision};
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005) | 1;
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// `x · Wᵀ` for the layers of one window: q/o (576→576), gate/up
 /// (576→1536), down (1536→576), and a tile of the head (576→8192).

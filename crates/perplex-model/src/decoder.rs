@@ -1,5 +1,7 @@
 //! The decoder-only transformer every supported family runs on: GPT-2,
-//! Llama 2/3, Mistral, Qwen2/3, Gemma 1/2/3 and Phi-3, in f32 on the CPU.
+//! Llama 2/3, Mistral, Qwen2/3, Gemma 1/2/3 and Phi-3, on the CPU: the
+//! matrix products and attention on `perplex-kernels` where the CPU has
+//! AVX-512, candle's ops elsewhere (see `matmul.rs`).
 //!
 //! One forward pass with switches read from [`ModelConfig`] (norm kind,
 //! fused or split projections, q/k norms, sandwich norms, GELU or SiLU,
