@@ -76,14 +76,29 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    /// Options with `protocol`, BOS `auto`, batch size 1, no limit, no join.
+    /// Options with `protocol`, BOS `auto`, the batch size
+    /// [`EvalOptions::default_batch_size`] picks, no limit, no join.
     pub fn new(protocol: Protocol) -> Self {
         Self {
             protocol,
             bos: BosPolicy::Auto,
-            batch_size: 1,
+            batch_size: Self::default_batch_size(&protocol),
             max_tokens: None,
             join: None,
+        }
+    }
+
+    /// Windows per forward pass when none is asked for: as many equal-length
+    /// windows as make about 2,048 tokens (each weight matrix, dequantized or
+    /// packed once per pass, then serves more rows), and one for `truncate`,
+    /// whose windows are whole documents of any length (batching would pad
+    /// them). Results never depend on it.
+    pub fn default_batch_size(protocol: &Protocol) -> usize {
+        match *protocol {
+            Protocol::Truncate { .. } => 1,
+            Protocol::Chunks { context }
+            | Protocol::Sliding { context, .. }
+            | Protocol::LlamaCpp { context } => (2048 / context.max(1)).max(1),
         }
     }
 }

@@ -250,9 +250,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = BosArg::Auto)]
     pub bos: BosArg,
 
-    /// Windows per forward pass.
-    #[arg(short, long, value_name = "N", default_value_t = 1)]
-    pub batch_size: usize,
+    /// Windows per forward pass [default: windows of about 2048 tokens together; 1 for truncate]. Results do not depend on it.
+    #[arg(short, long, value_name = "N")]
+    pub batch_size: Option<usize>,
 
     /// Fast compute mode: the matrix products take bf16-rounded weights and activations (AVX-512 BF16, f32 sums); norms, attention and the log-softmax stay f32. Perplexity within about 0.1 % of the exact mode; reports say compute_dtype bf16.
     #[arg(long)]

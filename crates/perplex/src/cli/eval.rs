@@ -88,7 +88,7 @@ pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
 
 /// The evaluation options the arguments describe, checked.
 pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptions, CliError> {
-    if run.batch_size == 0 {
+    if run.batch_size == Some(0) {
         return Err(CliError::Usage("--batch-size must be at least 1".into()));
     }
     if run.threads == Some(0) {
@@ -119,7 +119,9 @@ pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptio
             BosArg::Document => BosPolicy::Document,
             BosArg::Window => BosPolicy::Window,
         },
-        batch_size: run.batch_size,
+        batch_size: run
+            .batch_size
+            .unwrap_or_else(|| EvalOptions::default_batch_size(&protocol)),
         max_tokens: run.max_tokens,
         join: input.join.then(|| input.separator.clone()),
     })
