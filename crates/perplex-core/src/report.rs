@@ -76,7 +76,9 @@ pub struct ModelIdentity {
     pub parameters: u64,
     /// Storage types of the weights and how many tensors use each, e.g. `q4_1: 210, f32: 61`.
     pub weights: String,
-    /// Type the activations and logits are computed in.
+    /// Precision of the forward pass's matrix products: `f32` (the exact
+    /// mode), `bf16` (the fast mode: bf16-rounded weights and activations,
+    /// f32 sums; everything else f32), `f64` for mocks.
     pub compute_dtype: String,
     /// Where the forward passes ran, e.g. `cpu`.
     pub device: String,

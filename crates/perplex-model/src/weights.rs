@@ -100,10 +100,13 @@ impl Weight {
                 return Ok(Cow::Borrowed(p));
             }
             Weight::Packed(_) => candle_core::bail!("a packed weight cannot be repacked"),
-            Weight::Dense(t) => {
-                let data = dense_rows(t, start, len)?;
-                PackedMatrix::pack(&data, len, cols, precision)
-            }
+            // straight from the tensor's storage, one panel of rows at a time
+            Weight::Dense(t) => crate::matmul::with_slice(t, |data| {
+                PackedMatrix::pack_with(len, cols, precision, |first, n, out| {
+                    let from = (start + first) * cols;
+                    out.copy_from_slice(&data[from..from + n * cols]);
+                })
+            })?,
             Weight::Quant(q) => PackedMatrix::pack_with(len, cols, precision, |first, n, out| {
                 let rows = dequantize_rows(q, start + first, n)
                     .and_then(|t| t.flatten_all()?.to_vec1::<f32>());
@@ -144,11 +147,6 @@ impl Weight {
 /// Only linear layers are packed, and they are only multiplied.
 fn packed_as_tensor<T>() -> candle_core::Result<T> {
     candle_core::bail!("a weight packed for the kernels has no f32 tensor")
-}
-
-/// Rows `start..start + len` of a dense `[rows, cols]` tensor, as a vector.
-fn dense_rows(t: &Tensor, start: usize, len: usize) -> candle_core::Result<Vec<f32>> {
-    t.narrow(0, start, len)?.flatten_all()?.to_vec1::<f32>()
 }
 
 /// Bytes of one row of a `[rows, cols]` tensor of type `dtype`.
