@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use crate::{bf16_bits, bf16_to_f32, Isa};
+use crate::{bf16_pair, bf16_to_f32, Isa};
 
 /// Columns of `C` (rows of `W`) per panel.
 pub(crate) const NR: usize = 32;
@@ -152,9 +152,7 @@ fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: 
             }
             Precision::Bf16 => {
                 for (kk, pair) in row.chunks(2).enumerate() {
-                    let lo = u32::from(bf16_bits(pair[0]));
-                    let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
-                    panel[kk * 2 + half].0[lane] = lo | (hi << 16);
+                    panel[kk * 2 + half].0[lane] = bf16_pair(pair);
                 }
             }
         }
@@ -219,25 +217,8 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
             (Lhs::Bf16(&converted), w.steps)
         }
     };
-    let kernel: unsafe fn(&Tile<'_>, *mut f32, usize) = match (w.precision, isa) {
-        #[cfg(target_arch = "x86_64")]
-        (Precision::F32, Isa { avx512: true, .. }) => crate::x86::tile_f32,
-        #[cfg(target_arch = "x86_64")]
-        (
-            Precision::Bf16,
-            Isa {
-                avx512_bf16: true, ..
-            },
-        ) => crate::x86::tile_bf16,
-        _ => portable_tile,
-    };
-    // Blocks of steps: as equal as possible, at most KC of k each.
-    let kc_steps = match w.precision {
-        Precision::F32 => KC,
-        Precision::Bf16 => KC / 2,
-    };
-    let blocks = w.steps.div_ceil(kc_steps);
-    let block = w.steps.div_ceil(blocks);
+    let kernel = kernel_for(w.precision, isa);
+    let block = block_steps(w.precision);
     let panels = n.div_ceil(NR);
     let row_tasks = m.div_ceil(MB);
     let panel_tasks = panels.div_ceil(NB);
@@ -301,12 +282,7 @@ pub fn matmul_block(
         return;
     }
     assert!(a.len() >= (m - 1) * lda + steps.len() && c.len() >= (m - 1) * ldc + cols.len());
-    let isa = Isa::detect();
-    let kernel: unsafe fn(&Tile<'_>, *mut f32, usize) = match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa { avx512: true, .. } => crate::x86::tile_f32,
-        _ => portable_tile,
-    };
+    let kernel = kernel_for(Precision::F32, Isa::detect());
     if steps.is_empty() {
         for row in c.chunks_mut(ldc).take(m) {
             row[..cols.len()].fill(0.0);
@@ -315,8 +291,9 @@ pub fn matmul_block(
     }
     // blocks at fixed offsets from `steps.start`: a longer range only adds
     // steps at the end, so a zero-padded tail leaves the sums bit for bit
-    for s0 in steps.clone().step_by(KC) {
-        let n_steps = KC.min(steps.end - s0);
+    let block = block_steps(Precision::F32);
+    for s0 in steps.clone().step_by(block) {
+        let n_steps = block.min(steps.end - s0);
         for row in (0..m).step_by(MR) {
             for j0 in cols.clone().step_by(NR) {
                 let tile = Tile {
@@ -340,6 +317,30 @@ pub fn matmul_block(
     }
 }
 
+/// The micro-kernel for `precision` on `isa`.
+fn kernel_for(precision: Precision, isa: Isa) -> unsafe fn(&Tile<'_>, *mut f32, usize) {
+    match (precision, isa) {
+        #[cfg(target_arch = "x86_64")]
+        (Precision::F32, Isa { avx512: true, .. }) => crate::x86::tile_f32,
+        #[cfg(target_arch = "x86_64")]
+        (
+            Precision::Bf16,
+            Isa {
+                avx512_bf16: true, ..
+            },
+        ) => crate::x86::tile_bf16,
+        _ => portable_tile,
+    }
+}
+
+/// Steps per block: at most `KC` of `k` (a bf16 step holds two).
+fn block_steps(precision: Precision) -> usize {
+    match precision {
+        Precision::F32 => KC,
+        Precision::Bf16 => KC / 2,
+    }
+}
+
 /// The output pointer shared by the tasks of one [`matmul_with`].
 struct SharedOut(*mut f32, usize);
 
@@ -359,9 +360,7 @@ fn to_bf16_pairs(isa: Isa, a: &[f32], m: usize, k: usize, steps: usize) -> Vec<u
             }
             let _ = isa;
             for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
-                let lo = u32::from(bf16_bits(pair[0]));
-                let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
-                *d = lo | (hi << 16);
+                *d = bf16_pair(pair);
             }
         });
     out

@@ -97,6 +97,15 @@ pub fn bf16_bits(x: f32) -> u16 {
     ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
 }
 
+/// One or two values as a bf16 pair (`VDPBF16PS`'s operand: the first in
+/// the low half; a missing second is zero).
+#[inline]
+pub(crate) fn bf16_pair(pair: &[f32]) -> u32 {
+    let lo = u32::from(bf16_bits(pair[0]));
+    let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
+    lo | (hi << 16)
+}
+
 /// bf16 bits back to `f32` (exact).
 #[inline]
 pub fn bf16_to_f32(b: u16) -> f32 {

@@ -195,16 +195,16 @@ unsafe fn store<const R: usize>(
     }
 }
 
-/// One row of f32 as bf16 pairs (nearest even), zero-padded to `dst.len()`.
+/// One row of f32 as bf16 pairs (nearest even); an odd row's last pair has
+/// a zero high half.
 pub(crate) fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
-    assert!(dst.len() * 2 >= src.len());
+    assert_eq!(dst.len(), src.len().div_ceil(2));
     // SAFETY: the caller checked Isa::avx512_bf16; lengths asserted.
     unsafe { to_bf16_pairs_avx512(src, dst) }
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
-    dst.fill(0);
     let mut chunks = src.chunks_exact(32);
     let mut out = dst.chunks_exact_mut(16);
     for (s, d) in (&mut chunks).zip(&mut out) {
@@ -222,9 +222,7 @@ unsafe fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     }
     let done = src.len() / 32 * 16;
     for (d, pair) in dst[done..].iter_mut().zip(chunks.remainder().chunks(2)) {
-        let lo = u32::from(crate::bf16_bits(pair[0]));
-        let hi = pair.get(1).map_or(0, |&v| u32::from(crate::bf16_bits(v)));
-        *d = lo | (hi << 16);
+        *d = crate::bf16_pair(pair);
     }
 }
 

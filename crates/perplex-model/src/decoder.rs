@@ -150,9 +150,13 @@ struct BatchContext {
     len: usize,
     /// `(cos, sin)` per rope of the model.
     ropes: Vec<(Tensor, Tensor)>,
-    /// `(first query, queries)` of each query block.
+    /// The attention spans a layer's `mask` index selects: `[full, sliding
+    /// windows…]`.
+    windows: Vec<Option<usize>>,
+    /// `(first query, queries)` of each query block (candle's path).
     blocks: Vec<(usize, usize)>,
-    /// `masks[mask][block]`: additive mask `[queries, first + queries]`.
+    /// `masks[mask][block]`: additive mask `[queries, first + queries]`
+    /// (candle's path; the fused kernel masks by itself).
     masks: Vec<Vec<Tensor>>,
 }
 
@@ -226,27 +230,26 @@ impl Decoder {
             .step_by(block)
             .map(|q0| (q0, block.min(len - q0)))
             .collect();
-        // the fused kernel masks by itself
-        let windows_for_masks = if self.kernels == Kernels::Candle {
-            self.config.sliding_windows().len() + 1
-        } else {
-            0
-        };
-        let windows = std::iter::once(None)
+        let windows: Vec<Option<usize>> = std::iter::once(None)
             .chain(self.config.sliding_windows().into_iter().map(Some))
-            .take(windows_for_masks);
-        let masks = windows
-            .map(|window| {
-                blocks
-                    .iter()
-                    .map(|&(q0, n)| causal_mask(q0, n, window))
-                    .collect::<candle_core::Result<Vec<_>>>()
-            })
-            .collect::<candle_core::Result<_>>()?;
+            .collect();
+        let masks = match self.kernels {
+            Kernels::Packed(_) => Vec::new(),
+            Kernels::Candle => windows
+                .iter()
+                .map(|&window| {
+                    blocks
+                        .iter()
+                        .map(|&(q0, n)| causal_mask(q0, n, window))
+                        .collect::<candle_core::Result<Vec<_>>>()
+                })
+                .collect::<candle_core::Result<_>>()?,
+        };
         Ok(BatchContext {
             batch: batch.len(),
             len,
             ropes,
+            windows,
             blocks,
             masks,
         })
@@ -320,7 +323,7 @@ impl Decoder {
     }
 
     /// [`Self::attention`] by `perplex-kernels`' fused kernel; `mask`: the
-    /// layer's index into `[full, sliding windows…]`.
+    /// layer's index into `ctx.windows`.
     fn fused_attention(
         &self,
         q: &Tensor,
@@ -341,7 +344,7 @@ impl Decoder {
         let params = AttentionParams {
             scale: c.attention_scale as f32,
             softcap: c.attn_softcap.map(|cap| cap as f32),
-            window: mask.checked_sub(1).map(|i| c.sliding_windows()[i]),
+            window: ctx.windows[mask],
         };
         let mut out = vec![0f32; ctx.batch * ctx.len * c.num_heads * c.head_dim];
         // one `?` per tensor read

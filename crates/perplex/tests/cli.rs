@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{perplex, render, snapshot};
+use common::{json_of, perplex, render, snapshot};
 use std::path::Path;
 
 fn tokenizer() -> String {
@@ -46,8 +46,7 @@ fn json_report_has_perplexity_exactly_v() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_of(&out);
     let vocab = report["tokenizer"]["vocab_size"].as_f64().unwrap();
     let ppl = report["summary"]["perplexity"].as_f64().unwrap();
     assert!((ppl - vocab).abs() < 1e-9 * vocab, "{ppl} vs {vocab}");
@@ -91,8 +90,7 @@ fn stdin_is_read_when_no_input_is_given() {
         .args(["--split", "paragraphs"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_of(&out);
     assert_eq!(report["corpus"]["documents"], 2);
     assert_eq!(report["corpus"]["sources"][0], "stdin");
 }
@@ -115,8 +113,7 @@ fn per_token_file_has_one_line_per_scored_token() {
         .args(["A first text.", "And a second, longer text for the model."])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_of(&out);
     let lines = std::fs::read_to_string(&tokens).unwrap();
     let events: Vec<serde_json::Value> = lines
         .lines()
@@ -390,8 +387,7 @@ fn the_seeds_bands_label_a_perplexity_on_request() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_of(&out);
     // uniform over 384 tokens: perplexity 384
     assert_eq!(report["interpretation"]["label"], "poor");
     assert_eq!(report["interpretation"]["band"], "100+");

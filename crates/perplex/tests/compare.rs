@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, perplex, render, snapshot, FOUR_DECIMALS};
+use common::{fixture, json_of, perplex, render, snapshot, FOUR_DECIMALS};
 use perplex::core::compare::{PairStats, PairToken, PositionReduction};
 use perplex::core::{CausalLm, WindowRef};
 use perplex::model::{load_model, LoadOptions};
@@ -254,8 +254,7 @@ fn mock_comparison_json() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_of(&out);
     assert_eq!(report["schema_version"], 1);
     assert_eq!(
         report["pairs"][0]["stats"]["verdict"]["basis"],

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{perplex, render, snapshot};
+use common::{json_of, perplex, render, snapshot};
 
 /// Every loadable fixture: folders with a `config.json`, and GGUF files.
 fn fixture_models() -> Vec<String> {
@@ -37,8 +37,7 @@ fn json_inspection_is_versioned() {
         .args(["inspect", "tests/fixtures/tiny-llama", "--format", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success());
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let value = json_of(&out);
     assert_eq!(value["schema_version"], 1);
     snapshot!("inspect_json_tiny_llama", render(&out));
 }

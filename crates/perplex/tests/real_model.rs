@@ -15,6 +15,10 @@ use perplex::{Corpus, EvalOptions, Evaluator};
 /// through 30 layers computed in a different order (worst seen: 7.0e-5).
 const PER_TOKEN_TOL: f64 = 2e-4;
 
+/// transformers' f32 perplexity under llama.cpp's protocol (512-token
+/// chunks), from `../shared/reference/README.md`.
+const TRANSFORMERS_LLAMA_CPP_512: f64 = 22.55409;
+
 fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str) {
     let (ppl, sink) = evaluate(protocol, Compute::Exact, expected_scored);
     let rel = (ppl - expected_ppl).abs() / expected_ppl;
@@ -92,7 +96,7 @@ fn chunks_512_matches_transformers() {
 fn llama_cpp_512_matches_transformers() {
     run(
         Protocol::LlamaCpp { context: 512 },
-        22.55409,
+        TRANSFORMERS_LLAMA_CPP_512,
         20_400,
         "llamacpp",
     );
@@ -122,10 +126,10 @@ fn llama_cpp_512_in_fast_mode_is_within_a_thousandth() {
     }
     let protocol = Protocol::LlamaCpp { context: 512 };
     let (ppl, _) = evaluate(protocol, Compute::Fast, 20_400);
-    let rel = (ppl - 22.55409).abs() / 22.55409;
+    let rel = (ppl - TRANSFORMERS_LLAMA_CPP_512).abs() / TRANSFORMERS_LLAMA_CPP_512;
     #[allow(clippy::print_stderr)]
     {
-        eprintln!("{protocol} --fast: perplexity {ppl:.6} vs transformers f32 22.55409 (relative {rel:.1e})");
+        eprintln!("{protocol} --fast: perplexity {ppl:.6} vs transformers f32 {TRANSFORMERS_LLAMA_CPP_512} (relative {rel:.1e})");
     }
     assert!(
         rel <= 1e-3,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixture, perplex, render};
+use common::{fixture, json_of, perplex, render};
 use serde_json::Value;
 
 fn runs_json() -> Value {
@@ -28,8 +28,7 @@ fn sweep(run: &str, text: &str) -> Value {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    json_of(&out)
 }
 
 #[test]
@@ -139,8 +138,7 @@ fn bands_label_the_curve_when_asked() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", render(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_of(&out);
     let labels: Vec<&str> = report["points"]
         .as_array()
         .unwrap()

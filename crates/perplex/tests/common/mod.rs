@@ -108,6 +108,14 @@ pub fn render(out: &std::process::Output) -> String {
     )
 }
 
+/// The JSON a successful run printed on stdout (fails the test, with the
+/// run's output, when the run failed).
+#[allow(dead_code)] // not every test binary reads JSON
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", render(out));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
 #[allow(unused_macros)] // not every test binary snapshots
 /// `insta::assert_snapshot!` with the volatile parts (root, timing, version,
 /// temp paths) filtered, and any extra `[(regex, replacement), …]`.
