@@ -16,9 +16,11 @@ pub mod lm;
 pub mod mock;
 pub mod plan;
 pub mod report;
+pub mod sink;
 pub mod units;
 
 pub use accum::NllStats;
 pub use lm::{CausalLm, LmError, ModelInfo, TokenScore, WindowRef};
 pub use plan::{BosPolicy, PlanError, Protocol, ResolvedBos, Window};
+pub use sink::{CollectSink, NullSink, Sink, TokenEvent};
 pub use units::Nats;

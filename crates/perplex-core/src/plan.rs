@@ -74,8 +74,9 @@ impl Protocol {
         matches!(self, Protocol::Chunks { .. } | Protocol::Sliding { .. })
     }
 
-    /// Checks the parameters against each other and the model's context.
-    pub fn validate(&self, max_context: Option<usize>) -> Result<(), PlanError> {
+    /// Checks the parameters against each other: a window long enough to
+    /// score, a stride within the window. What no model could run.
+    pub fn check(&self) -> Result<(), PlanError> {
         let len = self.window_len();
         let min = if matches!(self, Protocol::LlamaCpp { .. }) {
             4
@@ -94,12 +95,16 @@ impl Protocol {
                 return Err(PlanError::BadStride { stride, context });
             }
         }
-        if let Some(max) = max_context {
-            if len > max {
-                return Err(PlanError::ContextTooLong { len, max });
-            }
-        }
         Ok(())
+    }
+
+    /// Checks the windows against a model's context length, when it has one.
+    pub fn fits(&self, max_context: Option<usize>) -> Result<(), PlanError> {
+        let len = self.window_len();
+        match max_context {
+            Some(max) if len > max => Err(PlanError::ContextTooLong { len, max }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -495,16 +500,17 @@ mod tests {
                 context: 8,
                 stride: 9
             }
-            .validate(None),
+            .check(),
             Err(PlanError::BadStride { stride: 9, .. })
         ));
         assert!(matches!(
-            Protocol::Chunks { context: 4096 }.validate(Some(2048)),
+            Protocol::Chunks { context: 4096 }.fits(Some(2048)),
             Err(PlanError::ContextTooLong {
                 len: 4096,
                 max: 2048
             })
         ));
-        assert!(Protocol::Truncate { max_length: 1 }.validate(None).is_err());
+        assert!(Protocol::Truncate { max_length: 1 }.check().is_err());
+        assert!(Protocol::Chunks { context: 4096 }.fits(None).is_ok());
     }
 }

@@ -7,7 +7,11 @@
 //!   comes from a Hugging Face `tokenizer.json` or from GGUF metadata
 //!   ([`tokenizer::GgufVocab`]); BOS/EOS are reported, never added silently
 //!   (the window planner adds BOS by policy);
-//! - [`counts`]: byte and word counts for bits-per-byte and word perplexity.
+//! - [`counts`]: byte and word counts for bits-per-byte and word perplexity;
+//! - [`inputs`]: the inputs a user names, read into one [`Corpus`] with its
+//!   sources and split;
+//! - [`tokenized`]: a corpus tokenised for one tokenizer, with the identity
+//!   (sources, split, counts, hash) every report records.
 //!
 //! ```
 //! use perplex_data::corpus::{join, split_text, Split};
@@ -22,4 +26,9 @@
 
 pub mod corpus;
 pub mod counts;
+pub mod inputs;
+pub mod tokenized;
 pub mod tokenizer;
+
+pub use inputs::{Corpus, Inputs};
+pub use tokenized::{TokenizeError, TokenizedCorpus};

@@ -1,260 +1,216 @@
-//! Comparing models on the same windows in one pass.
-//!
-//! Every batch of windows goes through every model's forward pass once
-//! ([`CausalLm::logits`]); then, one vocabulary tile at a time, the models'
-//! logits of each scored position are folded into a [`PositionReduction`]
-//! (model 0 is the base). Each model's scores come out exactly as
-//! [`crate::evaluate`] would give them, and each pair's per-token KL
-//! divergence, top-1 agreement and `Δp` as well, with no full-vocabulary
-//! row ever stored: memory is the models' final hidden states plus one tile
-//! of logits per model.
+//! Comparing a base model with others (fine-tuned, adapted, quantized) on
+//! the same scored tokens, or by bits per byte when their tokenizers
+//! differ: the [`CompareReport`] behind `perplex compare`.
 
-use crate::{plan_corpus, EvalError, EvalSettings, Outcome, Sink};
-use perplex_core::compare::{PairStats, PositionReduction};
-use perplex_core::lm::{CausalLm, LmError, WindowRef};
+use std::time::Instant;
 
-/// f32 logits held at once across the models' tiles.
-const TILE_LOGITS: usize = 8 << 20;
+use perplex_core::compare::{BitsPerByteSummary, PairStats, UnitSums};
+use perplex_core::lm::CausalLm;
+use perplex_core::plan::ResolvedBos;
+use perplex_core::report::{
+    CompareReport, ComparedModel, DocumentDelta, PairReport, Report, COMPARE_SCHEMA_VERSION,
+};
+use perplex_core::sink::Sink;
+use perplex_data::Corpus;
 
-/// What a comparison run produced.
-#[derive(Debug, Clone, Default)]
-pub struct CompareOutcome {
-    /// Per model, base first: what [`crate::evaluate`] returns for it.
-    pub models: Vec<Outcome>,
-    /// Per other model: its statistics against the base (`pairs[k]` is model
-    /// `k + 1`).
-    pub pairs: Vec<PairStats>,
-}
+use crate::engine;
+use crate::error::EvalError;
+use crate::evaluate::{evaluate, timing, tool_info, Evaluation};
+use crate::model::{add_new, Model};
+use crate::options::CompareOptions;
 
-/// Scores `docs` (text token ids, BOS excluded) with every model of
-/// `models`, the first being the base, on the same windows. Only
-/// [`Sink::progress`] is called on `sink`.
+/// Scores `corpus` with every model of `models` (the first is the base) on
+/// the same windows in one pass, and compares each other model with the
+/// base. Fails before any forward pass when a model's tokenizer gives
+/// different ids from the base's on this corpus.
 pub fn compare(
-    models: &mut [&mut dyn CausalLm],
-    docs: &[Vec<u32>],
-    settings: &EvalSettings,
+    models: &mut [Model],
+    corpus: &Corpus,
+    options: &CompareOptions,
     sink: &mut dyn Sink,
-) -> Result<CompareOutcome, EvalError> {
-    let Some(first) = models.first() else {
-        return Err(EvalError::Incomparable("no models to compare".into()));
+) -> Result<CompareReport, EvalError> {
+    let Some(base) = models.first() else {
+        return Err(EvalError::Compare("no models to compare".into()));
     };
-    let vocab = first.info().vocab_size;
+    if options.bits_per_byte() {
+        return compare_bits_per_byte(models, corpus, options, sink);
+    }
+    let evaluation = Evaluation::new(&base.tokenizer, corpus, options.eval())?;
+    for other in &models[1..] {
+        let theirs = Evaluation::new(&other.tokenizer, corpus, options.eval())?;
+        if let Some(detail) = first_difference(&evaluation, &theirs) {
+            return Err(EvalError::TokenizersDiffer {
+                base: base.identity.spec.clone(),
+                other: other.identity.spec.clone(),
+                detail,
+            });
+        }
+    }
+    let mut warnings = Vec::new();
     for m in models.iter() {
-        settings.protocol.validate(m.info().max_context)?;
-        if m.info().vocab_size != vocab {
-            return Err(EvalError::Incomparable(format!(
-                "the models' vocabularies differ ({vocab} and {} embedding rows); KL divergence \
-                 needs the same token ids",
-                m.info().vocab_size
-            )));
-        }
+        add_new(&mut warnings, m.warnings(options.eval()));
     }
-    let n = models.len();
-    let lengths: Vec<usize> = docs.iter().map(Vec::len).collect();
-    let windows = plan_corpus(docs, settings);
-    let total_tokens: u64 = windows.iter().map(|w| w.tokens.len() as u64).sum();
-    let empty = Outcome::empty(&lengths, settings.max_tokens);
-    let mut out = CompareOutcome {
-        models: vec![empty; n],
-        pairs: vec![PairStats::new(); n - 1],
+    let start = Instant::now();
+    let outcome = {
+        let mut lms: Vec<&mut dyn CausalLm> = models
+            .iter_mut()
+            .map(|m| &mut *m.lm as &mut dyn CausalLm)
+            .collect();
+        let tokens = evaluation.corpus().tokens();
+        engine::compare(&mut lms, tokens, &evaluation.settings(), sink)?
     };
-    let mut processed = 0u64;
-    for batch in windows.chunks(settings.batch_size.max(1)) {
-        let refs: Vec<WindowRef<'_>> = batch
-            .iter()
-            .map(|w| WindowRef {
-                tokens: &w.tokens,
-                score_from: w.score_from,
-            })
-            .collect();
-        let failed = |source: LmError| EvalError::Model {
-            doc: batch[0].doc,
-            first_target: batch[0].first_target,
-            source,
-        };
-        let targets: Vec<u32> = batch
-            .iter()
-            .flat_map(|w| w.tokens[w.score_from..].iter().copied())
-            .collect();
-        let positions = targets.len();
-        let mut reductions = vec![PositionReduction::new(n); positions];
-        {
-            let sources = models
-                .iter_mut()
-                .map(|m| m.logits(&refs))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(failed)?;
-            if let Some(s) = sources.iter().find(|s| s.positions() != positions) {
-                return Err(EvalError::ScoreCount {
-                    expected: positions,
-                    got: s.positions(),
-                });
-            }
-            let tile = (TILE_LOGITS / (positions.max(1) * n))
-                .max(256)
-                .min(vocab.max(1));
-            let mut bufs = vec![Vec::new(); n];
-            for first in (0..vocab).step_by(tile) {
-                let len = tile.min(vocab - first);
-                for (source, buf) in sources.iter().zip(&mut bufs) {
-                    source.tile(first, len, buf).map_err(failed)?;
-                }
-                for (p, (r, &target)) in reductions.iter_mut().zip(&targets).enumerate() {
-                    let rows: Vec<&[f32]> =
-                        bufs.iter().map(|b| &b[p * len..(p + 1) * len]).collect();
-                    r.update(&rows, first as u32, target);
-                }
-            }
-        }
-        let mut reductions = reductions.iter();
-        for (window_index, window) in batch.iter().enumerate() {
-            for pair in &mut out.pairs {
-                pair.begin_window();
-            }
-            for k in 0..window.scored() {
-                let position = window.score_from + k;
-                let token = window.tokens[position];
-                let result = reductions
-                    .next()
-                    .expect("one reduction per scored position")
-                    .finish()
-                    .map_err(|(_, value)| {
-                        failed(LmError::NonFinite {
-                            window: window_index,
-                            position,
-                            value: value.to_string(),
-                        })
-                    })?;
-                for (model, score) in out.models.iter_mut().zip(&result.scores) {
-                    model.per_document[window.doc].push(score.nll, score.argmax == token);
-                }
-                for (pair, t) in out.pairs.iter_mut().zip(&result.pairs) {
-                    pair.push(window.doc, result.scores[0].nll, t);
-                }
-            }
-            for model in &mut out.models {
-                model.processed_tokens += window.tokens.len() as u64;
-                model.windows += 1;
-            }
-            processed += window.tokens.len() as u64;
-        }
-        sink.progress(processed, total_tokens);
-    }
-    out.models.iter_mut().for_each(Outcome::total_up);
-    Ok(out)
+    let seconds = start.elapsed().as_secs_f64();
+    let threads = models[0].threads;
+    let compared = models
+        .iter()
+        .zip(&outcome.models)
+        .map(|(m, o)| {
+            compared_model(evaluation.report(&m.identity, &m.tokenizer, o, threads, seconds))
+        })
+        .collect();
+    let pairs = outcome
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(k, stats)| PairReport {
+            base: 0,
+            other: k + 1,
+            stats: stats.summary(options.confidence()),
+            bits_per_byte: None,
+            documents: document_deltas(stats, &evaluation),
+        })
+        .collect();
+    let processed: u64 = outcome.models.iter().map(|m| m.processed_tokens).sum();
+    Ok(CompareReport {
+        schema_version: COMPARE_SCHEMA_VERSION,
+        tool: tool_info(),
+        corpus: evaluation.corpus_identity(),
+        protocol: evaluation.protocol_info(threads),
+        models: compared,
+        pairs,
+        warnings,
+        timing: timing(processed, seconds),
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{evaluate, NullSink};
-    use perplex_core::mock::{HashLm, UniformLm};
-    use perplex_core::{Protocol, ResolvedBos};
-
-    fn corpus() -> Vec<Vec<u32>> {
-        vec![
-            (0..37).map(|i| (i * 7 % 50) as u32).collect(),
-            vec![],
-            (0..90).map(|i| (i * 13 % 50) as u32).collect(),
-        ]
+fn compared_model(report: Report) -> ComparedModel {
+    ComparedModel {
+        model: report.model,
+        tokenizer: report.tokenizer,
+        summary: report.summary,
+        documents: report.documents,
     }
+}
 
-    fn settings(batch_size: usize) -> EvalSettings {
-        EvalSettings {
-            protocol: Protocol::Sliding {
-                context: 16,
-                stride: 8,
-            },
-            bos: ResolvedBos::None,
-            batch_size,
-            max_tokens: None,
-        }
+/// Every model evaluated with its own tokenizer; pairs compared by bits per
+/// byte over the documents both scored whole.
+fn compare_bits_per_byte(
+    models: &mut [Model],
+    corpus: &Corpus,
+    options: &CompareOptions,
+    sink: &mut dyn Sink,
+) -> Result<CompareReport, EvalError> {
+    let eval = options.eval();
+    if !eval.protocol().covers_whole_documents() || eval.max_tokens().is_some() {
+        return Err(EvalError::Compare(
+            "bits per byte needs every document scored whole: use --protocol chunks or \
+             sliding, without --max-tokens"
+                .into(),
+        ));
     }
+    let start = Instant::now();
+    let mut reports = Vec::with_capacity(models.len());
+    let mut warnings = Vec::new();
+    for m in models.iter_mut() {
+        let mut report = evaluate(m, corpus, eval, sink)?;
+        add_new(&mut warnings, std::mem::take(&mut report.warnings));
+        reports.push(report);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let base = &reports[0];
+    let pairs = (1..reports.len())
+        .map(|k| {
+            let units: Vec<UnitSums> = base
+                .documents
+                .iter()
+                .zip(&reports[k].documents)
+                .filter(|(b, o)| b.bytes > 0 && b.bytes == o.bytes)
+                .map(|(b, o)| UnitSums {
+                    count: b.bytes,
+                    base: b.nll_sum / std::f64::consts::LN_2,
+                    other: o.nll_sum / std::f64::consts::LN_2,
+                })
+                .collect();
+            PairReport {
+                base: 0,
+                other: k,
+                stats: None,
+                bits_per_byte: BitsPerByteSummary::new(&units, options.confidence()),
+                documents: Vec::new(),
+            }
+        })
+        .collect();
+    let processed = reports.iter().map(|r| r.summary.processed_tokens).sum();
+    let first = &reports[0];
+    Ok(CompareReport {
+        schema_version: COMPARE_SCHEMA_VERSION,
+        tool: tool_info(),
+        corpus: first.corpus.clone(),
+        protocol: first.protocol.clone(),
+        models: reports.into_iter().map(compared_model).collect(),
+        pairs,
+        warnings,
+        timing: timing(processed, seconds),
+    })
+}
 
-    #[test]
-    fn each_model_scores_as_evaluate_does() {
-        let docs = corpus();
-        let mut hash = HashLm::new(50, None);
-        let mut uniform = UniformLm::new(50, None);
-        let out = compare(
-            &mut [&mut hash, &mut uniform],
-            &docs,
-            &settings(3),
-            &mut NullSink,
-        )
-        .unwrap();
-        let alone = evaluate(
-            &mut HashLm::new(50, None),
-            &docs,
-            &settings(3),
-            &mut NullSink,
-        )
-        .unwrap();
-        let (a, b) = (&out.models[0], &alone);
-        assert_eq!(a.total.count, b.total.count);
-        // the engine's logits are f32; HashLm's own scores are f64
-        assert!((a.total.sum - b.total.sum).abs() < 1e-4 * b.total.count as f64);
-        assert_eq!(a.total.correct, b.total.correct);
-        assert_eq!(
-            (a.windows, a.processed_tokens),
-            (b.windows, b.processed_tokens)
-        );
-        let u = &out.models[1].total;
-        assert!((u.perplexity().unwrap() - 50.0).abs() < 1e-4);
-        assert_eq!(out.pairs[0].tokens(), b.total.count);
+/// Where two tokenizations of the same corpus first differ, in words.
+fn first_difference(a: &Evaluation<'_>, b: &Evaluation<'_>) -> Option<String> {
+    if a.bos() != b.bos() {
+        return Some(format!(
+            "with these options one scores with {}, the other with {}",
+            describe_bos(a.bos()),
+            describe_bos(b.bos())
+        ));
     }
+    a.corpus().first_difference(b.corpus())
+}
 
-    #[test]
-    fn batching_does_not_change_a_comparison() {
-        let docs = corpus();
-        let run = |batch| {
-            let (mut a, mut b) = (HashLm::new(50, None), UniformLm::new(50, None));
-            compare(
-                &mut [&mut a, &mut b],
-                &docs,
-                &settings(batch),
-                &mut NullSink,
-            )
-            .unwrap()
-            .pairs[0]
-                .summary(0.95)
-                .unwrap()
-        };
-        let (one, many) = (run(1), run(5));
-        assert_eq!(one.kl_divergence, many.kl_divergence);
-        assert_eq!(one.bootstrap, many.bootstrap);
-        assert_eq!(one.mean_nll_difference, many.mean_nll_difference);
+fn describe_bos(bos: ResolvedBos) -> String {
+    match bos {
+        ResolvedBos::None => "no BOS".into(),
+        ResolvedBos::Document { id } => format!("BOS id {id} before each document"),
+        ResolvedBos::Window { id } => format!("BOS id {id} at each window"),
+        ResolvedBos::ReplaceFirst { id } => format!("BOS id {id} (llama.cpp style)"),
     }
+}
 
-    #[test]
-    fn a_model_compared_with_itself_is_no_different() {
-        let docs = corpus();
-        let (mut a, mut b) = (HashLm::new(50, None), HashLm::new(50, None));
-        let out = compare(&mut [&mut a, &mut b], &docs, &settings(2), &mut NullSink).unwrap();
-        let s = out.pairs[0].summary(0.95).unwrap();
-        assert_eq!(s.kl_divergence.mean, 0.0);
-        assert_eq!(s.kl_divergence.max, 0.0);
-        assert_eq!(s.top1_agreement.value, 1.0);
-        assert_eq!(s.mean_nll_difference.value, 0.0);
-        assert_eq!(
-            s.verdict.outcome,
-            perplex_core::compare::Outcome::NoSignificantDifference
-        );
-    }
-
-    #[test]
-    fn different_vocabularies_cannot_be_compared() {
-        let (mut a, mut b) = (HashLm::new(50, None), HashLm::new(60, None));
-        let err = compare(
-            &mut [&mut a, &mut b],
-            &corpus(),
-            &settings(1),
-            &mut NullSink,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("vocabularies differ (50 and 60"),
-            "{err}"
-        );
-    }
+/// Per document with scored tokens, the most improved first.
+fn document_deltas(stats: &PairStats, evaluation: &Evaluation<'_>) -> Vec<DocumentDelta> {
+    let documents = evaluation.corpus().documents();
+    let mut out: Vec<DocumentDelta> = stats
+        .documents()
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.count > 0)
+        .map(|(index, d)| {
+            let n = d.count as f64;
+            let (base, other) = ((d.base / n).exp(), (d.other / n).exp());
+            DocumentDelta {
+                index,
+                source: documents[index].source.clone(),
+                tokens: d.count,
+                base_perplexity: base,
+                other_perplexity: other,
+                mean_nll_difference: (d.other - d.base) / n,
+                improvement_percent: (base - other) / base * 100.0,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.mean_nll_difference
+            .total_cmp(&b.mean_nll_difference)
+            .then(a.index.cmp(&b.index))
+    });
+    out
 }

@@ -13,7 +13,8 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
 use perplex_core::compare::Outcome;
 use perplex_core::{CausalLm, Protocol, ResolvedBos};
-use perplex_eval::{compare, EvalSettings, NullSink};
+use perplex_eval::engine::{compare, EvalSettings};
+use perplex_eval::{EvalOptions, NullSink};
 use perplex_model::{load, LoadOptions};
 
 /// Writes `src` with every Q4_1 tensor re-quantized to `dtype`.
@@ -56,12 +57,11 @@ fn requantized_copies_differ_as_their_precision_says() {
     let mut base = load(demo.to_str().unwrap(), &opts).unwrap();
     let ids = base.tokenizer.encode(&text).unwrap();
     let docs = vec![ids[..6 * 512].to_vec()];
-    let settings = EvalSettings {
-        protocol: Protocol::Chunks { context: 512 },
-        bos: ResolvedBos::None,
-        batch_size: 2,
-        max_tokens: None,
-    };
+    let options = EvalOptions::builder(Protocol::Chunks { context: 512 })
+        .batch_size(2)
+        .build()
+        .unwrap();
+    let settings = EvalSettings::new(&options, ResolvedBos::None);
     let mut m8 = load(q8.to_str().unwrap(), &opts).unwrap();
     let mut m4 = load(q4.to_str().unwrap(), &opts).unwrap();
     let mut models: Vec<&mut dyn CausalLm> =

@@ -10,7 +10,7 @@
 use std::io::{self, Write};
 
 use perplex_core::report::{DocumentReport, DocumentStatus, Report};
-use perplex_eval::{Sink, TokenEvent};
+use perplex_core::sink::{Sink, TokenEvent};
 
 mod compare;
 mod inspect;

@@ -129,7 +129,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut evaluator = TrainingEvaluator::new(
         tokenizer.clone(),
         Corpus::from_texts([eval_text]),
-        EvalOptions::new(Protocol::Chunks { context: 64 }),
+        EvalOptions::new(Protocol::Chunks { context: 64 })?,
+        1, // the bigram model below scores on this thread
     )?;
     let identity = ModelIdentity {
         parameters: (tokenizer.vocab_size() * tokenizer.vocab_size()) as u64,

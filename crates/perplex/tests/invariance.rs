@@ -34,11 +34,11 @@ fn run(
     bos: BosPolicy,
     batch_size: usize,
 ) -> Vec<TokenEvent> {
-    let options = EvalOptions {
-        bos,
-        batch_size,
-        ..EvalOptions::new(protocol)
-    };
+    let options = EvalOptions::builder(protocol)
+        .bos(bos)
+        .batch_size(batch_size)
+        .build()
+        .unwrap();
     let mut sink = CollectSink::default();
     evaluator
         .evaluate_into(&corpus(), &options, &mut sink)

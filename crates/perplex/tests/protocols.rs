@@ -9,7 +9,8 @@
 mod common;
 
 use perplex::core::{BosPolicy, Protocol};
-use perplex::eval::{plan_corpus, CollectSink, EvalSettings};
+use perplex::eval::engine::{plan_corpus, EvalSettings};
+use perplex::eval::CollectSink;
 use perplex::{Corpus, EvalOptions, Evaluator};
 use serde_json::Value;
 
@@ -62,11 +63,11 @@ fn options(case: &Value) -> EvalOptions {
         "document" | "chunk" => BosPolicy::Document,
         other => panic!("unknown bos {other}"),
     };
-    EvalOptions {
-        bos,
-        batch_size: 3,
-        ..EvalOptions::new(protocol)
-    }
+    EvalOptions::builder(protocol)
+        .bos(bos)
+        .batch_size(3)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -96,18 +97,13 @@ fn every_protocol_matches_transformers() {
         let tokenizer = &evaluator.model().tokenizer;
         let docs: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t).unwrap()).collect();
         let bos = perplex::core::ResolvedBos::resolve(
-            options.bos,
-            &options.protocol,
+            options.bos(),
+            &options.protocol(),
             tokenizer.bos_id(),
             tokenizer.adds_bos(),
         )
         .unwrap();
-        let settings = EvalSettings {
-            protocol: options.protocol,
-            bos,
-            batch_size: 1,
-            max_tokens: None,
-        };
+        let settings = EvalSettings::new(&options, bos);
         let windows = plan_corpus(&docs, &settings);
         let calls = case["ids"].as_array().unwrap();
         let ranges = case["score_ranges"].as_array().unwrap();

@@ -64,13 +64,13 @@ fn evaluate(protocol: Protocol, compute: Compute, expected_scored: u64) -> (f64,
     let mut evaluator = Evaluator::load_with(model.to_str().unwrap(), &options).unwrap();
     let text = std::fs::read_to_string(common::reference("wiki.test.80chunks.raw")).unwrap();
     let corpus = Corpus::from_texts([text]);
-    let options = EvalOptions {
-        // The file says add-BOS false: `auto` must resolve to no BOS, as in the reference runs.
-        bos: BosPolicy::Auto,
-        max_tokens: Some(40_960),
-        batch_size: 2,
-        ..EvalOptions::new(protocol)
-    };
+    // The file says add-BOS false: `auto` must resolve to no BOS, as in the reference runs.
+    let options = EvalOptions::builder(protocol)
+        .bos(BosPolicy::Auto)
+        .max_tokens(40_960)
+        .batch_size(2)
+        .build()
+        .unwrap();
     let mut sink = CollectSink::default();
     let report = evaluator
         .evaluate_into(&corpus, &options, &mut sink)

@@ -23,9 +23,9 @@ fn each_call_equals_eval_and_the_curve_is_diagnosed() {
         "The river freezes in winter, and people skate near the old mill.",
         "Good morning, Tomas.",
     ]);
-    let options = EvalOptions::new(Protocol::Chunks { context: 8 });
+    let options = EvalOptions::new(Protocol::Chunks { context: 8 }).unwrap();
     let mut evaluator =
-        TrainingEvaluator::new(tokenizer.clone(), corpus.clone(), options.clone()).unwrap();
+        TrainingEvaluator::new(tokenizer.clone(), corpus.clone(), options.clone(), 1).unwrap();
     let vocab = tokenizer.vocab_size();
     let mut model = HashLm::new(vocab, None);
     let report = evaluator

@@ -340,3 +340,13 @@ pub enum FormatArg {
     /// CSV: a corpus row, then a row per document.
     Csv,
 }
+
+impl From<FormatArg> for perplex_report::Format {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Table => perplex_report::Format::Table,
+            FormatArg::Json => perplex_report::Format::Json,
+            FormatArg::Csv => perplex_report::Format::Csv,
+        }
+    }
+}

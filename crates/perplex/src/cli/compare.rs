@@ -1,7 +1,7 @@
 //! `perplex compare`.
 
 use perplex::{CompareOptions, Corpus};
-use perplex_report::{verdict_line, write_compare, Format};
+use perplex_report::{verdict_line, write_compare};
 
 use super::args::{CompareArgs, FormatArg};
 use super::error::CliError;
@@ -19,16 +19,10 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
         confidence,
         bits_per_byte,
     } = args;
-    if !(confidence > 0.0 && confidence < 1.0) {
-        return Err(CliError::Usage(format!(
-            "--confidence {confidence} is not between 0 and 1"
-        )));
-    }
-    let options = CompareOptions {
-        eval: eval_options(&run, &input)?,
-        confidence,
-        bits_per_byte,
-    };
+    let options = CompareOptions::new(eval_options(&run, &input)?)
+        .with_confidence(confidence)
+        .map_err(perplex::Error::from)?
+        .with_bits_per_byte(bits_per_byte);
     let corpus: Corpus = read_corpus(texts, &input)?;
     if let Some(path) = &output.output {
         check_writable(path)?;
@@ -36,13 +30,14 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
     set_threads(run.threads);
     let mut models = Vec::with_capacity(specs.len());
     for spec in &specs {
-        models.push(perplex::Evaluator::load_with(spec, &run.load_options())?.into_model());
+        models.push(perplex::load(spec, &run.load_options())?);
         note(output.quiet, &format!("loaded {spec}"));
     }
     let report = {
         let mut null = perplex_eval::NullSink;
         let mut progress = ProgressSink::new(&mut null, output.quiet);
         let report = perplex::compare(&mut models, &corpus, &options, &mut progress);
+        let report = report.map_err(perplex::Error::from);
         progress.finish();
         report?
     };
@@ -55,10 +50,6 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
             note(output.quiet, &verdict_line(&report, pair));
         }
     }
-    let format = match output.format {
-        FormatArg::Table => Format::Table,
-        FormatArg::Json => Format::Json,
-        FormatArg::Csv => Format::Csv,
-    };
+    let format = output.format.into();
     write_output(&output, |out| write_compare(&report, format, out))
 }

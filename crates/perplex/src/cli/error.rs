@@ -41,24 +41,29 @@ pub enum CliError {
     BrokenPipe,
 }
 
+impl From<perplex_eval::EvalError> for CliError {
+    fn from(e: perplex_eval::EvalError) -> Self {
+        CliError::Perplex(e.into())
+    }
+}
+
 impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
+        use perplex::Error as P;
+        use perplex_eval::EvalError as E;
         match self {
             CliError::BrokenPipe => 0,
             CliError::Usage(_) => 2,
-            CliError::Corpus(_)
-            | CliError::Output { .. }
-            | CliError::Perplex(perplex::Error::Sweep(_)) => 3,
-            CliError::Perplex(perplex::Error::Model(_)) | CliError::FailedChecks { .. } => 4,
-            CliError::Perplex(perplex::Error::Tokenize { .. }) => 3,
-            CliError::Perplex(
-                perplex::Error::Plan(_)
-                | perplex::Error::UnknownMock(_)
-                | perplex::Error::TokenizersDiffer { .. }
-                | perplex::Error::Compare(_),
-            ) => 2,
-            CliError::Perplex(perplex::Error::Eval(_)) => 1,
+            CliError::Corpus(_) | CliError::Output { .. } => 3,
+            CliError::Perplex(P::Model(_)) | CliError::FailedChecks { .. } => 4,
+            CliError::Perplex(P::MockTokenizer { .. }) => 3,
+            CliError::Perplex(P::UnknownMock(_)) => 2,
+            CliError::Perplex(P::Eval(e)) => match e {
+                E::Sweep(_) | E::Tokenize(_) => 3,
+                E::Options(_) | E::Plan(_) | E::TokenizersDiffer { .. } | E::Compare(_) => 2,
+                E::Model { .. } | E::ScoreCount { .. } | E::Sink(_) | E::Incomparable(_) => 1,
+            },
         }
     }
 

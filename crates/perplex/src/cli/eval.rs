@@ -1,18 +1,17 @@
-//! `perplex eval`.
+//! `perplex eval`, and the steps every command shares: options and inputs
+//! from the arguments, early checks of outputs, threads, writing.
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use perplex::{Corpus, EvalOptions, Evaluator};
+use perplex::{Corpus, EvalOptions, Evaluator, Inputs};
 use perplex_core::bands::Bands;
 use perplex_core::plan::{BosPolicy, Protocol};
-use perplex_data::corpus::{self, Split};
+use perplex_data::corpus::Split;
 use perplex_eval::{NullSink, Sink};
-use perplex_report::{write_report, Format, PerTokenJsonl};
+use perplex_report::{write_report, PerTokenJsonl};
 
-use super::args::{
-    BosArg, EvalArgs, FormatArg, InputArgs, LabelArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg,
-};
+use super::args::{BosArg, EvalArgs, InputArgs, LabelArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg};
 use super::error::CliError;
 use super::progress::ProgressSink;
 
@@ -47,7 +46,7 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
         super::error::render_warning(&warning);
     }
 
-    let report = match per_token_file {
+    let mut report = match per_token_file {
         Some((path, file)) => {
             let tokenizer = evaluator.model().tokenizer.clone();
             let mut sink =
@@ -65,15 +64,10 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
             output.quiet,
         )?,
     };
-    let mut report = report;
     if let (Some(b), Some(ppl)) = (&bands, report.summary.perplexity) {
         report.interpretation = Some(b.label(ppl));
     }
-    let format = match output.format {
-        FormatArg::Table => Format::Table,
-        FormatArg::Json => Format::Json,
-        FormatArg::Csv => Format::Csv,
-    };
+    let format = output.format.into();
     write_output(&output, |out| write_report(&report, format, out))
 }
 
@@ -86,11 +80,9 @@ pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
         .transpose()
 }
 
-/// The evaluation options the arguments describe, checked.
+/// The evaluation options the arguments describe, checked by the library's
+/// builder (flag combinations only the CLI can see are checked here).
 pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptions, CliError> {
-    if run.batch_size == Some(0) {
-        return Err(CliError::Usage("--batch-size must be at least 1".into()));
-    }
     if run.threads == Some(0) {
         return Err(CliError::Usage("--threads must be at least 1".into()));
     }
@@ -111,20 +103,19 @@ pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptio
             "--stride applies only to --protocol sliding".into(),
         ));
     }
-    Ok(EvalOptions {
-        protocol,
-        bos: match run.bos {
-            BosArg::Auto => BosPolicy::Auto,
-            BosArg::None => BosPolicy::None,
-            BosArg::Document => BosPolicy::Document,
-            BosArg::Window => BosPolicy::Window,
-        },
-        batch_size: run
-            .batch_size
-            .unwrap_or_else(|| EvalOptions::default_batch_size(&protocol)),
-        max_tokens: run.max_tokens,
-        join: input.join.then(|| input.separator.clone()),
-    })
+    let bos = match run.bos {
+        BosArg::Auto => BosPolicy::Auto,
+        BosArg::None => BosPolicy::None,
+        BosArg::Document => BosPolicy::Document,
+        BosArg::Window => BosPolicy::Window,
+    };
+    Ok(EvalOptions::builder(protocol)
+        .bos(bos)
+        .batch_size(run.batch_size)
+        .max_tokens(run.max_tokens)
+        .join(input.join.then(|| input.separator.clone()))
+        .build()
+        .map_err(perplex::Error::from)?)
 }
 
 /// Applies `--threads` before any compute thread starts.
@@ -168,52 +159,24 @@ fn evaluate(
 
 /// Reads the texts, files, JSONL and stdin the arguments name.
 pub(super) fn read_corpus(texts: Vec<String>, input: &InputArgs) -> Result<Corpus, CliError> {
-    let (files, jsonl, field) = (&input.files, &input.jsonl, input.field.as_str());
-    let split = match input.split {
-        SplitArg::Whole => Split::Whole,
-        SplitArg::Lines => Split::Lines,
-        SplitArg::Paragraphs => Split::Paragraphs,
+    let inputs = Inputs {
+        texts,
+        files: input.files.clone(),
+        split: match input.split {
+            SplitArg::Whole => Split::Whole,
+            SplitArg::Lines => Split::Lines,
+            SplitArg::Paragraphs => Split::Paragraphs,
+        },
+        jsonl: input.jsonl.clone(),
+        field: input.field.clone(),
     };
-    let mut documents = Vec::new();
-    let mut sources = Vec::new();
-    let read_stdin = texts.is_empty() && files.is_empty() && jsonl.is_empty();
-    if read_stdin && std::io::stdin().is_terminal() {
+    if inputs.is_empty() && std::io::stdin().is_terminal() {
         return Err(CliError::Usage(
             "no input: give TEXT arguments, --file PATH, --jsonl PATH, or pipe text to stdin"
                 .into(),
         ));
     }
-    if !texts.is_empty() {
-        sources.push("arguments".to_string());
-        documents.extend(corpus::from_args(&texts));
-    }
-    for path in files
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(read_stdin.then_some(Path::new("-")))
-    {
-        if path == Path::new("-") {
-            sources.push("stdin".to_string());
-            documents.extend(corpus::read_stdin(split)?);
-        } else {
-            sources.push(path.display().to_string());
-            documents.extend(corpus::read_file(path, split)?);
-        }
-    }
-    for path in jsonl {
-        sources.push(path.display().to_string());
-        documents.extend(corpus::read_jsonl(path, field)?);
-    }
-    let split = if jsonl.is_empty() {
-        split.name().to_string()
-    } else {
-        format!("jsonl:{field}")
-    };
-    Ok(Corpus {
-        documents,
-        sources,
-        split,
-    })
+    Ok(inputs.read()?)
 }
 
 fn create(path: &Path) -> Result<std::fs::File, CliError> {
@@ -239,24 +202,14 @@ pub(super) fn check_writable(path: &Path) -> Result<(), CliError> {
     }
 }
 
-/// Writes to `path.tmp`, then renames: a reader never sees half a report.
+/// Writes `path` atomically: a reader never sees half a report.
 pub(super) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), CliError> {
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::Output {
-            path: path.to_path_buf(),
-            source,
-        }
+    perplex_eval::files::write_atomically(path, write).map_err(|source| CliError::Output {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

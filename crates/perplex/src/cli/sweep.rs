@@ -7,7 +7,7 @@ use perplex::{Corpus, EvalOptions};
 use perplex_core::bands::Bands;
 use perplex_report::{write_sweep, Format};
 
-use super::args::{CurveArgs, FormatArg, SweepArgs};
+use super::args::{CurveArgs, SweepArgs};
 use super::error::CliError;
 use super::eval::{
     bands, check_writable, eval_options, plot_paths, read_corpus, set_threads, write_atomically,
@@ -38,11 +38,7 @@ impl Curve {
             check_writable(path)?;
         }
         set_threads(args.run.threads);
-        let format = match args.output.format {
-            FormatArg::Table => Format::Table,
-            FormatArg::Json => Format::Json,
-            FormatArg::Csv => Format::Csv,
-        };
+        let format = args.output.format.into();
         Ok(Curve {
             options,
             corpus,
@@ -99,12 +95,13 @@ pub fn run(args: SweepArgs) -> Result<(), CliError> {
     let prepared = Curve::prepare(&mut curve)?;
     let mut null = perplex_eval::NullSink;
     let mut progress = ProgressSink::new(&mut null, curve.output.quiet);
+    let load = curve.run.load_options();
     let report = perplex::sweep::sweep(
         &curve.run_dir,
         curve.base.as_deref(),
         &prepared.corpus,
         &prepared.options,
-        &curve.run.load_options(),
+        &mut |spec: &str| perplex::load(spec, &load),
         &mut progress,
     );
     progress.finish();

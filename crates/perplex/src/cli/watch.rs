@@ -35,27 +35,17 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         state: state.unwrap_or_else(|| curve.run_dir.join("perplex-watch.json")),
     };
     let prepared = Curve::prepare(&mut curve)?;
-    let mut failure = None;
+    let load = curve.run.load_options();
     let report = perplex::watch::watch(
         &curve.run_dir,
         curve.base.as_deref(),
         &prepared.corpus,
         &prepared.options,
-        &curve.run.load_options(),
+        &mut |spec: &str| perplex::load(spec, &load).map_err(CliError::from),
         &watch,
-        &mut |report| {
-            if let Err(e) = prepared.write_files(&curve, report) {
-                let message = e.to_string();
-                failure = Some(e);
-                return Err(perplex::Error::Sweep(message));
-            }
-            Ok(())
-        },
+        &mut |report| prepared.write_files(&curve, report),
         &mut |line| note(curve.output.quiet, line),
         &mut perplex_eval::NullSink,
-    );
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    prepared.finish(&curve, &report?)
+    )?;
+    prepared.finish(&curve, &report)
 }

@@ -13,19 +13,22 @@ use std::time::Instant;
 use perplex_core::diagnose::{diagnose, DiagnoseSettings};
 use perplex_core::lm::CausalLm;
 use perplex_core::report::{
-    fill_changes, ModelIdentity, SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION,
+    fill_changes, ModelIdentity, Report, SweepPoint, SweepReport, TrainerLoss,
+    SWEEP_SCHEMA_VERSION,
 };
+use perplex_core::sink::NullSink;
 use perplex_data::tokenizer::TextTokenizer;
-use perplex_eval::NullSink;
+use perplex_data::Corpus;
 
-use crate::{timing, tool_info, Corpus, Error, EvalOptions, Prepared, Report};
+use crate::error::EvalError;
+use crate::evaluate::{timing, tool_info, Evaluation};
+use crate::options::EvalOptions;
 
 /// Scores fixed evaluation text with a model that keeps changing.
 pub struct TrainingEvaluator {
-    corpus: Corpus,
-    options: EvalOptions,
     tokenizer: TextTokenizer,
-    prepared: Prepared<'static>,
+    evaluation: Evaluation<'static>,
+    threads: usize,
     points: Vec<SweepPoint>,
     losses: Vec<TrainerLoss>,
     started: Instant,
@@ -34,34 +37,36 @@ pub struct TrainingEvaluator {
 impl std::fmt::Debug for TrainingEvaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrainingEvaluator")
-            .field("options", &self.options)
+            .field("options", self.evaluation.options())
             .field("points", &self.points.len())
             .finish_non_exhaustive()
     }
 }
 
 impl TrainingEvaluator {
-    /// Tokenises `corpus` once with `tokenizer` under `options`.
+    /// Tokenises `corpus` once with `tokenizer` under `options`; reports
+    /// record `threads` compute threads (see [`TrainingEvaluator::threads`]).
     pub fn new(
         tokenizer: TextTokenizer,
         corpus: Corpus,
         options: EvalOptions,
-    ) -> Result<Self, Error> {
-        let prepared = Prepared::new(&tokenizer, &corpus, &options)?;
-        let prepared = Prepared {
-            documents: std::borrow::Cow::Owned(prepared.documents.into_owned()),
-            tokens: prepared.tokens,
-            bos: prepared.bos,
-        };
+        threads: usize,
+    ) -> Result<Self, EvalError> {
+        let evaluation = Evaluation::new(&tokenizer, &corpus, &options)?.into_owned();
         Ok(TrainingEvaluator {
-            corpus,
-            options,
             tokenizer,
-            prepared,
+            evaluation,
+            threads,
             points: Vec::new(),
             losses: Vec::new(),
             started: Instant::now(),
         })
+    }
+
+    /// The compute threads reports record: those the training loop's model
+    /// runs on, as given to [`TrainingEvaluator::new`].
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Scores the text with `model` as it is now, records the point of
@@ -72,20 +77,14 @@ impl TrainingEvaluator {
         model: &mut dyn CausalLm,
         identity: &ModelIdentity,
         train_loss: Option<f64>,
-    ) -> Result<Report, Error> {
-        self.options.protocol.validate(model.info().max_context)?;
-        let settings = self.prepared.settings(&self.options);
-        let start = Instant::now();
-        let outcome =
-            perplex_eval::evaluate(model, &self.prepared.tokens, &settings, &mut NullSink)?;
-        let report = self.prepared.report(
-            identity,
+    ) -> Result<Report, EvalError> {
+        let report = self.evaluation.run(
+            model,
             &self.tokenizer,
-            &self.corpus,
-            &self.options,
-            &outcome,
-            start.elapsed().as_secs_f64(),
-        );
+            identity,
+            self.threads,
+            &mut NullSink,
+        )?;
         self.points.push(SweepPoint {
             train_loss,
             ..SweepPoint::from_summary(step, identity.spec.clone(), &report.summary)
@@ -111,8 +110,8 @@ impl TrainingEvaluator {
             schema_version: SWEEP_SCHEMA_VERSION,
             tool: tool_info(),
             run: run.to_string(),
-            corpus: self.prepared.corpus_identity(&self.corpus, &self.options),
-            protocol: self.prepared.protocol_info(&self.options),
+            corpus: self.evaluation.corpus_identity(),
+            protocol: self.evaluation.protocol_info(self.threads),
             base: None,
             trainer: self.losses.clone(),
             timing: timing(

@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use perplex_core::report::{CorpusIdentity, ProtocolInfo, SweepPoint, SweepReport};
-use perplex_eval::Sink;
-use perplex_model::LoadOptions;
+use perplex_core::sink::Sink;
+use perplex_data::tokenized::hash_documents;
+use perplex_data::Corpus;
 use serde_json::json;
 
-use crate::sweep::{discover, trainer_losses, CheckpointKind, Sweeper};
-use crate::{Corpus, Error, EvalOptions};
+use crate::error::EvalError;
+use crate::options::EvalOptions;
+use crate::sweep::{discover, trainer_losses, CheckpointKind, Loader, Sweeper};
 
 /// How to watch.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,16 +51,12 @@ struct State {
 /// A hash of the text and the settings, so a state file is not reused for
 /// another evaluation.
 fn settings_hash(corpus: &Corpus, options: &EvalOptions, base: Option<&str>) -> String {
-    let mut h = blake3::Hasher::new();
-    for d in &corpus.documents {
-        h.update(&(d.text.len() as u64).to_le_bytes());
-        h.update(d.text.as_bytes());
-    }
-    h.update(format!("{options:?} base={base:?}").as_bytes());
-    h.finalize().to_hex().to_string()
+    let text = hash_documents(&corpus.documents).value;
+    let settings = format!("{text} {options:?} base={base:?}");
+    blake3::hash(settings.as_bytes()).to_hex().to_string()
 }
 
-fn read_state(path: &Path, settings: &str) -> Result<State, Error> {
+fn read_state(path: &Path, settings: &str) -> Result<State, EvalError> {
     if !path.exists() {
         return Ok(State {
             settings: settings.to_string(),
@@ -66,7 +64,7 @@ fn read_state(path: &Path, settings: &str) -> Result<State, Error> {
             meta: None,
         });
     }
-    let bad = |why: String| Error::Sweep(format!("state file {}: {why}", path.display()));
+    let bad = |why: String| EvalError::Sweep(format!("state file {}: {why}", path.display()));
     let text = fs_err::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     if value["settings"] != settings {
@@ -85,7 +83,7 @@ fn read_state(path: &Path, settings: &str) -> Result<State, Error> {
     })
 }
 
-fn write_state(path: &Path, state: &State) -> Result<(), Error> {
+fn write_state(path: &Path, state: &State) -> Result<(), EvalError> {
     let text = serde_json::to_string_pretty(&json!({
         "schema_version": 1,
         "settings": state.settings,
@@ -93,10 +91,8 @@ fn write_state(path: &Path, state: &State) -> Result<(), Error> {
         "points": state.points,
     }))
     .expect("points serialise");
-    let tmp = path.with_extension("tmp");
-    fs_err::write(&tmp, text)
-        .and_then(|()| fs_err::rename(&tmp, path))
-        .map_err(|e| Error::Sweep(format!("cannot write the state file: {e}")))
+    crate::files::write_atomically(path, |out| out.write_all(text.as_bytes()))
+        .map_err(|e| EvalError::Sweep(format!("cannot write the state file: {e}")))
 }
 
 /// Names and sizes of a checkpoint's files, sorted.
@@ -116,21 +112,22 @@ fn snapshot(path: &Path) -> Vec<(PathBuf, u64)> {
     files
 }
 
-/// Watches `run` and evaluates each checkpoint once it is complete;
-/// `updated` gets the report after each new point, `log` a line per event.
-/// Returns the report when an exit condition is met.
+/// Watches `run` and evaluates each checkpoint once it is complete, each
+/// model loaded by `loader`; `updated` gets the report after each new
+/// point (its error stops the watch), `log` a line per event. Returns the
+/// report when an exit condition is met.
 #[allow(clippy::too_many_arguments)] // the watcher's inputs are independent
-pub fn watch(
+pub fn watch<E: From<EvalError>>(
     run: &Path,
     base: Option<&str>,
     corpus: &Corpus,
     options: &EvalOptions,
-    load: &LoadOptions,
+    loader: &mut Loader<'_, E>,
     watch: &WatchOptions,
-    updated: &mut dyn FnMut(&SweepReport) -> Result<(), Error>,
+    updated: &mut dyn FnMut(&SweepReport) -> Result<(), E>,
     log: &mut dyn FnMut(&str),
     sink: &mut dyn Sink,
-) -> Result<SweepReport, Error> {
+) -> Result<SweepReport, E> {
     let settings = settings_hash(corpus, options, base);
     let mut state = read_state(&watch.state, &settings)?;
     if !state.points.is_empty() {
@@ -140,7 +137,7 @@ pub fn watch(
             watch.state.display()
         ));
     }
-    let mut sweeper = Sweeper::new(run, base, corpus, options, load);
+    let mut sweeper = Sweeper::new(run, base, corpus, options, loader);
     if let Some(meta) = state.meta.clone() {
         sweeper.resume_meta(meta);
     }
@@ -209,12 +206,13 @@ pub fn watch(
     let checkpoints = discover(run).unwrap_or_default();
     let losses = trainer_losses(run, &checkpoints)?;
     if state.points.is_empty() {
-        return Err(Error::Sweep(format!(
+        return Err(EvalError::Sweep(format!(
             "no checkpoint of {} was completed while watching",
             run.display()
-        )));
+        ))
+        .into());
     }
     // the base is the reference of the changes and diagnoses
     sweeper.ensure_base(&checkpoints, sink)?;
-    sweeper.report(state.points, losses, start.elapsed().as_secs_f64())
+    Ok(sweeper.report(state.points, losses, start.elapsed().as_secs_f64())?)
 }

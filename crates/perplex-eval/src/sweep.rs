@@ -15,15 +15,22 @@ use std::time::Instant;
 use perplex_core::diagnose::{diagnose, DiagnoseSettings};
 use perplex_core::inspect::Check;
 use perplex_core::report::{
-    fill_changes, CorpusIdentity, ProtocolInfo, SweepPoint, SweepReport, TrainerLoss,
+    fill_changes, CorpusIdentity, ProtocolInfo, Report, SweepPoint, SweepReport, TrainerLoss,
     SWEEP_SCHEMA_VERSION,
 };
-use perplex_eval::Sink;
-use perplex_model::LoadOptions;
+use perplex_core::sink::Sink;
+use perplex_data::Corpus;
 
-use crate::{
-    run_warnings, timing, tool_info, Corpus, Error, EvalOptions, Evaluator, Prepared, Report,
-};
+use crate::error::EvalError;
+use crate::evaluate::{timing, tool_info, Evaluation};
+use crate::model::{add_new, Model};
+use crate::options::EvalOptions;
+
+/// Loads a model from its spec (a folder, a GGUF file, a hub id,
+/// `BASE+ADAPTER`): how sweeps and watches get each checkpoint, whatever
+/// crate does the loading. Its error type is the caller's, so load
+/// failures keep their own kind.
+pub type Loader<'l, E> = dyn FnMut(&str) -> Result<Model, E> + 'l;
 
 /// How a checkpoint stores its model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +67,11 @@ fn step_of(name: &str) -> Option<u64> {
 
 /// The checkpoints of `run`, by step. Folders without a model or adapter,
 /// and names without a number, are not checkpoints.
-pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, Error> {
-    let entries = fs_err::read_dir(run).map_err(|e| Error::Sweep(e.to_string()))?;
+pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, EvalError> {
+    let entries = fs_err::read_dir(run).map_err(|e| EvalError::Sweep(e.to_string()))?;
     let mut found = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| Error::Sweep(e.to_string()))?.path();
+        let path = entry.map_err(|e| EvalError::Sweep(e.to_string()))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let Some(step) = step_of(&name) else { continue };
         let kind = if path.is_dir() && path.join("adapter_config.json").is_file() {
@@ -84,7 +91,10 @@ pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, Error> {
 
 /// The trainer's losses by step from `trainer_state.json` (the run's, else
 /// the last checkpoint's that has one).
-pub fn trainer_losses(run: &Path, checkpoints: &[Checkpoint]) -> Result<Vec<TrainerLoss>, Error> {
+pub fn trainer_losses(
+    run: &Path,
+    checkpoints: &[Checkpoint],
+) -> Result<Vec<TrainerLoss>, EvalError> {
     let candidates = std::iter::once(run.join("trainer_state.json")).chain(
         checkpoints
             .iter()
@@ -94,9 +104,9 @@ pub fn trainer_losses(run: &Path, checkpoints: &[Checkpoint]) -> Result<Vec<Trai
     let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
         return Ok(Vec::new());
     };
-    let text = fs_err::read_to_string(&path).map_err(|e| Error::Sweep(e.to_string()))?;
+    let text = fs_err::read_to_string(&path).map_err(|e| EvalError::Sweep(e.to_string()))?;
     let state: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Sweep(format!("cannot parse {}: {e}", path.display())))?;
+        .map_err(|e| EvalError::Sweep(format!("cannot parse {}: {e}", path.display())))?;
     let mut out: Vec<TrainerLoss> = Vec::new();
     let history = state["log_history"]
         .as_array()
@@ -133,7 +143,7 @@ fn base_spec(
     run: &Path,
     checkpoints: &[Checkpoint],
     base: Option<&str>,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<String>, EvalError> {
     if let Some(b) = base {
         return Ok(Some(b.to_string()));
     }
@@ -144,11 +154,11 @@ fn base_spec(
         return Ok(None);
     };
     let path = adapter.path.join("adapter_config.json");
-    let text = fs_err::read_to_string(&path).map_err(|e| Error::Sweep(e.to_string()))?;
+    let text = fs_err::read_to_string(&path).map_err(|e| EvalError::Sweep(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Sweep(format!("cannot parse {}: {e}", path.display())))?;
+        .map_err(|e| EvalError::Sweep(format!("cannot parse {}: {e}", path.display())))?;
     let Some(name) = value["base_model_name_or_path"].as_str() else {
-        return Err(Error::Sweep(format!(
+        return Err(EvalError::Sweep(format!(
             "{} names no base_model_name_or_path; give the base with --base",
             path.display()
         )));
@@ -166,11 +176,11 @@ fn base_spec(
 
 /// Evaluates checkpoints of one run, one at a time, on the same tokens:
 /// what `sweep` does in one go and `watch` as checkpoints appear.
-pub struct Sweeper<'a> {
+pub struct Sweeper<'a, E> {
     run: PathBuf,
     corpus: &'a Corpus,
     options: &'a EvalOptions,
-    load: &'a LoadOptions,
+    loader: &'a mut Loader<'a, E>,
     base: Option<String>,
     base_report: Option<Report>,
     /// The first model's token ids, to catch a checkpoint that tokenises
@@ -181,20 +191,21 @@ pub struct Sweeper<'a> {
     warnings: Vec<Check>,
 }
 
-impl<'a> Sweeper<'a> {
-    /// A sweeper for `run`; `base` overrides the adapters' own base.
+impl<'a, E: From<EvalError>> Sweeper<'a, E> {
+    /// A sweeper for `run`; `base` overrides the adapters' own base;
+    /// `loader` loads each model.
     pub fn new(
         run: &Path,
         base: Option<&str>,
         corpus: &'a Corpus,
         options: &'a EvalOptions,
-        load: &'a LoadOptions,
+        loader: &'a mut Loader<'a, E>,
     ) -> Self {
         Sweeper {
             run: run.to_path_buf(),
             corpus,
             options,
-            load,
+            loader,
             base: base.map(str::to_string),
             base_report: None,
             reference: None,
@@ -204,27 +215,23 @@ impl<'a> Sweeper<'a> {
         }
     }
 
-    fn run_one(&mut self, spec: &str, sink: &mut dyn Sink) -> Result<(Report, bool), Error> {
-        let mut evaluator = Evaluator::load_with(spec, self.load)?;
-        if evaluator
-            .model()
-            .checks
-            .iter()
-            .any(|c| c.code == "untrained-lora")
-        {
+    fn run_one(&mut self, spec: &str, sink: &mut dyn Sink) -> Result<(Report, bool), E> {
+        let model = (self.loader)(spec)?;
+        if model.checks.iter().any(|c| c.code == "untrained-lora") {
             self.untrained.push(spec.to_string());
         }
-        for w in run_warnings(evaluator.model(), self.options) {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
-        }
-        let prepared = Prepared::new(&evaluator.model().tokenizer, self.corpus, self.options)?;
-        let same = self
-            .reference
-            .get_or_insert_with(|| prepared.tokens.clone())
-            == &prepared.tokens;
-        let report = evaluator.evaluate_into(self.corpus, self.options, sink)?;
+        add_new(&mut self.warnings, model.warnings(self.options));
+        let Model {
+            mut lm,
+            tokenizer,
+            identity,
+            threads,
+            ..
+        } = model;
+        let evaluation = Evaluation::new(&tokenizer, self.corpus, self.options)?;
+        let tokens = evaluation.corpus().tokens();
+        let same = self.reference.get_or_insert_with(|| tokens.to_vec()) == tokens;
+        let report = evaluation.run(lm.as_mut(), &tokenizer, &identity, threads, sink)?;
         self.meta
             .get_or_insert_with(|| (report.corpus.clone(), report.protocol.clone()));
         Ok((report, same))
@@ -246,7 +253,7 @@ impl<'a> Sweeper<'a> {
         &mut self,
         checkpoints: &[Checkpoint],
         sink: &mut dyn Sink,
-    ) -> Result<(), Error> {
+    ) -> Result<(), E> {
         if self.base_report.is_some() {
             return Ok(());
         }
@@ -270,7 +277,7 @@ impl<'a> Sweeper<'a> {
         c: &Checkpoint,
         losses: &[TrainerLoss],
         sink: &mut dyn Sink,
-    ) -> Result<SweepPoint, Error> {
+    ) -> Result<SweepPoint, E> {
         self.ensure_base(std::slice::from_ref(c), sink)?;
         let spec = match (c.kind, &self.base) {
             (CheckpointKind::Adapter, Some(b)) => format!("{b}+{}", c.path.display()),
@@ -295,7 +302,7 @@ impl<'a> Sweeper<'a> {
         mut points: Vec<SweepPoint>,
         losses: Vec<TrainerLoss>,
         seconds: f64,
-    ) -> Result<SweepReport, Error> {
+    ) -> Result<SweepReport, EvalError> {
         points.sort_by_key(|p| p.step);
         let base_ppl = self.base_report.as_ref().and_then(|r| r.summary.perplexity);
         fill_changes(&mut points, base_ppl);
@@ -317,7 +324,7 @@ impl<'a> Sweeper<'a> {
         );
         let processed = points.iter().map(|p| p.scored_tokens).sum();
         let Some((corpus, protocol)) = self.meta.clone() else {
-            return Err(Error::Sweep(format!(
+            return Err(EvalError::Sweep(format!(
                 "no checkpoint of {} was evaluated",
                 self.run.display()
             )));
@@ -342,32 +349,33 @@ impl<'a> Sweeper<'a> {
 }
 
 /// Evaluates every checkpoint of `run` (and the base, when there is one) on
-/// the same tokens.
-pub fn sweep(
+/// the same tokens, each model loaded by `loader`.
+pub fn sweep<E: From<EvalError>>(
     run: &Path,
     base: Option<&str>,
     corpus: &Corpus,
     options: &EvalOptions,
-    load: &LoadOptions,
+    loader: &mut Loader<'_, E>,
     sink: &mut dyn Sink,
-) -> Result<SweepReport, Error> {
+) -> Result<SweepReport, E> {
     let checkpoints = discover(run)?;
     if checkpoints.is_empty() {
-        return Err(Error::Sweep(format!(
+        return Err(EvalError::Sweep(format!(
             "{} holds no checkpoints (folders or .gguf files with a step number in their name, \
              holding a model or a PEFT adapter)",
             run.display()
-        )));
+        ))
+        .into());
     }
     let losses = trainer_losses(run, &checkpoints)?;
     let start = Instant::now();
-    let mut sweeper = Sweeper::new(run, base, corpus, options, load);
+    let mut sweeper = Sweeper::new(run, base, corpus, options, loader);
     sweeper.ensure_base(&checkpoints, sink)?;
     let points = checkpoints
         .iter()
         .map(|c| sweeper.evaluate(c, &losses, sink))
         .collect::<Result<Vec<_>, _>>()?;
-    sweeper.report(points, losses, start.elapsed().as_secs_f64())
+    Ok(sweeper.report(points, losses, start.elapsed().as_secs_f64())?)
 }
 
 #[cfg(test)]

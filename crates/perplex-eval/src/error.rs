@@ -1,0 +1,99 @@
+//! Why a run failed: one error type for every command the crate runs.
+
+use perplex_core::lm::LmError;
+use perplex_core::plan::PlanError;
+use perplex_data::TokenizeError;
+
+use crate::options::OptionsError;
+
+/// Why an evaluation, comparison or sweep failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Options no model could run with.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// The protocol or BOS policy does not fit this model or tokenizer.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A document could not be tokenised.
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    /// The model failed on a batch.
+    #[error("the model failed on the window of document {doc} starting at token {first_target}")]
+    Model {
+        /// Document of the first window in the failing batch.
+        doc: usize,
+        /// First target position of that window.
+        first_target: usize,
+        /// The model's error.
+        #[source]
+        source: LmError,
+    },
+    /// The model broke the seam's contract.
+    #[error("the model returned {got} scores for a window that scores {expected}")]
+    ScoreCount {
+        /// Scores expected.
+        expected: usize,
+        /// Scores returned.
+        got: usize,
+    },
+    /// The sink could not write.
+    #[error("could not write a scored token")]
+    Sink(#[source] std::io::Error),
+    /// Models whose outputs cannot be compared token by token.
+    #[error("{0}")]
+    Incomparable(String),
+    /// Two models to compare tokenise the corpus differently.
+    #[error("`{other}` tokenises the corpus differently from `{base}`: {detail}")]
+    TokenizersDiffer {
+        /// The base's spec.
+        base: String,
+        /// The other model's spec.
+        other: String,
+        /// Where the ids first differ.
+        detail: String,
+    },
+    /// A comparison that cannot be made as asked.
+    #[error("{0}")]
+    Compare(String),
+    /// A run folder that cannot be swept or watched.
+    #[error("{0}")]
+    Sweep(String),
+}
+
+impl EvalError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            EvalError::Options(e) => e.hint(),
+            EvalError::Tokenize(e) => e.hint(),
+            EvalError::Plan(PlanError::ContextTooLong { max, .. }) => Some(format!(
+                "use --context (or --max-length) of at most {max}, the model's context length"
+            )),
+            EvalError::Plan(PlanError::NoBosToken) => {
+                Some("use --bos none, or a tokenizer that defines a BOS token".into())
+            }
+            EvalError::Plan(e) => OptionsError::Protocol(e.clone()).hint(),
+            EvalError::Model {
+                source: LmError::NonFinite { .. },
+                ..
+            } => Some(
+                "the weights or the computation overflowed; check the model file, or report it \
+                 with the window above"
+                    .into(),
+            ),
+            EvalError::TokenizersDiffer { .. } => Some(
+                "token-level comparisons (KL divergence, paired NLL) need the same tokens; models \
+                 with different tokenizers can be compared by bits per byte: add \
+                 --bits-per-byte"
+                    .into(),
+            ),
+            EvalError::Model { .. }
+            | EvalError::ScoreCount { .. }
+            | EvalError::Sink(_)
+            | EvalError::Incomparable(_)
+            | EvalError::Compare(_)
+            | EvalError::Sweep(_) => None,
+        }
+    }
+}
