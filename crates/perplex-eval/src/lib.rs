@@ -35,8 +35,8 @@
 //!     needs_bos: None,
 //! };
 //! let options = EvalOptions::new(Protocol::Chunks { context: 4 })?;
-//! let report = evaluate(&mut model, &Corpus::from_texts(["a b a b a"]), &options, &mut NullSink)?;
-//! assert_eq!(report.summary.scored_tokens, 4);
+//! let report = evaluate(&mut model, &Corpus::from_texts(["a b a b a b a b"]), &options, &mut NullSink)?;
+//! assert_eq!(report.summary.scored_tokens, 6); // two windows of 4, each scoring 3
 //! assert!((report.summary.perplexity.unwrap() - 3.0).abs() < 1e-9);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
