@@ -164,7 +164,7 @@ def transformers_peer(a: argparse.Namespace) -> None:
     with torch.inference_mode():
         for c in range(n_chunks):
             window = ids[c : c + 1]
-            logits = model(window).logits[0]  # [L, vocab], f32, every position (the seed's way)
+            logits = model(window).logits[0]  # [L, vocab], f32, every position (the usual transformers recipe)
             lp = torch.log_softmax(logits[first : L - 1].float(), dim=-1)
             target = window[0, first + 1 : L]
             nll = -lp.gather(1, target[:, None])[:, 0].double()

@@ -1266,7 +1266,7 @@ def main() -> None:
             protocols.append(entry)
             return entry
 
-        # truncate (the "seed" recipe): tokenizer truncation with BOS; loss over all but the first.
+        # truncate (transformers' exp(loss) recipe): tokenizer truncation with BOS; loss over all but the first.
         wins = protocol_truncate(bpe_hf, EVAL_TEXT, TRUNCATE_M)
         e = emit("truncate", {"max_length": TRUNCATE_M}, "document", [EVAL_TEXT], wins)
         ids = e["ids"][0]

@@ -1,7 +1,8 @@
 //! Opt-in interpretation labels for a perplexity ("excellent", "good", …).
 //!
-//! The default bands are the seed document's: excellent up to 30, good up
-//! to 60, acceptable up to 100, poor above. Perplexity depends on the
+//! The default bands are the usual rule of thumb of popular perplexity
+//! guides: excellent up to 30, good up to 60, acceptable up to 100, poor
+//! above. Perplexity depends on the
 //! tokenizer and on the text, so a label compares like with like only: the
 //! same tokenizer on the same kind of text.
 
@@ -37,7 +38,7 @@ impl Default for Bands {
 
 impl Bands {
     /// Parses `name:bound,name:bound,…,name` (bounds ascending, the last
-    /// band unbounded), or just three bounds `a,b,c` for the seed's names.
+    /// band unbounded), or just three bounds `a,b,c` for the default names.
     pub fn parse(spec: &str) -> Result<Self, String> {
         let items: Vec<&str> = spec.split(',').map(str::trim).collect();
         let named: Vec<(String, Option<f64>)> = if items.iter().all(|i| i.parse::<f64>().is_ok()) {
@@ -120,7 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seeds_bands() {
+    fn the_rule_of_thumb_bands() {
         let b = Bands::default();
         assert_eq!(b.label(12.0).label, "excellent");
         assert_eq!(b.label(30.0).band, "0-30");

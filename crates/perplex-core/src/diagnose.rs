@@ -1,7 +1,7 @@
 //! What a perplexity curve says about a training run, in plain words.
 //!
 //! Each [`Diagnosis`] names its evidence (the numbers that triggered it) and
-//! the checks the seed document suggests for that symptom. "Beyond noise"
+//! the checks popular perplexity guides suggest for that symptom. "Beyond noise"
 //! means beyond `z·√(se_a² + se_b²)` of the two mean NLLs involved (z for a
 //! two-sided 95 % interval): the standard errors treat tokens as
 //! independent, so this is a screen, not a test.
@@ -19,7 +19,7 @@ pub struct Diagnosis {
     pub code: String,
     /// What was found, with the numbers.
     pub message: String,
-    /// What to check, from the seed's troubleshooting.
+    /// What to check, from popular perplexity guides' troubleshooting.
     pub checks: Vec<String>,
 }
 

@@ -11,8 +11,8 @@ use std::time::Instant;
 use perplex_core::lm::CausalLm;
 use perplex_core::plan::ResolvedBos;
 use perplex_core::report::{
-    CorpusIdentity, DocumentReport, DocumentStatus, ModelIdentity, ProtocolInfo, Report,
-    Summary, Timing, ToolInfo, SCHEMA_VERSION,
+    CorpusIdentity, DocumentReport, DocumentStatus, ModelIdentity, ProtocolInfo, Report, Summary,
+    Timing, ToolInfo, SCHEMA_VERSION,
 };
 use perplex_core::sink::Sink;
 use perplex_data::tokenizer::TextTokenizer;

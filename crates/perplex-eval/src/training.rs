@@ -13,8 +13,7 @@ use std::time::Instant;
 use perplex_core::diagnose::{diagnose, DiagnoseSettings};
 use perplex_core::lm::CausalLm;
 use perplex_core::report::{
-    fill_changes, ModelIdentity, Report, SweepPoint, SweepReport, TrainerLoss,
-    SWEEP_SCHEMA_VERSION,
+    fill_changes, ModelIdentity, Report, SweepPoint, SweepReport, TrainerLoss, SWEEP_SCHEMA_VERSION,
 };
 use perplex_core::sink::NullSink;
 use perplex_data::tokenizer::TextTokenizer;

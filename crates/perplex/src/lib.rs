@@ -119,9 +119,7 @@ fn into_model(loaded: LoadedModel, options: &LoadOptions) -> Model {
         identity,
         checks,
         threads: options.threads.unwrap_or_else(perplex_model::threads),
-        needs_bos: family
-            .filter(|f| f.needs_bos())
-            .map(|f| f.to_string()),
+        needs_bos: family.filter(|f| f.needs_bos()).map(|f| f.to_string()),
     }
 }
 
@@ -203,13 +201,12 @@ pub fn evaluate(
 
 fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
     let (kind, path) = mock.split_once(':').unwrap_or((mock, ""));
-    let tokenizer =
-        TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| {
-            Error::MockTokenizer {
-                path: path.to_string(),
-                source,
-            }
-        })?;
+    let tokenizer = TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| {
+        Error::MockTokenizer {
+            path: path.to_string(),
+            source,
+        }
+    })?;
     let vocab = tokenizer.vocab_size();
     let model: Box<dyn CausalLm + Send> = match kind {
         "uniform" => Box::new(UniformLm::new(vocab, Some(4096))),

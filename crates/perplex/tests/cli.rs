@@ -373,7 +373,7 @@ fn a_gemma_model_scored_without_bos_is_warned_about() {
 }
 
 #[test]
-fn the_seeds_bands_label_a_perplexity_on_request() {
+fn the_rule_of_thumb_bands_label_a_perplexity_on_request() {
     let out = perplex()
         .args([
             "eval",

@@ -1,7 +1,7 @@
 //! Every protocol end to end against transformers: the goldens in
 //! `tests/fixtures/goldens.json` ("protocols") were computed by
-//! `scripts/make_fixtures.py` with the well-known recipes (the seed's
-//! truncation, block chunks, the transformers sliding-window guide, llama.cpp's
+//! `scripts/make_fixtures.py` with the well-known recipes (transformers'
+//! `exp(loss)` on a truncated text, block chunks, the transformers sliding-window guide, llama.cpp's
 //! chunking). Here the whole pipeline — tokenizer, planner, engine, model —
 //! must give the same windows, the same per-token NLLs (1e-4) and the same
 //! corpus figures.

@@ -232,7 +232,11 @@ pub(crate) mod tests {
     }
 
     /// Engine settings for tests.
-    pub(crate) fn settings(protocol: Protocol, bos: ResolvedBos, batch_size: usize) -> EvalSettings {
+    pub(crate) fn settings(
+        protocol: Protocol,
+        bos: ResolvedBos,
+        batch_size: usize,
+    ) -> EvalSettings {
         let options = EvalOptions::builder(protocol)
             .batch_size(batch_size)
             .build()

@@ -190,7 +190,7 @@ pub struct WatchArgs {
 /// Opt-in interpretation labels.
 #[derive(Debug, Args)]
 pub struct LabelArgs {
-    /// Label perplexities by band: the seed's (excellent up to 30, good up to 60, acceptable up to 100, poor above) without a value, or your own as `--bands=name:bound,…,name`. Labels compare like with like only: the same tokenizer on the same kind of text.
+    /// Label perplexities by band: the usual rule of thumb of popular perplexity guides (excellent up to 30, good up to 60, acceptable up to 100, poor above) without a value, or your own as `--bands=name:bound,…,name`. Labels compare like with like only: the same tokenizer on the same kind of text.
     #[arg(long, value_name = "BANDS", num_args = 0..=1, require_equals = true, default_missing_value = "30,60,100")]
     pub bands: Option<String>,
 }

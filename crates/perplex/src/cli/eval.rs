@@ -11,7 +11,9 @@ use perplex_data::corpus::Split;
 use perplex_eval::{NullSink, Sink};
 use perplex_report::{write_report, PerTokenJsonl};
 
-use super::args::{BosArg, EvalArgs, InputArgs, LabelArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg};
+use super::args::{
+    BosArg, EvalArgs, InputArgs, LabelArgs, OutputArgs, ProtocolArg, RunArgs, SplitArg,
+};
 use super::error::CliError;
 use super::progress::ProgressSink;
 
