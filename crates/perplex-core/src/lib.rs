@@ -5,7 +5,8 @@
 //! This crate names no ML framework and does no I/O. The pipeline it
 //! describes is: documents → token ids → [`Window`]s (planned from a
 //! [`Protocol`] and a [`BosPolicy`]) → per-token [`TokenScore`]s from a
-//! [`CausalLm`] → [`NllStats`] accumulators → a [`report::Report`].
+//! [`CausalLm`] → [`NllStats`] accumulators (and every token to a
+//! [`Sink`]) → a [`report::Report`].
 
 pub mod accum;
 pub mod bands;

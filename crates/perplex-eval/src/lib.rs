@@ -1,7 +1,7 @@
 //! perplex-eval owns an evaluation run, end to end: options validated once,
 //! the corpus tokenised and planned, windows batched through the
 //! [`CausalLm`](perplex_core::CausalLm) seam, scores pushed into
-//! [`Sink`](perplex_core::Sink)s and accumulated, and the versioned reports
+//! [`Sink`]s and accumulated, and the versioned reports
 //! assembled. It is generic over the model and names no ML framework:
 //! models come in as a [`Model`] (anything behind the seam, with its
 //! tokenizer and identity), loaded by whoever calls.

@@ -8,7 +8,7 @@
 //! | crate | role |
 //! |---|---|
 //! | [`perplex_data`] | inputs → corpus → token ids, with the corpus identity |
-//! | [`perplex_core`] | windows, the [`CausalLm`](perplex_core::CausalLm) seam, accumulators, sinks, the report schema |
+//! | [`perplex_core`] | windows, the [`CausalLm`] seam, accumulators, sinks, the report schema |
 //! | [`perplex_model`] | model loading and forward passes (the only one naming candle) |
 //! | [`perplex_eval`] | a run end to end: options, batching, scoring, reports, compare, sweep, watch |
 //! | [`perplex_report`] | table, JSON, CSV, per-token and plot writers |
@@ -45,6 +45,11 @@ use perplex_core::report::{ModelIdentity, Report};
 use perplex_core::sink::{NullSink, Sink};
 use perplex_data::tokenizer::{TextTokenizer, TokenizerError};
 use perplex_model::{LoadOptions, LoadedModel, ModelError};
+
+// The README's library example compiles (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 
 /// The report type every command produces.
 pub use perplex_core::report::Report as EvalReport;

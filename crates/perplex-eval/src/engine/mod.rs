@@ -6,7 +6,7 @@
 //! - the corpus is cut to `max_tokens` text tokens first (in document order);
 //! - each document is planned on its own ([`plan_document`]);
 //! - windows are scored `batch_size` at a time, in plan order, by one batch
-//!   loop ([`drive`]) that [`score`] and [`compare()`] share; batching never
+//!   loop that [`score`] and [`compare()`] share; batching never
 //!   changes a score (the seam's contract), so results are the same for any
 //!   batch size;
 //! - every scored token reaches the sink exactly once, in document order and,
