@@ -9,8 +9,28 @@ use crate::status_name;
 /// Documents listed in the table; the JSON and CSV forms list them all.
 const MAX_TABLE_DOCUMENTS: usize = 20;
 
-/// Writes the report as a table for people.
+/// Writes the report as a table for people: what was evaluated, the
+/// corpus metrics, then the first documents.
 pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    write_header(r, out)?;
+    writeln!(out)?;
+    if r.summary.perplexity.is_none() {
+        writeln!(
+            out,
+            "no token could be scored: every document is empty or too short"
+        )?;
+        return Ok(());
+    }
+    write_metrics(r, out)?;
+    if r.documents.len() > 1 {
+        writeln!(out)?;
+        write_documents(r, out)?;
+    }
+    Ok(())
+}
+
+/// Model, weights, tokenizer, protocol and corpus, a line each.
+fn write_header(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let m = &r.model;
     writeln!(
@@ -61,14 +81,13 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if c.joined {
         corpus.push_str(", joined");
     }
-    writeln!(out, "corpus     {corpus}")?;
-    writeln!(out)?;
+    writeln!(out, "corpus     {corpus}")
+}
 
+/// The corpus metrics, one labelled row each.
+fn write_metrics(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let s = &r.summary;
     let Some(ppl) = s.perplexity else {
-        writeln!(
-            out,
-            "no token could be scored: every document is empty or too short"
-        )?;
         return Ok(());
     };
     let row = |out: &mut dyn Write, name: &str, value: String| writeln!(out, "  {name:<24}{value}");
@@ -144,42 +163,43 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             r.timing.tokens_per_second
         ),
     )?;
+    Ok(())
+}
 
-    if r.documents.len() > 1 {
-        writeln!(out)?;
+/// The first [`MAX_TABLE_DOCUMENTS`] documents' results.
+fn write_documents(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {:>5}  {:<28} {:>8} {:>8} {:>12} {:>9}",
+        "doc", "source", "tokens", "scored", "perplexity", "accuracy"
+    )?;
+    for d in r.documents.iter().take(MAX_TABLE_DOCUMENTS) {
+        let (ppl, acc) = match d.status {
+            DocumentStatus::Scored => (
+                d.perplexity.map(sig).unwrap_or_default(),
+                d.token_accuracy
+                    .map(|a| format!("{:.1} %", a * 100.0))
+                    .unwrap_or_default(),
+            ),
+            other => (status_name(other).to_string(), String::new()),
+        };
         writeln!(
             out,
             "  {:>5}  {:<28} {:>8} {:>8} {:>12} {:>9}",
-            "doc", "source", "tokens", "scored", "perplexity", "accuracy"
+            d.index,
+            ellipsize(&d.source, 28),
+            group(d.tokens),
+            group(d.scored_tokens),
+            ppl,
+            acc
         )?;
-        for d in r.documents.iter().take(MAX_TABLE_DOCUMENTS) {
-            let (ppl, acc) = match d.status {
-                DocumentStatus::Scored => (
-                    d.perplexity.map(sig).unwrap_or_default(),
-                    d.token_accuracy
-                        .map(|a| format!("{:.1} %", a * 100.0))
-                        .unwrap_or_default(),
-                ),
-                other => (status_name(other).to_string(), String::new()),
-            };
-            writeln!(
-                out,
-                "  {:>5}  {:<28} {:>8} {:>8} {:>12} {:>9}",
-                d.index,
-                ellipsize(&d.source, 28),
-                group(d.tokens),
-                group(d.scored_tokens),
-                ppl,
-                acc
-            )?;
-        }
-        if r.documents.len() > MAX_TABLE_DOCUMENTS {
-            writeln!(
-                out,
-                "  … {} more documents (--format json or csv lists them all)",
-                r.documents.len() - MAX_TABLE_DOCUMENTS
-            )?;
-        }
+    }
+    if r.documents.len() > MAX_TABLE_DOCUMENTS {
+        writeln!(
+            out,
+            "  … {} more documents (--format json or csv lists them all)",
+            r.documents.len() - MAX_TABLE_DOCUMENTS
+        )?;
     }
     Ok(())
 }
