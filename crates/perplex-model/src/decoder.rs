@@ -26,7 +26,9 @@ use perplex_core::lm::{
     validate_batch, CausalLm, LmError, LogitTiles, ModelInfo, TokenScore, WindowRef,
 };
 
-use crate::config::{Activation, Family, ModelConfig, NormKind, Positions, RopeScaling};
+use crate::config::{
+    Activation, Mlp, ModelConfig, NormKind, Positions, Root, RopeScaling, TensorNames,
+};
 use crate::error::ModelError;
 use crate::gguf::{unpermute_rows, GgufFile};
 use crate::head::{fused_head, HeadTiling, Running};
@@ -661,79 +663,59 @@ enum Part {
 }
 
 impl Part {
-    /// The Hugging Face name. `prefix` is where the decoder's tensors live
-    /// (`model.`; GPT-2's `transformer.` or nothing; a multimodal model's
-    /// text tower, e.g. `language_model.model.`), `head` the output head's
-    /// name (`lm_head`, `language_model.lm_head`).
-    fn hf(self, family: Family, prefix: &str, head: &str, suffix: &str) -> String {
-        if family == Family::Gpt2 {
-            let layer = |i: usize, rest: &str| format!("{prefix}h.{i}.{rest}.{suffix}");
-            let name = match self {
-                Part::Embed => format!("{prefix}wte.{suffix}"),
-                Part::PosEmbed => format!("{prefix}wpe.{suffix}"),
-                Part::Norm => format!("{prefix}ln_f.{suffix}"),
-                Part::AttnNorm(i) => layer(i, "ln_1"),
-                Part::Qkv(i) => layer(i, "attn.c_attn"),
-                Part::O(i) => layer(i, "attn.c_proj"),
-                Part::FfnNorm(i) => layer(i, "ln_2"),
-                Part::Up(i) => layer(i, "mlp.c_fc"),
-                Part::Down(i) => layer(i, "mlp.c_proj"),
-                _ => format!("{head}.{suffix}"),
-            };
-            return name;
-        }
-        // Gemma 2/3's post_attention_layernorm follows attention; in every
-        // other family it is the norm before the MLP
-        let sandwich = matches!(family, Family::Gemma2 | Family::Gemma3);
-        let layer = |i: usize, rest: &str| format!("{prefix}layers.{i}.{rest}.{suffix}");
-        match self {
-            Part::Embed => format!("{prefix}embed_tokens.{suffix}"),
-            Part::PosEmbed => format!("{prefix}embed_positions.{suffix}"),
-            Part::Norm => format!("{prefix}norm.{suffix}"),
-            Part::Head => format!("{head}.{suffix}"),
-            Part::AttnNorm(i) => layer(i, "input_layernorm"),
-            Part::Q(i) => layer(i, "self_attn.q_proj"),
-            Part::K(i) => layer(i, "self_attn.k_proj"),
-            Part::V(i) => layer(i, "self_attn.v_proj"),
-            Part::Qkv(i) => layer(i, "self_attn.qkv_proj"),
-            Part::QNorm(i) => layer(i, "self_attn.q_norm"),
-            Part::KNorm(i) => layer(i, "self_attn.k_norm"),
-            Part::O(i) => layer(i, "self_attn.o_proj"),
-            Part::PostAttnNorm(i) => layer(i, "post_attention_layernorm"),
-            Part::FfnNorm(i) if sandwich => layer(i, "pre_feedforward_layernorm"),
-            Part::FfnNorm(i) => layer(i, "post_attention_layernorm"),
-            Part::Gate(i) => layer(i, "mlp.gate_proj"),
-            Part::Up(i) => layer(i, "mlp.up_proj"),
-            Part::GateUp(i) => layer(i, "mlp.gate_up_proj"),
-            Part::Down(i) => layer(i, "mlp.down_proj"),
-            Part::PostFfnNorm(i) => layer(i, "post_feedforward_layernorm"),
-        }
+    /// Whether the part is a projection (a linear layer's matrix).
+    fn is_projection(self) -> bool {
+        matches!(
+            self,
+            Part::Q(_)
+                | Part::K(_)
+                | Part::V(_)
+                | Part::Qkv(_)
+                | Part::O(_)
+                | Part::Gate(_)
+                | Part::Up(_)
+                | Part::GateUp(_)
+                | Part::Down(_)
+        )
     }
+}
 
-    /// llama.cpp's name (the same for every architecture).
-    fn gguf(self, suffix: &str) -> String {
-        let layer = |i: usize, rest: &str| format!("blk.{i}.{rest}.{suffix}");
-        match self {
-            Part::Embed => format!("token_embd.{suffix}"),
-            Part::PosEmbed => format!("position_embd.{suffix}"),
-            Part::Norm => format!("output_norm.{suffix}"),
-            Part::Head => format!("output.{suffix}"),
-            Part::AttnNorm(i) => layer(i, "attn_norm"),
-            Part::Q(i) => layer(i, "attn_q"),
-            Part::K(i) => layer(i, "attn_k"),
-            Part::V(i) => layer(i, "attn_v"),
-            Part::Qkv(i) => layer(i, "attn_qkv"),
-            Part::QNorm(i) => layer(i, "attn_q_norm"),
-            Part::KNorm(i) => layer(i, "attn_k_norm"),
-            Part::O(i) => layer(i, "attn_output"),
-            Part::PostAttnNorm(i) => layer(i, "post_attention_norm"),
-            Part::FfnNorm(i) => layer(i, "ffn_norm"),
-            Part::Gate(i) => layer(i, "ffn_gate"),
-            // Phi-3's fused gate-up matrix is llama.cpp's ffn_up
-            Part::Up(i) | Part::GateUp(i) => layer(i, "ffn_up"),
-            Part::Down(i) => layer(i, "ffn_down"),
-            Part::PostFfnNorm(i) => layer(i, "post_ffw_norm"),
-        }
+/// Names the parts of one checkpoint: a family's names in one format, under
+/// one root.
+#[derive(Debug, Clone, Copy)]
+struct Namer {
+    names: &'static TensorNames,
+    root: Root,
+}
+
+impl Namer {
+    /// The name of `part.suffix` (`weight` or `bias`).
+    fn name(&self, part: Part, suffix: &str) -> String {
+        let n = self.names;
+        let prefix = self.root.prefix;
+        let layer = |i: usize, name: &str| format!("{prefix}{}.{i}.{name}.{suffix}", n.layers);
+        let name = match part {
+            Part::Embed => n.embed,
+            Part::PosEmbed => n.pos_embed,
+            Part::Norm => n.final_norm,
+            Part::Head => return format!("{}.{suffix}", self.root.head),
+            Part::AttnNorm(i) => return layer(i, n.attn_norm),
+            Part::Q(i) => return layer(i, n.q),
+            Part::K(i) => return layer(i, n.k),
+            Part::V(i) => return layer(i, n.v),
+            Part::Qkv(i) => return layer(i, n.qkv),
+            Part::QNorm(i) => return layer(i, n.q_norm),
+            Part::KNorm(i) => return layer(i, n.k_norm),
+            Part::O(i) => return layer(i, n.o),
+            Part::PostAttnNorm(i) => return layer(i, n.post_attn_norm),
+            Part::FfnNorm(i) => return layer(i, n.ffn_norm),
+            Part::Gate(i) => return layer(i, n.gate),
+            Part::Up(i) => return layer(i, n.up),
+            Part::GateUp(i) => return layer(i, n.gate_up),
+            Part::Down(i) => return layer(i, n.down),
+            Part::PostFfnNorm(i) => return layer(i, n.post_ffn_norm),
+        };
+        format!("{prefix}{name}.{suffix}")
     }
 }
 
@@ -747,14 +729,13 @@ pub(crate) enum Store<'a> {
 
 struct Loader<'a> {
     store: Store<'a>,
-    family: Family,
-    /// Where the decoder's tensors live (see `Part::hf`).
-    prefix: &'static str,
-    /// The output head's name.
-    head: &'static str,
-    /// The same two in the in-memory module tree, which PEFT adapters use.
-    module_prefix: &'static str,
-    module_head: &'static str,
+    /// The tensors' names in the store.
+    stored: Namer,
+    /// The modules' names in the Hugging Face module tree, which PEFT
+    /// adapters use whatever the base's format.
+    modules: Namer,
+    /// The store keeps projections `[in, out]` (GPT-2's `Conv1D`).
+    conv1d: bool,
     /// Added to norm weights (Gemma's `1 + w` in HF checkpoints).
     norm_offset: f32,
     summary: StorageSummary,
@@ -765,17 +746,12 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn name(&self, part: Part, suffix: &str) -> String {
-        match self.store {
-            Store::Hf(_) => part.hf(self.family, self.prefix, self.head, suffix),
-            Store::Gguf(_) => part.gguf(suffix),
-        }
+        self.stored.name(part, suffix)
     }
 
-    /// The module's name in the Hugging Face module tree, which PEFT
-    /// adapters use whatever the base's format (GPT-2's always has
-    /// `transformer.`).
+    /// The module's name in the Hugging Face module tree.
     fn module_name(&self, part: Part) -> String {
-        let name = part.hf(self.family, self.module_prefix, self.module_head, "weight");
+        let name = self.modules.name(part, "weight");
         name.strip_suffix(".weight").unwrap_or(&name).to_string()
     }
 
@@ -787,15 +763,9 @@ impl Loader<'_> {
         ModelError::MissingTensor { name, path }
     }
 
-    /// GPT-2's Hugging Face checkpoints store the projections as `Conv1D`,
-    /// `[in, out]`; everything else (and GGUF) stores `[out, in]`.
+    /// Whether `part` is stored `[in, out]` rather than `[out, in]`.
     fn transposed(&self, part: Part) -> bool {
-        self.family == Family::Gpt2
-            && matches!(self.store, Store::Hf(_))
-            && matches!(
-                part,
-                Part::Qkv(_) | Part::O(_) | Part::Up(_) | Part::Down(_)
-            )
+        self.conv1d && part.is_projection()
     }
 
     /// Loads `part.suffix` (`weight` or `bias`) with shape `expected`.
@@ -999,38 +969,48 @@ pub(crate) fn build(
     compute: Compute,
 ) -> Result<(Decoder, StorageSummary), ModelError> {
     let kernels = Kernels::select(compute)?;
-    let has = |name: &str| matches!(&store, Store::Hf(set) if set.info(name).is_some());
-    // (prefix, head) as stored, and as PEFT names the modules
-    let ((prefix, head), (module_prefix, module_head)) = if config.family == Family::Gpt2 {
-        let stored = if has("transformer.wte.weight") {
-            "transformer."
-        } else {
-            ""
-        };
-        ((stored, "lm_head"), ("transformer.", "lm_head"))
-    } else if has("language_model.model.embed_tokens.weight") {
-        // a multimodal checkpoint's text tower, as transformers saves it
-        (
-            ("language_model.model.", "language_model.lm_head"),
-            ("model.language_model.", "lm_head"),
-        )
-    } else if has("model.language_model.embed_tokens.weight") {
-        (
-            ("model.language_model.", "lm_head"),
-            ("model.language_model.", "lm_head"),
-        )
-    } else {
-        (("model.", "lm_head"), ("model.", "lm_head"))
+    let rules = config.family.rules();
+    let hf = &rules.hf_tensors;
+    // PEFT names modules as the default Hugging Face layout does
+    let default_root = hf.roots[hf.roots.len() - 1];
+    let (stored, modules, conv1d) = match &store {
+        Store::Hf(set) => {
+            let root = hf
+                .roots
+                .iter()
+                .find(|r| {
+                    let namer = Namer {
+                        names: &hf.names,
+                        root: r.stored,
+                    };
+                    set.info(&namer.name(Part::Embed, "weight")).is_some()
+                })
+                .unwrap_or(&default_root);
+            let stored = Namer {
+                names: &hf.names,
+                root: root.stored,
+            };
+            (stored, root.modules, hf.conv1d)
+        }
+        Store::Gguf(_) => {
+            let gguf = &rules.gguf_tensors;
+            let stored = Namer {
+                names: &gguf.names,
+                root: gguf.root,
+            };
+            (stored, default_root.modules, false)
+        }
     };
     let is_gguf = matches!(store, Store::Gguf(_));
     let c = &config;
     let mut ld = Loader {
         store,
-        family: c.family,
-        prefix,
-        head,
-        module_prefix,
-        module_head,
+        stored,
+        modules: Namer {
+            names: &hf.names,
+            root: modules,
+        },
+        conv1d,
         norm_offset: if is_gguf { 0.0 } else { c.norm_weight_offset },
         summary: StorageSummary::default(),
         lora: LoraSet::new(adapters)?,
@@ -1038,9 +1018,7 @@ pub(crate) fn build(
     };
     let (h, d, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q_rows, kv_rows) = (c.num_heads * d, c.num_kv_heads * d);
-    // only llama.cpp's `llama` architecture stores q/k in GGML's pair order
-    let permuted =
-        |n: usize| (is_gguf && matches!(c.family, Family::Llama | Family::Mistral)).then_some(n);
+    let permuted = |n: usize| (is_gguf && rules.gguf_tensors.permuted_qk).then_some(n);
     let layer_norm = c.norm == NormKind::Layer;
     let embed = ld.required(Part::Embed, &[c.vocab_size, h], None)?;
     let positions = match c.positions {
@@ -1053,15 +1031,14 @@ pub(crate) fn build(
     let mut layers = Vec::with_capacity(c.num_layers);
     for (i, attention) in c.layers.iter().enumerate() {
         let qb = c.qkv_bias;
-        let qkv = match c.family {
-            Family::Gpt2 | Family::Phi3 => {
-                Qkv::Fused(ld.linear(Part::Qkv(i), (q_rows + 2 * kv_rows, h), qb, None)?)
-            }
-            _ => Qkv::Split {
+        let qkv = if rules.fused_qkv {
+            Qkv::Fused(ld.linear(Part::Qkv(i), (q_rows + 2 * kv_rows, h), qb, None)?)
+        } else {
+            Qkv::Split {
                 q: ld.linear(Part::Q(i), (q_rows, h), qb, permuted(c.num_heads))?,
                 k: ld.linear(Part::K(i), (kv_rows, h), qb, permuted(c.num_kv_heads))?,
                 v: ld.linear(Part::V(i), (kv_rows, h), qb, None)?,
-            },
+            }
         };
         let (q_norm, k_norm) = if c.qk_norm {
             (
@@ -1072,12 +1049,12 @@ pub(crate) fn build(
             (None, None)
         };
         let mb = c.mlp_bias;
-        let mlp_in = match c.family {
-            Family::Gpt2 => MlpIn::Plain(ld.linear(Part::Up(i), (inter, h), mb, None)?),
-            Family::Phi3 => {
+        let mlp_in = match rules.mlp {
+            Mlp::Plain => MlpIn::Plain(ld.linear(Part::Up(i), (inter, h), mb, None)?),
+            Mlp::FusedGated => {
                 MlpIn::FusedGated(ld.linear(Part::GateUp(i), (2 * inter, h), mb, None)?)
             }
-            _ => MlpIn::Gated {
+            Mlp::Gated => MlpIn::Gated {
                 gate: ld.linear(Part::Gate(i), (inter, h), mb, None)?,
                 up: ld.linear(Part::Up(i), (inter, h), mb, None)?,
             },
@@ -1107,7 +1084,8 @@ pub(crate) fn build(
     }
     let norm = ld.norm(Part::Norm, h, layer_norm)?;
     // an adapter that saves `lm_head` unties it
-    let head = if c.tie_word_embeddings && !ld.lora.replaces(&format!("{module_head}.weight")) {
+    let head_module = ld.modules.name(Part::Head, "weight");
+    let head = if c.tie_word_embeddings && !ld.lora.replaces(&head_module) {
         None
     } else {
         Some(ld.required(Part::Head, &[c.vocab_size, h], None)?)
