@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use super::{
     head_dim_mismatch, layer_attentions, longrope_attention_factor, slides_in_pattern, Activation,
-    Family, FamilyRules, LayerAttention, ModelConfig, QueryScale, RopeScaling, SlidingLayers,
+    Family, FamilyRules, LayerAttention, Mlp, ModelConfig, QueryScale, RopeScaling, SlidingLayers,
     SUPPORTED_HF_ARCHITECTURES,
 };
 use crate::error::ModelError;
@@ -89,7 +89,7 @@ impl ModelConfig {
                 .unwrap_or(rules.norm_eps),
             norm_weight_offset: rules.hf_norm_offset,
             activation,
-            gated_mlp: rules.mlp != super::Mlp::Plain,
+            gated_mlp: rules.mlp != Mlp::Plain,
             positions: rules.positions,
             rope_theta: rope.theta,
             rope_scaling: rope.scaling,
