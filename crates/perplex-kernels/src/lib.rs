@@ -40,6 +40,13 @@
 //! kernel. The rest is the micro-kernels' output pointer (`gemm.rs`: tasks
 //! writing disjoint tiles of one product); every `unsafe fn` states its
 //! contract and every `unsafe` block why it holds.
+//!
+//! # Tests
+//!
+//! The portable paths are tested everywhere. Tests of an AVX-512 path are
+//! reported ignored, with the reason, where the build host lacks it (the
+//! build script's probe, cpu_cfgs.rs; tests are built and run on the same
+//! machine).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]

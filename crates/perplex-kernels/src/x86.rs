@@ -16,7 +16,8 @@ use crate::{Isa, Precision};
 ///
 /// Rust's `avx512f` target feature implies AVX2, FMA and F16C, and
 /// `avx512bf16` implies AVX-512 BW, so a kernel compiled for them may use
-/// those too: each is required, not assumed.
+/// those too: each is required, not assumed. (cpu_cfgs.rs, the tests' build-time
+/// probe, mirrors these conditions).
 pub(crate) fn detect() -> (bool, bool) {
     let avx512f = is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx2")
@@ -273,7 +274,8 @@ fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     let mut chunks = src.chunks_exact(32);
     let mut out = dst.chunks_exact_mut(16);
     for (s, d) in (&mut chunks).zip(&mut out) {
-        // SAFETY: `s` holds 32 f32 (two unaligned loads), `d` 16 u32 (one store).
+        // SAFETY: `s` holds 32 f32 (two unaligned loads), `d` 16 u32 (one
+        // store); the transmute only relabels 512 bits of plain data.
         unsafe {
             let v = _mm512_cvtne2ps_pbh(
                 _mm512_loadu_ps(s.as_ptr().add(16)),
