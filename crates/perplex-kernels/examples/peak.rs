@@ -13,12 +13,12 @@ fn main() {
     let isa = perplex_kernels::Isa::detect();
     let f32_gflops = perplex_kernels::peak::measure(threads, perplex_kernels::peak::Unit::F32Fma);
     let bf16 = isa
-        .avx512_bf16
+        .avx512_bf16()
         .then(|| perplex_kernels::peak::measure(threads, perplex_kernels::peak::Unit::Bf16Dot));
     let bf16 = bf16.map_or("null".to_string(), |g| format!("{g:.1}"));
     let out = format!(
         "{{\"threads\": {threads}, \"f32_gflops\": {f32_gflops:.1}, \"bf16_gflops\": {bf16}, \"avx512\": {}}}",
-        isa.avx512
+        isa.avx512f()
     );
     std::io::Write::write_all(&mut std::io::stdout(), (out + "\n").as_bytes()).expect("stdout");
 }

@@ -15,7 +15,7 @@
 //! whatever `m`, the thread count or the element's tile: a row's result
 //! does not depend on the other rows it is batched with.
 
-#![allow(unsafe_code)] // one output pointer shared by tasks writing disjoint tiles
+#![allow(unsafe_code)] // the micro-kernels' output pointer, shared by tasks writing disjoint tiles
 
 use rayon::prelude::*;
 
@@ -187,8 +187,8 @@ pub(crate) struct Tile<'a> {
 
 /// `c` (`[m, w.rows()]`, row-major) = `a` (`[m, w.cols()]`, row-major) · `wᵀ`.
 ///
-/// Runs on the current rayon pool. In [`Precision::Bf16`] `a` is rounded to
-/// bf16 first.
+/// Runs on the current rayon pool, with the fastest kernels this CPU has.
+/// In [`Precision::Bf16`] `a` is rounded to bf16 first.
 ///
 /// # Panics
 /// If the slices do not have those lengths.
@@ -196,8 +196,12 @@ pub fn matmul(a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32]) {
     matmul_with(Isa::detect(), a, m, w, c)
 }
 
-/// [`matmul`] with the kernels of `isa` (tests compare fast and portable).
-#[doc(hidden)]
+/// [`matmul`] with the kernels `isa` allows: [`Isa::PORTABLE`] (or any
+/// downgrade) runs the portable reference, for tests and benchmarks that
+/// compare the paths. Same blocking and summation order on every path.
+///
+/// # Panics
+/// As [`matmul`].
 pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert_eq!(a.len(), m * k, "left operand of {m}x{k}");
@@ -217,7 +221,7 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
             (Lhs::Bf16(&converted), w.steps)
         }
     };
-    let kernel = kernel_for(w.precision, isa);
+    let kernel = TileKernel::for_isa(isa, w.precision);
     let block = block_steps(w.precision);
     let panels = n.div_ceil(NR);
     let row_tasks = m.div_ceil(MB);
@@ -250,7 +254,7 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
                     // SAFETY: the tile's elements are in bounds (checked) and
                     // this task is their only reader and writer: it owns rows
                     // r0..r1 × columns p0·NR..p1·NR.
-                    unsafe { kernel(&tile, out.0.add(first), n) };
+                    unsafe { kernel.run(&tile, out.0.add(first), n) };
                 }
             }
         }
@@ -282,7 +286,7 @@ pub fn matmul_block(
         return;
     }
     assert!(a.len() >= (m - 1) * lda + steps.len() && c.len() >= (m - 1) * ldc + cols.len());
-    let kernel = kernel_for(Precision::F32, Isa::detect());
+    let kernel = TileKernel::for_isa(Isa::detect(), Precision::F32);
     if steps.is_empty() {
         for row in c.chunks_mut(ldc).take(m) {
             row[..cols.len()].fill(0.0);
@@ -311,25 +315,48 @@ pub fn matmul_block(
                 let first = row * ldc + (j0 - cols.start);
                 // SAFETY: `c` is borrowed mutably for the whole call; the
                 // tile's elements are inside it (length asserted above).
-                unsafe { kernel(&tile, c[first..].as_mut_ptr(), ldc) };
+                unsafe { kernel.run(&tile, c[first..].as_mut_ptr(), ldc) };
             }
         }
     }
 }
 
-/// The micro-kernel for `precision` on `isa`.
-fn kernel_for(precision: Precision, isa: Isa) -> unsafe fn(&Tile<'_>, *mut f32, usize) {
-    match (precision, isa) {
+/// A micro-kernel this CPU can run: the portable one, or one an
+/// instruction-set module built after its [`Isa`] proved the instructions
+/// present. Only calling it on a tile is unsafe (the output pointer).
+#[derive(Clone, Copy)]
+pub(crate) struct TileKernel(unsafe fn(&Tile<'_>, *mut f32, usize));
+
+impl TileKernel {
+    /// The fastest kernel for `precision` that `isa` allows.
+    fn for_isa(isa: Isa, precision: Precision) -> TileKernel {
         #[cfg(target_arch = "x86_64")]
-        (Precision::F32, Isa { avx512: true, .. }) => crate::x86::tile_f32,
-        #[cfg(target_arch = "x86_64")]
-        (
-            Precision::Bf16,
-            Isa {
-                avx512_bf16: true, ..
-            },
-        ) => crate::x86::tile_bf16,
-        _ => portable_tile,
+        if let Some(kernel) = crate::x86::tile_kernel(isa, precision) {
+            return kernel;
+        }
+        let _ = (isa, precision);
+        // SAFETY: portable code, and `portable_tile`'s contract is `run`'s.
+        unsafe { TileKernel::new(portable_tile) }
+    }
+
+    /// Wraps a kernel.
+    ///
+    /// # Safety
+    /// On this CPU, calling `f` is sound whenever `run`'s contract holds
+    /// (whatever instructions it needs are present).
+    pub(crate) unsafe fn new(f: unsafe fn(&Tile<'_>, *mut f32, usize)) -> TileKernel {
+        TileKernel(f)
+    }
+
+    /// `C[tile] (+)= A[tile] · panel` (see [`Tile`]) for the tile whose
+    /// first element `c` points at, rows `ldc` apart.
+    ///
+    /// # Safety
+    /// `c + i·ldc + j` is valid for reads and writes for `i < t.mr`,
+    /// `j < t.ncols`, and nothing else accesses those elements meanwhile.
+    pub(crate) unsafe fn run(self, t: &Tile<'_>, c: *mut f32, ldc: usize) {
+        // SAFETY: `new`'s contract makes `run`'s the only precondition of `f`.
+        unsafe { (self.0)(t, c, ldc) }
     }
 }
 
@@ -341,7 +368,7 @@ fn block_steps(precision: Precision) -> usize {
     }
 }
 
-/// The output pointer shared by the tasks of one [`matmul_with`].
+/// The output pointer (and length) shared by the tasks of one [`matmul_with`].
 struct SharedOut(*mut f32, usize);
 
 // SAFETY: tasks write disjoint elements (see `matmul_with`).
@@ -354,8 +381,7 @@ fn to_bf16_pairs(isa: Isa, a: &[f32], m: usize, k: usize, steps: usize) -> Vec<u
         .zip(a.par_chunks(k))
         .for_each(|(dst, src)| {
             #[cfg(target_arch = "x86_64")]
-            if isa.avx512_bf16 {
-                crate::x86::to_bf16_pairs(src, dst);
+            if crate::x86::to_bf16_pairs(isa, src, dst) {
                 return;
             }
             let _ = isa;
@@ -369,9 +395,7 @@ fn to_bf16_pairs(isa: Isa, a: &[f32], m: usize, k: usize, steps: usize) -> Vec<u
 /// The portable micro-kernel: the reference the SIMD ones are tested against.
 ///
 /// # Safety
-/// `c` points at the tile's first element of `C` (row stride `ldc`), valid
-/// for reads and writes of the tile's `mr` rows × `ncols` columns, which
-/// nothing else accesses meanwhile.
+/// `c` meets [`TileKernel::run`]'s contract.
 unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     for i in 0..t.mr {
         for j in 0..t.ncols {
@@ -391,7 +415,7 @@ unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
                     }
                 }
             }
-            // SAFETY: inside the tile (the caller's contract).
+            // SAFETY: `i < mr`, `j < ncols`: inside the tile (the contract).
             let out = unsafe { &mut *c.add(i * ldc + j) };
             *out = if t.accumulate { *out + acc } else { acc };
         }
@@ -433,48 +457,88 @@ mod tests {
         (12, 32, 1536),
     ];
 
-    #[test]
-    fn f32_matches_f64_reference_on_every_path() {
-        for &(m, n, k) in &SHAPES {
-            let a = random(m * k, 1);
-            let w = random(n * k, 2);
-            let r = reference(&a, &w, m, n, k);
-            let p = PackedMatrix::pack(&w, n, k, Precision::F32);
-            for isa in [Isa::detect(), Isa::PORTABLE] {
+    /// `a · wᵀ` on `isa`'s kernels, for every shape, against the f64
+    /// reference (the f32 sums of k products of magnitude < 1).
+    fn f32_products(isa: Isa) -> Vec<Vec<f32>> {
+        SHAPES
+            .iter()
+            .map(|&(m, n, k)| {
+                let (a, w) = (random(m * k, 1), random(n * k, 2));
+                let p = PackedMatrix::pack(&w, n, k, Precision::F32);
                 let mut c = vec![f32::NAN; m * n];
                 matmul_with(isa, &a, m, &p, &mut c);
-                // f32 sums of k products of magnitude < 1
-                let tol = 1e-6 * k as f64;
-                assert!(
-                    max_err(&c, &r) < tol,
-                    "{m}x{n}x{k} {isa:?}: {}",
-                    max_err(&c, &r)
-                );
-            }
-        }
+                let err = max_err(&c, &reference(&a, &w, m, n, k));
+                assert!(err < 1e-6 * k as f64, "{m}x{n}x{k} {isa:?}: {err}");
+                c
+            })
+            .collect()
+    }
+
+    /// The same in bf16: within the error of rounding both operands.
+    fn bf16_products(isa: Isa) -> Vec<Vec<f32>> {
+        SHAPES
+            .iter()
+            .map(|&(m, n, k)| {
+                let (a, w) = (random(m * k, 3), random(n * k, 4));
+                let p = PackedMatrix::pack(&w, n, k, Precision::Bf16);
+                let mut c = vec![f32::NAN; m * n];
+                matmul_with(isa, &a, m, &p, &mut c);
+                // two roundings of 2^-9 each per product, random signs: ~sqrt(k)
+                let tol = 2.0 * 2f64.powi(-8) * (k as f64).sqrt() + 1e-6 * k as f64;
+                let err = max_err(&c, &reference(&a, &w, m, n, k));
+                assert!(err < tol, "{m}x{n}x{k} {isa:?}: {err}");
+                c
+            })
+            .collect()
     }
 
     #[test]
-    fn bf16_is_within_bf16_rounding_and_paths_agree() {
-        for &(m, n, k) in &SHAPES {
-            let a = random(m * k, 3);
-            let w = random(n * k, 4);
-            let r = reference(&a, &w, m, n, k);
-            let p = PackedMatrix::pack(&w, n, k, Precision::Bf16);
-            let mut fast = vec![f32::NAN; m * n];
-            matmul_with(Isa::detect(), &a, m, &p, &mut fast);
-            let mut portable = vec![f32::NAN; m * n];
-            matmul_with(Isa::PORTABLE, &a, m, &p, &mut portable);
-            // two roundings of 2^-9 each per product, random signs: ~sqrt(k)
-            let tol = 2.0 * 2f64.powi(-8) * (k as f64).sqrt() + 1e-6 * k as f64;
-            assert!(
-                max_err(&fast, &r) < tol,
-                "{m}x{n}x{k}: {}",
-                max_err(&fast, &r)
-            );
+    fn portable_products_match_the_f64_reference() {
+        f32_products(Isa::PORTABLE);
+        bf16_products(Isa::PORTABLE);
+    }
+
+    #[test]
+    fn a_downgraded_isa_runs_the_portable_kernels() {
+        let isa = Isa::detect().without_avx512();
+        assert!(!isa.avx512f() && !isa.avx512_bf16());
+        assert_eq!(f32_products(isa), f32_products(Isa::PORTABLE));
+        assert_eq!(bf16_products(isa), bf16_products(Isa::PORTABLE));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(perplex_avx512f),
+        ignore = "this CPU lacks AVX-512F (kernels' AVX-512 path not tested)"
+    )]
+    fn avx512_f32_products_are_the_portable_ones_bit_for_bit() {
+        let isa = Isa::detect();
+        assert!(
+            isa.avx512f(),
+            "built on a CPU with AVX-512F, run on one without"
+        );
+        // same fused multiply-adds in the same order
+        assert_eq!(f32_products(isa), f32_products(Isa::PORTABLE));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(perplex_avx512bf16),
+        ignore = "this CPU lacks AVX-512 BF16 (kernels' bf16 path not tested)"
+    )]
+    fn avx512_bf16_products_agree_with_the_portable_ones() {
+        let isa = Isa::detect();
+        assert!(
+            isa.avx512_bf16(),
+            "built on a CPU with AVX-512 BF16, run on one without"
+        );
+        let fast = bf16_products(isa);
+        let portable = bf16_products(Isa::PORTABLE);
+        for ((&(m, n, k), fast), portable) in SHAPES.iter().zip(&fast).zip(&portable) {
+            // exact bf16 products, summed in another order within a pair
             let agree = fast
                 .iter()
-                .zip(&portable)
+                .zip(portable)
                 .map(|(x, y)| (x - y).abs())
                 .fold(0.0f32, f32::max);
             assert!(f64::from(agree) < 1e-6 * k as f64, "{m}x{n}x{k}: {agree}");
@@ -486,17 +550,22 @@ mod tests {
         let (n, k) = (70, 800);
         let a = random(50 * k, 5);
         let w = random(n * k, 6);
-        let p = PackedMatrix::pack(&w, n, k, Precision::F32);
-        let mut all = vec![0.0; 50 * n];
-        matmul(&a, 50, &p, &mut all);
-        for (row, expected) in all.chunks(n).enumerate().step_by(7) {
-            let mut one = vec![0.0; n];
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap();
-            pool.install(|| matmul(&a[row * k..(row + 1) * k], 1, &p, &mut one));
-            assert_eq!(one, expected, "row {row}");
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for precision in [Precision::F32, Precision::Bf16] {
+            let p = PackedMatrix::pack(&w, n, k, precision);
+            for isa in [Isa::detect(), Isa::PORTABLE] {
+                let mut all = vec![0.0; 50 * n];
+                matmul_with(isa, &a, 50, &p, &mut all);
+                for (row, expected) in all.chunks(n).enumerate().step_by(7) {
+                    let mut one = vec![0.0; n];
+                    let a_row = &a[row * k..(row + 1) * k];
+                    one_thread.install(|| matmul_with(isa, a_row, 1, &p, &mut one));
+                    assert_eq!(one, expected, "{precision:?} {isa:?} row {row}");
+                }
+            }
         }
     }
 

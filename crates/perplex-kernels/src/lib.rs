@@ -3,72 +3,65 @@
 //! - [`PackedMatrix`] + [`matmul`]: `C = A · Wᵀ` for an activation matrix
 //!   `A` (`[m, k]`, row-major f32) against a weight `W` (`[n, k]`, the
 //!   layout of a linear layer) packed once into 32-column panels, in f32
-//!   (exact mode) or bf16 (the opt-in fast mode, AVX-512 BF16 dot products
-//!   with f32 accumulation).
+//!   (exact mode) or bf16 (the opt-in fast mode, bf16 products with f32
+//!   accumulation).
 //! - [`attention`]: fused causal self-attention (scores, mask, softmax,
 //!   values) per block of queries, in f32.
 //! - [`exp`]: a vectorised `exp` and the softmax/log-sum-exp reductions
 //!   built on it.
+//! - [`peak`]: the machine's measured arithmetic peak (the roofline).
 //!
-//! The fast paths need AVX-512 (f32) and AVX-512 BF16 (bf16); [`Isa`] says
-//! what this CPU has. Every kernel also has a portable implementation with
-//! the same contract, used where the instructions are missing and by the
-//! tests as the reference the fast ones must match. Results do not depend on
-//! the thread count: each output element is computed by one thread, in the
-//! same order, whatever the split.
+//! # Determinism
 //!
+//! Results do not depend on the batch, the padding or the thread count:
+//! each output element is summed by one thread, in a fixed order (fixed
+//! blocks along `k`), whatever the other rows it is batched with or how the
+//! work is split. On one CPU the same inputs give the same bits.
+//!
+//! # Instruction sets
+//!
+//! Two paths exist: AVX-512 (F for the f32 matmul and `exp`, BF16 for the
+//! bf16 matmul; x86-64) and a portable one with the same contract, used
+//! where those instructions are missing and by the tests as the reference
+//! the fast paths must match (the f32 matmul bit for bit, the rest within
+//! the stated error). The choice is made at run time: [`Isa::detect`]
+//! reports what this CPU has, and the entry points use it; [`matmul_with`]
+//! takes an [`Isa`] to force a path, and an `Isa` can only be detected,
+//! [`Isa::PORTABLE`], or a downgrade of those, never more than the CPU has.
 //! Threads come from the current rayon pool (run inside `pool.install` to
 //! choose them).
+//!
+//! # Where the unsafe lives
+//!
+//! The public API is safe. All SIMD code is in one module per instruction
+//! set (`x86.rs`: AVX-512), whose entry points take an [`Isa`] and decline
+//! what it does not report; another instruction set (AVX2, NEON) is one
+//! more such module and one more arm where `gemm`, `exp` and `peak` pick a
+//! kernel. The rest is the micro-kernels' output pointer (`gemm.rs`: tasks
+//! writing disjoint tiles of one product); every `unsafe fn` states its
+//! contract and every `unsafe` block why it holds.
+//!
+//! # Tests
+//!
+//! The portable paths are tested everywhere. Tests of an AVX-512 path are
+//! reported ignored, with the reason, where the build host lacks it (the
+//! build script's probe, cpu_cfgs.rs; tests are built and run on the same
+//! machine).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod attention;
 mod gemm;
+mod isa;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub mod exp;
 pub mod peak;
 
-pub use gemm::{matmul, matmul_block, PackedMatrix, Precision};
-
-/// The instruction sets the fast kernels use, detected at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Isa {
-    /// AVX-512 F: the f32 matmul and `exp` kernels.
-    pub avx512: bool,
-    /// AVX-512 BF16: the bf16 matmul (fast mode).
-    pub avx512_bf16: bool,
-}
-
-impl Isa {
-    /// What this CPU supports (cached after the first call).
-    pub fn detect() -> Isa {
-        use std::sync::OnceLock;
-        static ISA: OnceLock<Isa> = OnceLock::new();
-        *ISA.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-                Isa {
-                    avx512,
-                    avx512_bf16: avx512 && std::arch::is_x86_feature_detected!("avx512bf16"),
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                Isa {
-                    avx512: false,
-                    avx512_bf16: false,
-                }
-            }
-        })
-    }
-
-    /// The portable kernels only (for tests comparing the two).
-    pub const PORTABLE: Isa = Isa {
-        avx512: false,
-        avx512_bf16: false,
-    };
-}
+pub use gemm::{matmul, matmul_block, matmul_with, PackedMatrix, Precision};
+pub use isa::Isa;
 
 /// Deterministic inputs for tests and benchmarks (not part of the API).
 #[doc(hidden)]

@@ -9,7 +9,8 @@ pub enum Unit {
     /// 16-lane f32 fused multiply-adds (2 FLOP per lane), or the portable
     /// loop's where AVX-512 is missing.
     F32Fma,
-    /// AVX-512 BF16 pair dot products (4 FLOP per lane).
+    /// AVX-512 BF16 pair dot products (4 FLOP per lane), or the portable
+    /// f32 loop's where AVX-512 BF16 is missing.
     Bf16Dot,
 }
 
@@ -35,13 +36,8 @@ pub fn measure(threads: usize, unit: Unit) -> f64 {
 /// Runs `iters` rounds; returns the FLOPs done.
 fn run(unit: Unit, iters: usize) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    {
-        let isa = crate::Isa::detect();
-        match unit {
-            Unit::F32Fma if isa.avx512 => return crate::x86::peak_f32(iters),
-            Unit::Bf16Dot if isa.avx512_bf16 => return crate::x86::peak_bf16(iters),
-            _ => {}
-        }
+    if let Some(flops) = crate::x86::peak(crate::Isa::detect(), unit, iters) {
+        return flops;
     }
     let _ = unit;
     // portable: 8 independent scalar chains

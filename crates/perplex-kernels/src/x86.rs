@@ -1,11 +1,44 @@
-//! AVX-512 kernels. Callers check [`crate::Isa`] first; every function here
-//! has a portable twin with the same contract.
+//! The AVX-512 kernels (x86-64): every use of these instructions lives
+//! here. Each entry point takes an [`Isa`] and runs only what it reports
+//! (its invariant: reported means present on this CPU), returning `None`
+//! (or `false`) otherwise so the caller takes its portable twin, which has
+//! the same contract.
 
-#![allow(unsafe_code)] // SIMD intrinsics; each unsafe block states why it holds
+#![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states why it holds
 
 use std::arch::x86_64::*;
 
-use crate::gemm::{Lhs, Tile, NR};
+use crate::gemm::{Lhs, Tile, TileKernel, MR, NR};
+use crate::peak::Unit;
+use crate::{Isa, Precision};
+
+/// `(AVX-512 F, AVX-512 BF16)` on this CPU: for [`Isa::detect`] only.
+///
+/// Rust's `avx512f` target feature implies AVX2, FMA and F16C, and
+/// `avx512bf16` implies AVX-512 BW, so a kernel compiled for them may use
+/// those too: each is required, not assumed. (cpu_cfgs.rs, the tests' build-time
+/// probe, mirrors these conditions).
+pub(crate) fn detect() -> (bool, bool) {
+    let avx512f = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    let bf16 =
+        avx512f && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16");
+    (avx512f, bf16)
+}
+
+/// The micro-kernel for `precision`, where `isa` has its instructions.
+pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> {
+    match precision {
+        // SAFETY: `isa` proves AVX-512 F present; `tile_f32` needs nothing else.
+        Precision::F32 if isa.avx512f() => Some(unsafe { TileKernel::new(tile_f32) }),
+        // SAFETY: `isa` proves AVX-512 BF16 (and F) present; `tile_bf16`
+        // needs nothing else.
+        Precision::Bf16 if isa.avx512_bf16() => Some(unsafe { TileKernel::new(tile_bf16) }),
+        _ => None,
+    }
+}
 
 /// Calls `$kernel::<R>` for the tile's row count `R` (1..=12).
 macro_rules! by_rows {
@@ -31,13 +64,14 @@ macro_rules! by_rows {
 /// The f32 micro-kernel for one tile (see [`Tile`]).
 ///
 /// # Safety
-/// The CPU has AVX-512 F; `c` as for `gemm::portable_tile`.
-pub(crate) unsafe fn tile_f32(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+/// The CPU has AVX-512 F, and `c` meets [`TileKernel::run`]'s contract.
+unsafe fn tile_f32(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let Lhs::F32(a) = t.lhs else {
-        unreachable!("f32 kernel on bf16 operands")
+        unreachable!("f32 kernel on f32 operands only")
     };
     let (a, b, mask) = operands(t, a);
-    // SAFETY: operands in bounds (checked by `operands`), `c` is the caller's contract.
+    // SAFETY: `a`, `b` cover the tile's rows and steps (checked by
+    // `operands`); the CPU and `c` are the caller's contract.
     unsafe {
         by_rows!(
             t.mr,
@@ -57,10 +91,10 @@ pub(crate) unsafe fn tile_f32(t: &Tile<'_>, c: *mut f32, ldc: usize) {
 /// The bf16 micro-kernel for one tile.
 ///
 /// # Safety
-/// The CPU has AVX-512 BF16; `c` as for `gemm::portable_tile`.
-pub(crate) unsafe fn tile_bf16(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+/// The CPU has AVX-512 BF16, and `c` meets [`TileKernel::run`]'s contract.
+unsafe fn tile_bf16(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let Lhs::Bf16(a) = t.lhs else {
-        unreachable!("bf16 kernel on f32 operands")
+        unreachable!("bf16 kernel on bf16 operands only")
     };
     let (a, b, mask) = operands(t, a);
     // SAFETY: as in `tile_f32`.
@@ -80,9 +114,16 @@ pub(crate) unsafe fn tile_bf16(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     }
 }
 
-/// The tile's first `A` element, its panel's first step (as `T`) and the
-/// column masks, after checking that every step read is in bounds.
+/// The tile's first `A` element, its panel's first step (as `T`, 64-byte
+/// aligned) and the column masks, after checking that every element the
+/// kernels read is in bounds.
 fn operands<T>(t: &Tile<'_>, a: &[T]) -> (*const T, *const T, [u16; 2]) {
+    assert!(
+        (1..=MR).contains(&t.mr) && t.ncols <= NR,
+        "tile of {}x{}",
+        t.mr,
+        t.ncols
+    );
     assert!((t.row + t.mr - 1) * t.lda + t.a_col + t.steps <= a.len());
     assert!((t.step + t.steps) * 2 <= t.panel.len());
     let a = a[t.row * t.lda + t.a_col..].as_ptr();
@@ -92,13 +133,17 @@ fn operands<T>(t: &Tile<'_>, a: &[T]) -> (*const T, *const T, [u16; 2]) {
 
 /// Store masks for the two 16-column halves of a tile `ncols` wide.
 fn column_mask(ncols: usize) -> [u16; 2] {
-    debug_assert!(ncols <= NR);
     let bits = |n: usize| if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
     [bits(ncols), bits(ncols.saturating_sub(16))]
 }
 
 /// `R` rows × 32 columns: 2R accumulators, two weight loads and R
 /// broadcasts per step.
+///
+/// # Safety
+/// The CPU has AVX-512 F; `a` is valid for reads of `R` rows (stride `lda`)
+/// of `steps` values, `b` of `steps` × 32 values and 64-byte aligned; `c`
+/// as for [`store`].
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn f32_kernel<const R: usize>(
@@ -113,7 +158,7 @@ unsafe fn f32_kernel<const R: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for s in 0..steps {
-        // SAFETY (whole loop): the caller checked `steps` against both operands.
+        // SAFETY: step `s` of `b`: in bounds and aligned (the contract).
         let (b0, b1) = unsafe {
             (
                 _mm512_load_ps(b.add(s * 32)),
@@ -121,16 +166,20 @@ unsafe fn f32_kernel<const R: usize>(
             )
         };
         for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: row `i < R`, step `s` of `a`: in bounds (the contract).
             let x = _mm512_set1_ps(unsafe { *a.add(i * lda + s) });
             row[0] = _mm512_fmadd_ps(x, b0, row[0]);
             row[1] = _mm512_fmadd_ps(x, b1, row[1]);
         }
     }
-    // SAFETY: the tile's elements of `c` (the caller's contract).
+    // SAFETY: `c` is the caller's contract.
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
 /// `R` rows × 32 columns of bf16 pair dot products.
+///
+/// # Safety
+/// The CPU has AVX-512 BF16; `a`, `b`, `c` as for [`f32_kernel`], in pairs.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn bf16_kernel<const R: usize>(
@@ -145,28 +194,38 @@ unsafe fn bf16_kernel<const R: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for s in 0..steps {
-        // SAFETY (whole loop): the caller checked `steps` against both operands.
-        let (b0, b1): (__m512bh, __m512bh) = unsafe {
+        // SAFETY: step `s` of `b`: in bounds and aligned (the contract).
+        let (b0, b1) = unsafe {
             (
-                std::mem::transmute::<__m512i, __m512bh>(_mm512_load_si512(b.add(s * 32).cast())),
-                std::mem::transmute::<__m512i, __m512bh>(_mm512_load_si512(
-                    b.add(s * 32 + 16).cast(),
-                )),
+                _mm512_load_si512(b.add(s * 32).cast()),
+                _mm512_load_si512(b.add(s * 32 + 16).cast()),
             )
         };
+        let (b0, b1) = (as_bf16_pairs(b0), as_bf16_pairs(b1));
         for (i, row) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_epi32(unsafe { *a.add(i * lda + s) } as i32);
-            // SAFETY: same bits, the pair layout VDPBF16PS reads.
-            let x = unsafe { std::mem::transmute::<__m512i, __m512bh>(x) };
+            // SAFETY: row `i < R`, step `s` of `a`: in bounds (the contract).
+            let x = as_bf16_pairs(_mm512_set1_epi32(unsafe { *a.add(i * lda + s) } as i32));
             row[0] = _mm512_dpbf16_ps(row[0], x, b0);
             row[1] = _mm512_dpbf16_ps(row[1], x, b1);
         }
     }
-    // SAFETY: the tile's elements of `c` (the caller's contract).
+    // SAFETY: `c` is the caller's contract.
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
-/// Writes (or adds) the accumulators to the first `popcount(mask)` columns.
+/// The same 512 bits as 32 bf16 (16 pairs, the layout `VDPBF16PS` reads).
+#[inline(always)]
+fn as_bf16_pairs(x: __m512i) -> __m512bh {
+    // SAFETY: both are 512 bits of plain data, every bit pattern valid.
+    unsafe { std::mem::transmute::<__m512i, __m512bh>(x) }
+}
+
+/// Writes (or adds) the accumulators to the columns the masks select.
+///
+/// # Safety
+/// The CPU has AVX-512 F; for each row `i < R`, `c + i·ldc + h·16 + lane`
+/// is valid for reads and writes for every lane set in `mask[h]`, and
+/// nothing else accesses those elements meanwhile.
 #[target_feature(enable = "avx512f")]
 unsafe fn store<const R: usize>(
     acc: &[[__m512; 2]; R],
@@ -180,8 +239,8 @@ unsafe fn store<const R: usize>(
             if mask[h] == 0 {
                 continue;
             }
-            // SAFETY: masked lanes are neither read nor written; the others
-            // are the tile's (the caller's contract).
+            // SAFETY: only the lanes the mask selects are read or written,
+            // and those are valid (the contract).
             unsafe {
                 let p = c.add(i * ldc + h * 16);
                 let v = if accumulate {
@@ -195,20 +254,28 @@ unsafe fn store<const R: usize>(
     }
 }
 
-/// One row of f32 as bf16 pairs (nearest even); an odd row's last pair has
-/// a zero high half.
-pub(crate) fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
+/// One row of f32 as bf16 pairs (nearest even; an odd row's last pair has
+/// a zero high half), where `isa` has AVX-512 BF16; `false` otherwise.
+///
+/// # Panics
+/// If `dst` does not hold `⌈src.len() / 2⌉` pairs.
+pub(crate) fn to_bf16_pairs(isa: Isa, src: &[f32], dst: &mut [u32]) -> bool {
     assert_eq!(dst.len(), src.len().div_ceil(2));
-    // SAFETY: the caller checked Isa::avx512_bf16; lengths asserted.
-    unsafe { to_bf16_pairs_avx512(src, dst) }
+    if !isa.avx512_bf16() {
+        return false;
+    }
+    // SAFETY: `isa` proves AVX-512 BF16 (and F) present.
+    unsafe { to_bf16_pairs_avx512(src, dst) };
+    true
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
+fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     let mut chunks = src.chunks_exact(32);
     let mut out = dst.chunks_exact_mut(16);
     for (s, d) in (&mut chunks).zip(&mut out) {
-        // SAFETY: 32 f32 in, 16 u32 out.
+        // SAFETY: `s` holds 32 f32 (two unaligned loads), `d` 16 u32 (one
+        // store); the transmute only relabels 512 bits of plain data.
         unsafe {
             let v = _mm512_cvtne2ps_pbh(
                 _mm512_loadu_ps(s.as_ptr().add(16)),
@@ -230,7 +297,7 @@ unsafe fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
 /// within 2 ulp of the true value over the f32 range; `-inf` and anything
 /// below -104 give 0, NaN stays NaN.
 #[target_feature(enable = "avx512f")]
-pub(crate) fn exp16(x: __m512) -> __m512 {
+fn exp16(x: __m512) -> __m512 {
     // max/min return their second operand when either is NaN: x goes second
     let x = _mm512_min_ps(
         _mm512_set1_ps(88.72284),
@@ -256,14 +323,15 @@ pub(crate) fn exp16(x: __m512) -> __m512 {
     _mm512_scalef_ps(p, n)
 }
 
-/// `Σ exp(x - shift)` over `x`, in f64 (each exp in f32).
-pub(crate) fn sum_exp(x: &[f32], shift: f32) -> f64 {
-    // SAFETY: the caller checked Isa::avx512.
-    unsafe { sum_exp_avx512(x, shift) }
+/// `Σ exp(x - shift)` over `x`, in f64 (each exp in f32), where `isa` has
+/// AVX-512 F.
+pub(crate) fn sum_exp(isa: Isa, x: &[f32], shift: f32) -> Option<f64> {
+    // SAFETY: `isa` proves AVX-512 F present.
+    isa.avx512f().then(|| unsafe { sum_exp_avx512(x, shift) })
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn sum_exp_avx512(x: &[f32], shift: f32) -> f64 {
+fn sum_exp_avx512(x: &[f32], shift: f32) -> f64 {
     let s = _mm512_set1_ps(shift);
     let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
     let mut chunks = x.chunks_exact(16);
@@ -277,14 +345,14 @@ unsafe fn sum_exp_avx512(x: &[f32], shift: f32) -> f64 {
         );
     };
     for c in &mut chunks {
-        // SAFETY: 16 floats.
+        // SAFETY: `c` holds 16 floats.
         let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
         add(&mut lo, &mut hi, exp16(_mm512_sub_ps(v, s)));
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let m = (1u16 << rest.len()) - 1;
-        // SAFETY: masked lanes are not read.
+        // SAFETY: only the `rest.len()` lanes the mask selects are read.
         let v = unsafe { _mm512_maskz_loadu_ps(m, rest.as_ptr()) };
         let e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(v, s)));
         add(&mut lo, &mut hi, e);
@@ -292,19 +360,21 @@ unsafe fn sum_exp_avx512(x: &[f32], shift: f32) -> f64 {
     _mm512_reduce_add_pd(_mm512_add_pd(lo, hi))
 }
 
-/// `x ← exp(x - shift)` in place; returns the f32 sum of the results.
-pub(crate) fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
-    // SAFETY: the caller checked Isa::avx512.
-    unsafe { exp_shifted_avx512(x, shift) }
+/// `x ← exp(x - shift)` in place, where `isa` has AVX-512 F; returns the
+/// f32 sum of the results.
+pub(crate) fn exp_shifted(isa: Isa, x: &mut [f32], shift: f32) -> Option<f32> {
+    // SAFETY: `isa` proves AVX-512 F present.
+    isa.avx512f()
+        .then(|| unsafe { exp_shifted_avx512(x, shift) })
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn exp_shifted_avx512(x: &mut [f32], shift: f32) -> f32 {
+fn exp_shifted_avx512(x: &mut [f32], shift: f32) -> f32 {
     let s = _mm512_set1_ps(shift);
     let mut sum = _mm512_setzero_ps();
     let mut chunks = x.chunks_exact_mut(16);
     for c in &mut chunks {
-        // SAFETY: 16 floats.
+        // SAFETY: `c` holds 16 floats, read and written.
         unsafe {
             let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), s));
             sum = _mm512_add_ps(sum, e);
@@ -314,7 +384,7 @@ unsafe fn exp_shifted_avx512(x: &mut [f32], shift: f32) -> f32 {
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
         let m = (1u16 << rest.len()) - 1;
-        // SAFETY: masked lanes are neither read nor written.
+        // SAFETY: only the `rest.len()` lanes the mask selects are read or written.
         unsafe {
             let v = _mm512_maskz_loadu_ps(m, rest.as_ptr());
             let e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(v, s)));
@@ -325,14 +395,20 @@ unsafe fn exp_shifted_avx512(x: &mut [f32], shift: f32) -> f32 {
     _mm512_reduce_add_ps(sum)
 }
 
-/// `iters` rounds of 12 independent 16-lane FMAs; returns the FLOPs.
-pub(crate) fn peak_f32(iters: usize) -> f64 {
-    // SAFETY: the caller checked Isa::avx512.
-    unsafe { peak_f32_avx512(iters) }
+/// `iters` rounds of 12 independent `unit` instructions on 16 lanes, where
+/// `isa` has them; returns the FLOPs.
+pub(crate) fn peak(isa: Isa, unit: Unit, iters: usize) -> Option<f64> {
+    match unit {
+        // SAFETY: `isa` proves AVX-512 F present.
+        Unit::F32Fma if isa.avx512f() => Some(unsafe { peak_f32(iters) }),
+        // SAFETY: `isa` proves AVX-512 BF16 (and F) present.
+        Unit::Bf16Dot if isa.avx512_bf16() => Some(unsafe { peak_bf16(iters) }),
+        _ => None,
+    }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn peak_f32_avx512(iters: usize) -> f64 {
+fn peak_f32(iters: usize) -> f64 {
     let mut acc = [_mm512_set1_ps(0.5); 12];
     let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
     for _ in 0..iters {
@@ -344,17 +420,11 @@ unsafe fn peak_f32_avx512(iters: usize) -> f64 {
     (iters * 12 * 16 * 2) as f64
 }
 
-/// `iters` rounds of 12 independent bf16 pair dot products; returns the FLOPs.
-pub(crate) fn peak_bf16(iters: usize) -> f64 {
-    // SAFETY: the caller checked Isa::avx512_bf16.
-    unsafe { peak_bf16_avx512(iters) }
-}
-
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn peak_bf16_avx512(iters: usize) -> f64 {
+fn peak_bf16(iters: usize) -> f64 {
     let mut acc = [_mm512_setzero_ps(); 12];
-    // SAFETY: same bits, bf16 pairs of small values
-    let x = unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(0x3c00_3c00)) };
+    // bf16 pairs of small values
+    let x = as_bf16_pairs(_mm512_set1_epi32(0x3c00_3c00));
     for _ in 0..iters {
         for r in acc.iter_mut() {
             *r = _mm512_dpbf16_ps(*r, x, x);
@@ -362,4 +432,55 @@ unsafe fn peak_bf16_avx512(iters: usize) -> f64 {
     }
     std::hint::black_box(acc);
     (iters * 12 * 16 * 4) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_point_declines_an_isa_without_avx512() {
+        for isa in [Isa::PORTABLE, Isa::detect().without_avx512()] {
+            assert!(tile_kernel(isa, Precision::F32).is_none());
+            assert!(tile_kernel(isa, Precision::Bf16).is_none());
+            let mut pairs = [0u32; 2];
+            assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
+            assert_eq!(pairs, [0, 0], "nothing written");
+            assert!(sum_exp(isa, &[1.0; 20], 0.0).is_none());
+            let mut x = [1.0f32; 20];
+            assert!(exp_shifted(isa, &mut x, 0.0).is_none());
+            assert_eq!(x, [1.0; 20], "nothing written");
+            assert!(peak(isa, Unit::F32Fma, 1).is_none());
+            assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
+        }
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(perplex_avx512bf16),
+        ignore = "this CPU lacks AVX-512 BF16 (kernels' bf16 path not tested)"
+    )]
+    fn bf16_conversion_rounds_like_the_portable_one() {
+        let isa = Isa::detect();
+        assert!(
+            isa.avx512_bf16(),
+            "built on a CPU with AVX-512 BF16, run on one without"
+        );
+        // a full vector, a remainder and an odd tail; ties and NaN included
+        let mut src = crate::testing::random(75, 9);
+        src[3] = f32::from_bits(0x3f80_8000); // a tie: rounds to even
+        src[40] = f32::NAN;
+        let mut fast = vec![0u32; 38];
+        assert!(to_bf16_pairs(isa, &src, &mut fast));
+        let portable: Vec<u32> = src.chunks(2).map(crate::bf16_pair).collect();
+        let nan = |p: u32| crate::bf16_to_f32(p as u16).is_nan();
+        for (i, (&f, &p)) in fast.iter().zip(&portable).enumerate() {
+            if i == 20 {
+                assert!(nan(f) && nan(p), "NaN stays NaN");
+                assert_eq!(f >> 16, p >> 16, "pair {i}, high half");
+            } else {
+                assert_eq!(f, p, "pair {i}");
+            }
+        }
+    }
 }

@@ -176,7 +176,7 @@ mod tests {
     /// candle's matmul, and the packed f32 kernels where this CPU has them.
     fn all_kernels() -> Vec<Kernels> {
         let mut all = vec![Kernels::Candle];
-        if perplex_kernels::Isa::detect().avx512 {
+        if perplex_kernels::Isa::detect().avx512f() {
             all.push(Kernels::Packed(perplex_kernels::Precision::F32));
         }
         all

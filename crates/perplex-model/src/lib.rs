@@ -144,7 +144,7 @@ impl Compute {
     pub fn supported(self) -> bool {
         match self {
             Compute::Exact => true,
-            Compute::Fast => perplex_kernels::Isa::detect().avx512_bf16,
+            Compute::Fast => perplex_kernels::Isa::detect().avx512_bf16(),
         }
     }
 

@@ -27,9 +27,11 @@ impl Kernels {
         let isa = perplex_kernels::Isa::detect();
         let forced_candle = std::env::var_os("PERPLEX_KERNELS").is_some_and(|v| v == "candle");
         match compute {
-            Compute::Exact if isa.avx512 && !forced_candle => Ok(Kernels::Packed(Precision::F32)),
+            Compute::Exact if isa.avx512f() && !forced_candle => {
+                Ok(Kernels::Packed(Precision::F32))
+            }
             Compute::Exact => Ok(Kernels::Candle),
-            Compute::Fast if isa.avx512_bf16 => Ok(Kernels::Packed(Precision::Bf16)),
+            Compute::Fast if isa.avx512_bf16() => Ok(Kernels::Packed(Precision::Bf16)),
             Compute::Fast => Err(ModelError::FastModeUnsupported),
         }
     }

@@ -5,13 +5,27 @@
 //! hundred tokens; the 0.1 % on real text is checked in
 //! crates/perplex/tests/real_model.rs).
 //!
-//! One test in this binary: it sets the environment variable that selects
-//! the path, which no other test may see.
+//! Where the CPU lacks AVX-512 F (or BF16) these tests report themselves
+//! ignored: build.rs probes the build host, and tests are built and run on
+//! the same machine (a test enabled there asserts the run-time detection
+//! agrees). One test sets the environment variable that selects the path,
+//! so the tests of this binary take turns ([`ENV`]).
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use common::{fixtures, score, windows_by_model};
+use perplex_core::TokenScore;
 use perplex_model::{load_model, Compute, LoadOptions};
+
+/// Held for a whole test: no test loads or scores while another changes
+/// `PERPLEX_KERNELS`.
+static ENV: Mutex<()> = Mutex::new(());
+
+fn env_lock() -> MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn load_with(spec: &str, compute: Compute) -> perplex_model::Decoder {
     let options = LoadOptions {
@@ -23,35 +37,52 @@ fn load_with(spec: &str, compute: Compute) -> perplex_model::Decoder {
         .0
 }
 
-#[test]
-#[allow(clippy::print_stderr)] // the margins, for `--nocapture` readers
-fn kernel_paths_agree_and_the_fast_mode_stays_close() {
-    let isa = perplex_kernels::Isa::detect();
-    if !isa.avx512 {
-        eprintln!("skipped: this CPU has no AVX-512, so only candle's path runs");
-        return;
-    }
+/// Every family fixture and a quantized GGUF, with their windows.
+fn cases() -> Vec<(&'static str, Vec<common::GoldenWindow>)> {
     let families = windows_by_model("families.json");
     let goldens = windows_by_model("goldens.json");
-    let cases = [
-        ("tiny-llama", &goldens["tiny-llama"]),
-        ("tiny-llama-q4_1.gguf", &goldens["tiny-llama"]),
-        ("tiny-gpt2", &families["tiny-gpt2"]),
-        ("tiny-qwen2", &families["tiny-qwen2"]),
-        ("tiny-qwen3", &families["tiny-qwen3"]),
-        ("tiny-gemma", &families["tiny-gemma"]),
-        ("tiny-gemma2", &families["tiny-gemma2"]),
-        ("tiny-gemma3", &families["tiny-gemma3"]),
-        ("tiny-phi3", &families["tiny-phi3"]),
+    let mut cases = vec![
+        ("tiny-llama", goldens["tiny-llama"].clone()),
+        ("tiny-llama-q4_1.gguf", goldens["tiny-llama"].clone()),
     ];
-    for (name, windows) in cases {
+    for family in [
+        "tiny-gpt2",
+        "tiny-qwen2",
+        "tiny-qwen3",
+        "tiny-gemma",
+        "tiny-gemma2",
+        "tiny-gemma3",
+        "tiny-phi3",
+    ] {
+        cases.push((family, families[family].clone()));
+    }
+    cases
+}
+
+/// The exact mode on the packed kernels.
+fn packed_exact(name: &str, windows: &[common::GoldenWindow]) -> Vec<Vec<TokenScore>> {
+    score(&mut load_with(name, Compute::Exact), windows, 3)
+}
+
+#[test]
+#[cfg_attr(
+    not(perplex_avx512f),
+    ignore = "this CPU lacks AVX-512F (the packed kernels' path not tested)"
+)]
+#[allow(clippy::print_stderr)] // the margins, for `--nocapture` readers
+fn candle_and_the_packed_kernels_agree() {
+    let _env = env_lock();
+    assert!(
+        perplex_kernels::Isa::detect().avx512f(),
+        "built on a CPU with AVX-512F, run on one without"
+    );
+    for (name, windows) in cases() {
         std::env::set_var("PERPLEX_KERNELS", "candle");
         let mut candle = load_with(name, Compute::Exact);
         std::env::remove_var("PERPLEX_KERNELS");
-        let mut packed = load_with(name, Compute::Exact);
         let (a, b) = (
-            score(&mut candle, windows, 3),
-            score(&mut packed, windows, 3),
+            score(&mut candle, &windows, 3),
+            packed_exact(name, &windows),
         );
         let worst = a
             .iter()
@@ -61,30 +92,43 @@ fn kernel_paths_agree_and_the_fast_mode_stays_close() {
             .fold(0.0, f64::max);
         eprintln!("{name}: candle vs packed kernels, largest |Δnll| {worst:.2e}");
         assert!(worst <= 1e-5, "{name}: {worst}");
+    }
+}
 
-        if isa.avx512_bf16 {
-            let mut fast = load_with(name, Compute::Fast);
-            let f = score(&mut fast, windows, 3);
-            let (mut worst, mut delta, mut n) = (0.0f64, 0.0, 0usize);
-            for (got, exact) in f.iter().flatten().zip(b.iter().flatten()) {
-                worst = worst.max((got.nll - exact.nll).abs());
-                delta += got.nll - exact.nll;
-                n += 1;
-            }
-            // a few hundred tokens of a random tiny model: the 0.1 % criterion
-            // holds on real text (crates/perplex/tests/real_model.rs); here
-            // 1 % separates bf16 rounding from a broken kernel
-            let ppl_change = (delta / n as f64).exp() - 1.0;
-            eprintln!(
-                "{name}: fast vs exact, perplexity {:+.4} %, largest |Δnll| {worst:.2e}",
-                ppl_change * 100.0
-            );
-            // per token, bf16 inputs move a logit by ~2^-9 of its size: a
-            // broken kernel is off by far more
-            assert!(
-                ppl_change.abs() <= 1e-2 && worst <= 0.5,
-                "{name}: fast mode {ppl_change} / {worst}"
-            );
+#[test]
+#[cfg_attr(
+    not(perplex_avx512bf16),
+    ignore = "this CPU lacks AVX-512 BF16 (the fast mode not tested)"
+)]
+#[allow(clippy::print_stderr)] // the margins, for `--nocapture` readers
+fn the_fast_mode_stays_close_to_the_exact_one() {
+    let _env = env_lock();
+    assert!(
+        perplex_kernels::Isa::detect().avx512_bf16(),
+        "built on a CPU with AVX-512 BF16, run on one without"
+    );
+    for (name, windows) in cases() {
+        let exact = packed_exact(name, &windows);
+        let fast = score(&mut load_with(name, Compute::Fast), &windows, 3);
+        let (mut worst, mut delta, mut n) = (0.0f64, 0.0, 0usize);
+        for (got, exact) in fast.iter().flatten().zip(exact.iter().flatten()) {
+            worst = worst.max((got.nll - exact.nll).abs());
+            delta += got.nll - exact.nll;
+            n += 1;
         }
+        // a few hundred tokens of a random tiny model: the 0.1 % criterion
+        // holds on real text (crates/perplex/tests/real_model.rs); here
+        // 1 % separates bf16 rounding from a broken kernel
+        let ppl_change = (delta / n as f64).exp() - 1.0;
+        eprintln!(
+            "{name}: fast vs exact, perplexity {:+.4} %, largest |Δnll| {worst:.2e}",
+            ppl_change * 100.0
+        );
+        // per token, bf16 inputs move a logit by ~2^-9 of its size: a
+        // broken kernel is off by far more
+        assert!(
+            ppl_change.abs() <= 1e-2 && worst <= 0.5,
+            "{name}: fast mode {ppl_change} / {worst}"
+        );
     }
 }
