@@ -12,32 +12,14 @@ use perplex_data::tokenizer::TokenizerError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// The spec named neither an existing path nor a cached hub model.
+    /// The spec's base is no existing path (and no resolver, such as the
+    /// facade's hub, claimed it).
     #[error("model `{spec}` not found; looked in: {}", display_paths(searched))]
     NotFound {
         /// What the user passed.
         spec: String,
         /// Every place that was tried, in order.
         searched: Vec<PathBuf>,
-        /// `org/name` when the spec looked like a hub id.
-        repo: Option<String>,
-    },
-    /// An `org/name[@revision]` model is not (completely) in the hub cache,
-    /// and downloading it failed or was not allowed.
-    #[error(
-        "model `{spec}` not found in the hub cache and could not be downloaded; looked in: {}",
-        display_paths(searched)
-    )]
-    DownloadFailed {
-        /// What the user passed.
-        spec: String,
-        /// Every place that was tried, in order.
-        searched: Vec<PathBuf>,
-        /// `org/name`.
-        repo: String,
-        /// Why the download failed.
-        #[source]
-        source: Box<crate::download::DownloadError>,
     },
     /// The spec is neither a path nor an `org/name[@revision]` hub id.
     #[error("model `{spec}` is neither an existing path nor an `org/name[@revision]` hub id")]
@@ -288,14 +270,7 @@ impl ModelError {
     /// A suggestion for the user, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            ModelError::NotFound {
-                repo: Some(repo), ..
-            } => Some(format!(
-                "download it with `huggingface-cli download {repo}`, or pass the path of a model \
-                 folder or a .gguf file"
-            )),
-            ModelError::DownloadFailed { repo, source, .. } => Some(source.hint(repo)),
-            ModelError::NotFound { repo: None, .. } | ModelError::InvalidSpec { .. } => Some(
+            ModelError::NotFound { .. } | ModelError::InvalidSpec { .. } => Some(
                 "pass the path of a Hugging Face model folder (with config.json), a .gguf file, \
                  or an `org/name[@revision]` Hugging Face hub id"
                     .into(),

@@ -16,24 +16,24 @@ use perplex_data::tokenizer::TextTokenizer;
 use crate::config::{Activation, ModelConfig, NormKind, Positions, RopeScaling};
 use crate::error::ModelError;
 use crate::lora::LoraAdapter;
-use crate::source::{self, HubCache, ModelSource};
-use crate::{gguf, gguf_config, load_tokenizer, safetensors, LoadOptions, TokenizerSource};
+use crate::source::{ModelSource, ModelSpec};
+use crate::{gguf, gguf_config, load_tokenizer, safetensors, TokenizerSource};
 
 /// Reads `spec`'s configuration, tensor headers and tokenizer, and checks
-/// them against each other. Weights are not read, so this is quick even for
+/// them against each other; `spec` names local paths (see
+/// [`ModelSource::local`]). Weights are not read, so this is quick even for
 /// large models. An unsupported architecture or an unreadable file is an
 /// error, as it would be for `load`; inconsistencies are [`Check`]s.
-pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError> {
-    let hub = match &opts.hub_cache {
-        Some(root) => Some(HubCache { root: root.clone() }),
-        None => HubCache::from_env(),
-    };
-    let (base, adapter_dirs) = crate::split_spec(spec)?;
-    let adapters = adapter_dirs
-        .iter()
-        .map(|d| LoraAdapter::open(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let source = source::resolve_or_download(base, hub.as_ref(), &opts.hub)?;
+pub fn inspect(spec: &str) -> Result<Inspection, ModelError> {
+    let spec = ModelSpec::parse(spec)?;
+    let source = ModelSource::local(&spec.base)?;
+    inspect_spec(&spec, &source)
+}
+
+/// Like [`inspect`], for a spec whose base is already resolved to `source`
+/// (e.g. by a hub resolver).
+pub fn inspect_spec(spec: &ModelSpec, source: &ModelSource) -> Result<Inspection, ModelError> {
+    let adapters = &spec.adapters;
     let mut storage: Vec<StorageType> = Vec::new();
     let mut add = |dtype: String, elems: u64| match storage.iter_mut().find(|s| s.dtype == dtype) {
         Some(s) => {
@@ -46,7 +46,7 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
             parameters: elems,
         }),
     };
-    let (config, files, tokenizer_source, chat_template) = match &source {
+    let (config, files, tokenizer_source, chat_template) = match source {
         ModelSource::HfFolder(dir) => {
             let config_path = dir.join("config.json");
             let text = fs_err::read_to_string(&config_path)?;
@@ -87,7 +87,7 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
         }
     };
     let mut files = files;
-    for adapter in &adapters {
+    for adapter in adapters {
         for (dtype, elems) in &adapter.storage {
             add(dtype.clone(), *elems as u64);
         }
@@ -112,7 +112,7 @@ pub fn inspect(spec: &str, opts: &LoadOptions) -> Result<Inspection, ModelError>
             version: env!("CARGO_PKG_VERSION").into(),
         },
         model: InspectedModel {
-            spec: spec.to_string(),
+            spec: spec.spec.clone(),
             path: source.path().display().to_string(),
             format: source.format().to_string(),
             files,

@@ -4,9 +4,11 @@
 //! [`load`] turns a model spec into a [`LoadedModel`]: a [`CausalLm`] that
 //! scores windows exactly (f32 on the CPU, matching transformers' f32
 //! forward pass), the model's tokenizer, and a [`ModelIdentity`] for the
-//! report. A spec is a Hugging Face model folder, a `.gguf` file, or an
-//! `org/name[@revision]` hub id, taken from the local hub cache and
-//! downloaded into it when missing (see [`source`] and [`download`]).
+//! report. A spec is a Hugging Face model folder or a `.gguf` file,
+//! optionally `+ADAPTER` folders (see [`source`]); [`load_spec`] loads a
+//! spec whose base was resolved elsewhere (the facade resolves
+//! `org/name[@revision]` hub ids with `perplex-hub`: this crate never
+//! touches the network).
 //!
 //! Supported families ([`Family`]): GPT-2, the Llama family (Llama 2/3,
 //! Mistral, SmolLM, TinyLlama), Qwen2/2.5/3, Gemma 1/2/3 and Phi-3, from
@@ -57,7 +59,6 @@
 
 pub mod config;
 mod decoder;
-pub mod download;
 pub mod error;
 mod gguf;
 pub mod gguf_vocab;
@@ -84,10 +85,9 @@ use perplex_data::tokenizer::TextTokenizer;
 
 pub use config::{Family, ModelConfig, RopeScaling};
 pub use decoder::Decoder;
-pub use download::{DownloadError, DownloadEvent, HubOptions, Progress};
 pub use error::ModelError;
-pub use inspect::{consistency_checks, inspect};
-pub use source::{HubCache, ModelSource, RepoId};
+pub use inspect::{consistency_checks, inspect, inspect_spec};
+pub use source::{ModelSource, ModelSpec};
 
 /// The process-wide thread count set by [`set_threads`]; 0: unset.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -114,13 +114,6 @@ pub struct LoadOptions {
     /// Compute threads for forward passes; `None`: the [`set_threads`]
     /// count, else candle's defaults (see the crate docs, "Threads").
     pub threads: Option<usize>,
-    /// The hub cache to resolve `org/name` specs in; `None`: the one the
-    /// environment selects ([`HubCache::from_env`]).
-    pub hub_cache: Option<PathBuf>,
-    /// How to download `org/name` specs the hub cache lacks (endpoint,
-    /// token, offline mode, progress callback); unset fields come from the
-    /// environment (see [`download`]).
-    pub hub: HubOptions,
     /// The arithmetic of the forward pass.
     pub compute: Compute,
 }
@@ -186,10 +179,23 @@ enum TokenizerSource {
     Gguf(PathBuf, Box<candle_core::quantized::gguf_file::Content>),
 }
 
-/// Resolves `spec`, loads the weights, the tokenizer, and the identity.
-/// Fails early: every file is opened and checked before returning.
+/// Loads the model `spec` names by local paths ([`ModelSource::local`]):
+/// the weights, the tokenizer, and the identity. Fails early: every file is
+/// opened and checked before returning.
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
-    let (model, identity, tokenizer_source) = load_parts(spec, opts)?;
+    let spec = ModelSpec::parse(spec)?;
+    let source = ModelSource::local(&spec.base)?;
+    load_spec(&spec, &source, opts)
+}
+
+/// Like [`load`], for a spec whose base is already resolved to `source`
+/// (e.g. by a hub resolver).
+pub fn load_spec(
+    spec: &ModelSpec,
+    source: &ModelSource,
+    opts: &LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    let (model, identity, tokenizer_source) = load_parts(spec, source, opts)?;
     let tokenizer = load_tokenizer(&tokenizer_source)?;
     let mut checks = consistency_checks(model.config(), &tokenizer);
     checks.extend(model.untrained_adapters.iter().map(|p| untrained_check(p)));
@@ -252,7 +258,9 @@ fn load_tokenizer(source: &TokenizerSource) -> Result<TextTokenizer, ModelError>
 
 /// Like [`load`] without the tokenizer: the model and its identity.
 pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Decoder, ModelIdentity), ModelError> {
-    let (model, identity, _) = load_parts(spec, opts)?;
+    let spec = ModelSpec::parse(spec)?;
+    let source = ModelSource::local(&spec.base)?;
+    let (model, identity, _) = load_parts(&spec, &source, opts)?;
     Ok((model, identity))
 }
 
@@ -284,19 +292,11 @@ pub fn split_spec(spec: &str) -> Result<(&str, Vec<PathBuf>), ModelError> {
 }
 
 fn load_parts(
-    spec: &str,
+    spec: &ModelSpec,
+    source: &ModelSource,
     opts: &LoadOptions,
 ) -> Result<(Decoder, ModelIdentity, TokenizerSource), ModelError> {
-    let hub = match &opts.hub_cache {
-        Some(root) => Some(HubCache { root: root.clone() }),
-        None => HubCache::from_env(),
-    };
-    let (base, adapter_dirs) = split_spec(spec)?;
-    let adapters = adapter_dirs
-        .iter()
-        .map(|d| lora::LoraAdapter::open(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let source = source::resolve_or_download(base, hub.as_ref(), &opts.hub)?;
+    let adapters = &spec.adapters;
     let threads = opts
         .threads
         .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0));
@@ -309,18 +309,14 @@ fn load_parts(
                 .map_err(|source| ModelError::ThreadPool { threads, source })?,
         )),
     };
-    let (mut model, mut summary, mut hashed, tokenizer) = match &source {
+    let (mut model, mut summary, mut hashed, tokenizer) = match source {
         ModelSource::HfFolder(dir) => {
             let config_path = dir.join("config.json");
             let text = fs_err::read_to_string(&config_path)?;
             let config = ModelConfig::from_hf_json(&text, &config_path)?;
             let mut set = safetensors::SafetensorsSet::open_folder(dir)?;
-            let (model, summary) = decoder::build(
-                config,
-                decoder::Store::Hf(&mut set),
-                &adapters,
-                opts.compute,
-            )?;
+            let (model, summary) =
+                decoder::build(config, decoder::Store::Hf(&mut set), adapters, opts.compute)?;
             let mut hashed = vec![config_path];
             hashed.extend(set.paths());
             (
@@ -336,7 +332,7 @@ fn load_parts(
             let (model, summary) = decoder::build(
                 config,
                 decoder::Store::Gguf(&mut file),
-                &adapters,
+                adapters,
                 opts.compute,
             )?;
             let content = Box::new(file.content);
@@ -349,14 +345,14 @@ fn load_parts(
         }
     };
     model.set_pool(pool);
-    for adapter in &adapters {
+    for adapter in adapters {
         for (dtype, elems) in &adapter.storage {
             summary.add(dtype, *elems);
         }
         hashed.extend(adapter.files.iter().cloned());
     }
     let identity = ModelIdentity {
-        spec: spec.to_string(),
+        spec: spec.spec.clone(),
         path: source.path().display().to_string(),
         format: source.format().to_string(),
         architecture: model.config().architecture.clone(),

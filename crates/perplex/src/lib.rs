@@ -10,6 +10,7 @@
 //! | [`perplex_data`] | inputs → corpus → token ids, with the corpus identity |
 //! | [`perplex_core`] | windows, the [`CausalLm`] seam, accumulators, sinks, the report schema |
 //! | [`perplex_model`] | model loading and forward passes (the only one naming candle) |
+//! | [`perplex_hub`] | `org/name[@revision]` hub ids: the local hub cache, downloads |
 //! | [`perplex_eval`] | a run end to end: options, batching, scoring, reports, compare, sweep, watch |
 //! | [`perplex_report`] | table, JSON, CSV, per-token and plot writers |
 //!
@@ -25,11 +26,14 @@
 //! # Ok::<(), perplex::Error>(())
 //! ```
 
+mod resolve;
+
 use std::path::Path;
 
 pub use perplex_core as core;
 pub use perplex_data as data;
 pub use perplex_eval as eval;
+pub use perplex_hub as hub;
 pub use perplex_model as model;
 pub use perplex_report as output;
 
@@ -38,6 +42,7 @@ pub use perplex_data::{Corpus, Inputs};
 pub use perplex_eval::{
     compare, sweep, training, watch, CompareOptions, EvalError, EvalOptions, Model,
 };
+pub use resolve::{inspect_model, resolve_model};
 
 use perplex_core::lm::CausalLm;
 use perplex_core::mock::{HashLm, UniformLm};
@@ -60,6 +65,9 @@ pub enum Error {
     /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A hub model is not in the hub cache and could not be downloaded.
+    #[error(transparent)]
+    Hub(#[from] perplex_hub::HubError),
     /// A `mock:` model spec names no mock model.
     #[error("unknown mock model `{0}`")]
     UnknownMock(String),
@@ -88,6 +96,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Model(e) => e.hint(),
+            Error::Hub(e) => e.hint(),
             Error::MockTokenizer { source, .. } => source.hint(),
             Error::Eval(e) => e.hint(),
             Error::UnknownMock(_) => {
@@ -97,15 +106,30 @@ impl Error {
     }
 }
 
-/// Loads `spec` as a run's [`Model`]: a model folder, GGUF file, hub-cache
-/// repo id or `BASE+ADAPTER` through [`perplex_model::load`], or
-/// `mock:uniform:<tokenizer.json>` / `mock:hash:<tokenizer.json>`, the
-/// deterministic mock models of [`perplex_core::mock`] with that tokenizer
-/// (the CLI tests run the real binary against them).
+/// Loads `spec` as a run's [`Model`]: a model folder, GGUF file, hub repo
+/// id or `BASE+ADAPTER` ([`resolve_model`], then
+/// [`perplex_model::load_spec`]), or `mock:uniform:<tokenizer.json>` /
+/// `mock:hash:<tokenizer.json>`, the deterministic mock models of
+/// [`perplex_core::mock`] with that tokenizer (the CLI tests run the real
+/// binary against them). Hub ids use the environment's hub settings
+/// ([`load_with_hub`] takes others).
 pub fn load(spec: &str, options: &LoadOptions) -> Result<Model, Error> {
+    load_with_hub(spec, options, &perplex_hub::HubOptions::default())
+}
+
+/// [`load`] with explicit hub settings (cache, endpoint, token, offline
+/// mode, download progress).
+pub fn load_with_hub(
+    spec: &str,
+    options: &LoadOptions,
+    hub: &perplex_hub::HubOptions,
+) -> Result<Model, Error> {
     let loaded = match spec.strip_prefix("mock:") {
         Some(mock) => load_mock(spec, mock)?,
-        None => perplex_model::load(spec, options)?,
+        None => {
+            let (spec, source) = resolve_model(spec, hub)?;
+            perplex_model::load_spec(&spec, &source, options)?
+        }
     };
     Ok(into_model(loaded, options))
 }

@@ -56,7 +56,7 @@ impl CliError {
             CliError::BrokenPipe => 0,
             CliError::Usage(_) => 2,
             CliError::Corpus(_) | CliError::Output { .. } => 3,
-            CliError::Perplex(P::Model(_)) | CliError::FailedChecks { .. } => 4,
+            CliError::Perplex(P::Model(_) | P::Hub(_)) | CliError::FailedChecks { .. } => 4,
             CliError::Perplex(P::MockTokenizer { .. }) => 3,
             CliError::Perplex(P::UnknownMock(_)) => 2,
             CliError::Perplex(P::Eval(e)) => match e {

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
+use perplex::hub::HubOptions;
 use perplex_core::inspect::Level;
-use perplex_model::LoadOptions;
 use perplex_report::{write_inspection_json, write_inspection_table};
 
 use super::args::{InspectArgs, InspectFormatArg};
@@ -14,8 +14,7 @@ use super::eval::stdout_error;
 /// found an error, since `eval` would refuse the model.
 pub fn run(args: InspectArgs) -> Result<(), CliError> {
     let InspectArgs { model, format } = args;
-    let inspection =
-        perplex_model::inspect(&model, &LoadOptions::default()).map_err(perplex::Error::from)?;
+    let inspection = perplex::inspect_model(&model, &HubOptions::default())?;
     let mut stdout = std::io::stdout().lock();
     match format {
         InspectFormatArg::Table => write_inspection_table(&inspection, &mut stdout),

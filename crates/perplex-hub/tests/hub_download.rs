@@ -1,7 +1,10 @@
 //! Downloading `org/name[@revision]` specs from a fake hub on 127.0.0.1
-//! (`hub_support`) into a temporary hub cache. Endpoint, token, offline mode
-//! and cache all come through `LoadOptions`, so these tests read no
+//! (`hub_support`) into a temporary hub cache. Cache, endpoint, token and
+//! offline mode all come through `HubOptions`, so these tests read no
 //! environment variable and run in parallel safely.
+//!
+//! A downloaded snapshot must hold the fixture's files byte for byte: the
+//! model crate then loads it exactly as it loads the fixture folder.
 
 mod hub_support;
 
@@ -11,52 +14,55 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hub_support::{FakeHub, FakeRepo, Host};
-use perplex_core::{TokenScore, WindowRef};
-use perplex_model::{
-    load, DownloadError, DownloadEvent, HubOptions, LoadOptions, LoadedModel, ModelError, Progress,
-};
+use perplex_hub::{resolve, DownloadError, DownloadEvent, HubError, HubOptions, Progress};
 use sha2::{Digest, Sha256};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-const TEXT: &str =
-    "The quick brown fox jumps over the lazy dog. It was a bright cold day in April.";
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-fn options(hub: &FakeHub, cache: &Path) -> LoadOptions {
-    LoadOptions {
-        hub_cache: Some(cache.to_path_buf()),
-        hub: HubOptions {
-            endpoint: Some(hub.endpoint.clone()),
-            token: Some("hf_test".into()),
-            offline: Some(false),
-            progress: None,
-        },
-        ..LoadOptions::default()
+fn options(hub: &FakeHub, cache: &Path) -> HubOptions {
+    HubOptions {
+        cache: Some(cache.to_path_buf()),
+        endpoint: Some(hub.endpoint.clone()),
+        token: Some("hf_test".into()),
+        offline: Some(false),
+        progress: None,
     }
 }
 
-fn scores(loaded: &mut LoadedModel) -> Vec<TokenScore> {
-    let ids = loaded.tokenizer.encode(TEXT).unwrap();
-    assert!(ids.len() > 8);
-    loaded
-        .model
-        .score_batch(&[WindowRef {
-            tokens: &ids,
-            score_from: 1,
-        }])
-        .unwrap()
-        .remove(0)
+/// The model path `spec` resolves to (a hub id, so never `None`).
+fn fetch(spec: &str, opts: &HubOptions) -> Result<PathBuf, HubError> {
+    resolve(spec, opts).map(|path| path.expect("a hub id"))
 }
 
-fn load_path(path: &Path) -> LoadedModel {
-    load(path.to_str().unwrap(), &LoadOptions::default()).unwrap()
+/// The file names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file of `snapshot` has the bytes of the same file in `fixture`,
+/// and `snapshot` has each of `expected`.
+fn assert_same_files(snapshot: &Path, fixture: &Path, expected: &[&str]) {
+    assert_eq!(names(snapshot), expected);
+    for name in expected {
+        assert!(
+            std::fs::read(snapshot.join(name)).unwrap()
+                == std::fs::read(fixture.join(name)).unwrap(),
+            "{name} differs from the fixture's"
+        );
+    }
 }
 
 /// The error, its causes, and its hint, one per line.
-fn render(e: &ModelError) -> String {
+fn render(e: &HubError) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -67,9 +73,9 @@ fn render(e: &ModelError) -> String {
     out
 }
 
-fn download_error(e: &ModelError) -> &DownloadError {
+fn download_error(e: &HubError) -> &DownloadError {
     match e {
-        ModelError::DownloadFailed { source, .. } => source,
+        HubError::DownloadFailed { source, .. } => source,
         other => panic!("not a download failure: {other}"),
     }
 }
@@ -98,14 +104,14 @@ fn tiny_repo(name: &str) -> FakeRepo {
 }
 
 #[test]
-fn downloads_into_the_hub_cache_once_and_loads_like_the_folder() {
+fn downloads_into_the_hub_cache_once_with_the_folders_files() {
     let hub = FakeHub::start(vec![tiny_repo("org/tiny")]);
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("hub");
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let mut opts = options(&hub, &cache);
-    opts.hub.progress = Some(Progress::new(move |e| {
+    opts.progress = Some(Progress::new(move |e| {
         let line = match e {
             DownloadEvent::Started { repo, file, size } => format!("start {repo} {file} {size:?}"),
             DownloadEvent::Finished { file, size } => format!("done {file} {size}"),
@@ -114,17 +120,23 @@ fn downloads_into_the_hub_cache_once_and_loads_like_the_folder() {
         seen.lock().unwrap().push(line);
     }));
 
-    let mut downloaded = load("org/tiny@main", &opts).unwrap();
-    let mut folder = load_path(&fixtures().join("tiny-llama"));
-    assert_eq!(scores(&mut downloaded), scores(&mut folder));
-    assert_eq!(downloaded.identity.hash, folder.identity.hash);
-    assert_eq!(downloaded.identity.spec, "org/tiny@main");
-    assert_eq!(downloaded.identity.format, "hf-folder");
+    let downloaded = fetch("org/tiny@main", &opts).unwrap();
 
-    // the standard layout
+    // the standard layout, with the fixture's files
     let repo = cache.join("models--org--tiny");
     let snapshot = repo.join("snapshots").join(SHA);
-    assert_eq!(downloaded.identity.path, snapshot.display().to_string());
+    assert_eq!(downloaded, snapshot);
+    assert_same_files(
+        &snapshot,
+        &fixtures().join("tiny-llama"),
+        &[
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ],
+    );
     assert_eq!(
         std::fs::read_to_string(repo.join("refs").join("main")).unwrap(),
         SHA
@@ -152,21 +164,6 @@ fn downloads_into_the_hub_cache_once_and_loads_like_the_folder() {
             Path::new("../../blobs").join(&config_etag)
         );
     }
-    let mut in_snapshot: Vec<String> = std::fs::read_dir(&snapshot)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    in_snapshot.sort();
-    assert_eq!(
-        in_snapshot,
-        [
-            "config.json",
-            "generation_config.json",
-            "model.safetensors",
-            "tokenizer.json",
-            "tokenizer_config.json"
-        ]
-    );
     let leftovers: Vec<_> = walk(&cache)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains("incomplete"))
@@ -203,15 +200,16 @@ fn downloads_into_the_hub_cache_once_and_loads_like_the_folder() {
 
     // cached: no request at all, by branch or by commit
     let before = hub.request_count();
-    load("org/tiny@main", &opts).unwrap();
-    load("org/tiny", &opts).unwrap();
-    load(&format!("org/tiny@{SHA}"), &opts).unwrap();
+    for spec in ["org/tiny@main", "org/tiny", &format!("org/tiny@{SHA}")] {
+        assert_eq!(fetch(spec, &opts).unwrap(), snapshot, "{spec}");
+    }
     assert_eq!(hub.request_count(), before);
 
     // a snapshot entry lost (an interrupted earlier download) is fetched
     // again, and an existing blob is linked, not downloaded
     std::fs::remove_file(snapshot.join("model.safetensors")).unwrap();
-    load("org/tiny@main", &opts).unwrap();
+    fetch("org/tiny@main", &opts).unwrap();
+    assert!(snapshot.join("model.safetensors").is_file());
     let again = &hub.requests()[before..];
     assert_eq!(again.len(), 2, "{again:#?}");
     assert!(again.iter().all(|r| r.host == Host::Hub), "{again:#?}");
@@ -222,12 +220,9 @@ fn renamed_repositories_follow_relative_redirects() {
     let hub = FakeHub::start(vec![tiny_repo("org/tiny")]);
     let tmp = tempfile::tempdir().unwrap();
     let (old, _) = hub_support::RENAMED;
-    let loaded = load(old, &options(&hub, tmp.path())).unwrap();
+    let path = fetch(old, &options(&hub, tmp.path())).unwrap();
     let repo = tmp.path().join("models--org--renamed");
-    assert_eq!(
-        loaded.identity.path,
-        repo.join("snapshots").join(SHA).display().to_string()
-    );
+    assert_eq!(path, repo.join("snapshots").join(SHA));
     assert_eq!(
         std::fs::read_to_string(repo.join("refs/main")).unwrap(),
         SHA
@@ -255,24 +250,31 @@ fn sharded_and_gguf_repositories() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = options(&hub, tmp.path());
 
-    let mut sharded = load("org/sharded", &opts).unwrap();
-    let mut folder = load_path(&fixtures().join("tiny-llama-sharded"));
-    assert_eq!(scores(&mut sharded), scores(&mut folder));
-    assert_eq!(sharded.identity.hash, folder.identity.hash);
+    // every shard the index names, and the side files
+    let sharded = fetch("org/sharded", &opts).unwrap();
+    let fixture = fixtures().join("tiny-llama-sharded");
+    let all = names(&fixture);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert_same_files(&sharded, &fixture, &all);
 
     // a GGUF repository: only its .gguf file is downloaded, even beside config.json
     let before = hub.request_count();
-    let mut from_hub = load("org/gguf", &opts).unwrap();
-    let mut file = load_path(&fixtures().join("tiny-llama-q8_0.gguf"));
-    assert_eq!(from_hub.identity.format, "gguf");
-    assert!(from_hub.identity.path.ends_with("tiny-llama-q8_0.gguf"));
-    assert_eq!(scores(&mut from_hub), scores(&mut file));
+    let from_hub = fetch("org/gguf", &opts).unwrap();
+    assert_eq!(
+        from_hub,
+        tmp.path()
+            .join("models--org--gguf/snapshots")
+            .join(SHA)
+            .join("tiny-llama-q8_0.gguf")
+    );
+    assert!(std::fs::read(&from_hub).unwrap() == gguf);
+    assert_eq!(names(from_hub.parent().unwrap()), ["tiny-llama-q8_0.gguf"]);
     assert_eq!(hub.request_count() - before, 3, "{:#?}", hub.requests());
     let before = hub.request_count();
-    load("org/gguf", &opts).unwrap();
+    assert_eq!(fetch("org/gguf", &opts).unwrap(), from_hub);
     assert_eq!(hub.request_count(), before);
 
-    let err = load("org/ggufs", &opts).unwrap_err();
+    let err = fetch("org/ggufs", &opts).unwrap_err();
     assert!(
         matches!(download_error(&err), DownloadError::SeveralGguf { .. }),
         "{err}"
@@ -281,7 +283,7 @@ fn sharded_and_gguf_repositories() {
     assert!(text.contains("a.Q4_0.gguf, b.Q8_0.gguf"), "{text}");
     assert!(text.contains("pass its path"), "{text}");
 
-    let err = load("org/bin", &opts).unwrap_err();
+    let err = fetch("org/bin", &opts).unwrap_err();
     let text = render(&err);
     assert!(
         text.contains("`org/bin` has no weights perplex reads"),
@@ -302,7 +304,7 @@ fn an_interrupted_download_leaves_nothing_half_written() {
 
     for file in ["model.safetensors", "tokenizer.json"] {
         hub.faults.lock().unwrap().truncate = Some(file.into());
-        let err = load("org/tiny", &opts).unwrap_err();
+        let err = fetch("org/tiny", &opts).unwrap_err();
         assert!(
             matches!(download_error(&err), DownloadError::Incomplete { .. }),
             "{}",
@@ -331,11 +333,11 @@ fn an_interrupted_download_leaves_nothing_half_written() {
 
     // files that arrived are kept: a retry fetches only what is missing
     hub.faults.lock().unwrap().truncate = Some("model.safetensors".into());
-    load("org/tiny", &opts).unwrap_err();
+    fetch("org/tiny", &opts).unwrap_err();
     assert!(snapshot.join("config.json").is_file());
     hub.faults.lock().unwrap().truncate = None;
     let before = hub.request_count();
-    load("org/tiny", &opts).unwrap();
+    fetch("org/tiny", &opts).unwrap();
     let retry = &hub.requests()[before..];
     let paths: Vec<_> = retry.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths.len(), 3, "{paths:#?}");
@@ -355,8 +357,8 @@ fn offline_mode_sends_no_request() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("hub");
     let mut opts = options(&hub, &cache);
-    opts.hub.offline = Some(true);
-    let err = load("org/tiny", &opts).unwrap_err();
+    opts.offline = Some(true);
+    let err = fetch("org/tiny", &opts).unwrap_err();
     assert_eq!(hub.request_count(), 0);
     assert!(!cache.exists());
     let ref_file = cache.join("models--org--tiny/refs/main");
@@ -374,11 +376,11 @@ fn offline_mode_sends_no_request() {
     );
 
     // a cached model needs no network, offline or not
-    opts.hub.offline = Some(false);
-    load("org/tiny", &opts).unwrap();
+    opts.offline = Some(false);
+    fetch("org/tiny", &opts).unwrap();
     let before = hub.request_count();
-    opts.hub.offline = Some(true);
-    load("org/tiny", &opts).unwrap();
+    opts.offline = Some(true);
+    fetch("org/tiny", &opts).unwrap();
     assert_eq!(hub.request_count(), before);
 }
 
@@ -388,7 +390,7 @@ fn hub_errors_are_named_with_a_hint() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = options(&hub, tmp.path());
 
-    let err = load("org/nope", &opts).unwrap_err();
+    let err = fetch("org/nope", &opts).unwrap_err();
     let text = render(&err);
     assert!(
         text.contains(&format!(
@@ -400,7 +402,7 @@ fn hub_errors_are_named_with_a_hint() {
     );
     assert!(text.contains("set HF_TOKEN"), "{text}");
 
-    let err = load("org/tiny@v9", &opts).unwrap_err();
+    let err = fetch("org/tiny@v9", &opts).unwrap_err();
     let text = render(&err);
     assert!(text.contains("HTTP 404 (RevisionNotFound"), "{text}");
     assert!(text.contains("check the revision"), "{text}");
@@ -411,9 +413,9 @@ fn hub_errors_are_named_with_a_hint() {
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let mut opts = opts.clone();
-    opts.hub.endpoint = Some(endpoint.clone());
+    opts.endpoint = Some(endpoint.clone());
     let start = Instant::now();
-    let err = load("org/tiny", &opts).unwrap_err();
+    let err = fetch("org/tiny", &opts).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(
         matches!(download_error(&err), DownloadError::Request { .. }),

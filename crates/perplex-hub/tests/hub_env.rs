@@ -1,4 +1,4 @@
-//! The default path: with `LoadOptions::default()`, the cache, endpoint,
+//! The default path: with `HubOptions::default()`, the cache, endpoint,
 //! token and offline mode come from `HF_HUB_CACHE`, `HF_ENDPOINT`,
 //! `HF_TOKEN` and `HF_HUB_OFFLINE`. Environment variables are process-wide,
 //! so this binary holds this one test only.
@@ -6,7 +6,7 @@
 mod hub_support;
 
 use hub_support::{FakeHub, FakeRepo, Host};
-use perplex_model::{load, DownloadError, LoadOptions, ModelError};
+use perplex_hub::{resolve, DownloadError, HubError, HubOptions};
 
 const SHA: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
@@ -22,11 +22,11 @@ fn the_environment_configures_downloads() {
     std::env::set_var("HF_TOKEN", "hf_from_env");
     std::env::set_var("HF_HUB_OFFLINE", "1");
 
-    let err = load("org/tiny", &LoadOptions::default()).unwrap_err();
+    let err = resolve("org/tiny", &HubOptions::default()).unwrap_err();
     assert!(
         matches!(
             &err,
-            ModelError::DownloadFailed { source, .. } if matches!(**source, DownloadError::Offline)
+            HubError::DownloadFailed { source, .. } if matches!(**source, DownloadError::Offline)
         ),
         "{err}"
     );
@@ -34,14 +34,10 @@ fn the_environment_configures_downloads() {
     assert!(!cache.exists());
 
     std::env::remove_var("HF_HUB_OFFLINE");
-    let loaded = load("org/tiny", &LoadOptions::default()).unwrap();
+    let path = resolve("org/tiny", &HubOptions::default()).unwrap();
     assert_eq!(
-        loaded.identity.path,
-        cache
-            .join("models--org--tiny/snapshots")
-            .join(SHA)
-            .display()
-            .to_string()
+        path,
+        Some(cache.join("models--org--tiny/snapshots").join(SHA))
     );
     let requests = hub.requests();
     assert_eq!(requests[0].path, "/api/models/org/tiny/revision/main");
