@@ -46,40 +46,42 @@
 //!
 //! # Why not hf-hub
 //!
-//! The `hf-hub` crate (Hugging Face's Rust client) was measured against this
-//! crate's needs on 2026-05 (crates.io versions 0.4.3 and 1.0.0):
+//! Hugging Face's Rust client, `hf-hub`, was measured against this crate's
+//! needs (crates.io 0.4.3, whose sync API uses ureq 2, and 1.0.0, async):
 //!
-//! - **Features.** 0.4.3's sync API (ureq 2) reads the cache from `HF_HOME`
-//!   only (not `HF_HUB_CACHE`), the token from the token file only (not
+//! - **Features.** 0.4.3 reads the cache from `HF_HOME` only (not
+//!   `HF_HUB_CACHE`) and the token from the token file only (not
 //!   `HF_TOKEN`), ignores `HF_HUB_OFFLINE`, never checks a blob's sha256,
 //!   writes `refs/main` after each file rather than last, leaves `.lock`
-//!   files in `blobs/`, and has no notion of "the files a model needs"
-//!   (sharded indexes, one GGUF among many) nor of a partial snapshot;
-//!   its errors are capitalised and carry the cause in the message
-//!   (`request error: …`). Its resumable `.part` downloads are the one
-//!   thing it has that this crate lacks (an interrupted file is fetched
-//!   again whole). 1.0.0 honours the variables and has `local_files_only`,
-//!   but is async (reqwest + tokio, the blocking API runs a tokio runtime),
-//!   pulls hf-xet, and does not verify sha256 on download either.
-//! - **Protocol.** hf-hub 0.4.3 learns a file's commit and size from a
-//!   `Range: bytes=0-0` request that must answer `X-Repo-Commit` and
-//!   `Content-Range`; our fake hub (tests/hub_support), like the hub's
-//!   documented API this crate uses, sends neither for a plain resolve, so
-//!   our download tests fail against it at the first file
-//!   (`Header x-repo-commit is missing`).
-//! - **Size.** Dependencies (normal + build, `cargo tree`, unique crates):
-//!   this crate's set (ureq 3 + rustls, sha2, serde_json, thiserror,
-//!   fs-err) 48, all already in the workspace for other reasons but ureq;
-//!   hf-hub 0.4.3 with only `ureq` 86, 34 of them new to the workspace
-//!   (ureq 2 beside ureq 3, url/idna/icu, indicatif 0.17, socks, dirs);
-//!   hf-hub 1.0.0 `blocking` + `rustls-tls` 236, 154 new (tokio, reqwest,
-//!   hyper, hf-xet). A clean debug build of a scratch crate on the 2-core
-//!   build machine (loaded by other builds): ours 28 s, hf-hub 0.4.3 63 s.
+//!   files in `blobs/`, downloads each file by branch (so a branch moving
+//!   mid-download mixes commits in one snapshot), and has no notion of the
+//!   files a model needs (a shard index's shards, the one GGUF among many)
+//!   or of a partial snapshot; its errors are capitalised with the cause in
+//!   the message (`request error: …`). It does resume `.part` files by
+//!   `Range`, which this crate does not (an interrupted file is fetched
+//!   again whole). 1.0.0 reads `HF_HUB_CACHE`/`HF_TOKEN`/`HF_ENDPOINT` but
+//!   still not `HF_HUB_OFFLINE` (a `local_files_only` flag instead), checks
+//!   no sha256 on download either, and is reqwest + tokio (its blocking API
+//!   runs a tokio runtime) with hf-xet.
+//! - **Our tests.** 0.4.3 run against `tests/hub_support`'s fake hub
+//!   (scratch crate): the listing works; every file fails, first with 404
+//!   (it asks `resolve/main/…`, the fake hub serves commits only), and with
+//!   branches allowed, with `Header Content-Range is missing` (it sizes a
+//!   file by a `Range: bytes=0-0` request); and it sent the
+//!   `Authorization` header to the CDN host, which our tests forbid.
+//! - **Size.** Unique crates compiled (`cargo tree -e normal,build`): this
+//!   crate's set (ureq 3 + rustls, sha2, serde_json, thiserror, fs-err) 48,
+//!   all but ureq already in the workspace for other reasons; hf-hub 0.4.3
+//!   with only `ureq` 86, 34 new to the workspace (ureq 2 beside ureq 3,
+//!   url/idna/icu, indicatif 0.17, socks, dirs); hf-hub 1.0.0 `blocking` +
+//!   `rustls-tls` 236, 154 new (tokio, reqwest, hyper, hf-xet). A clean
+//!   debug build of a scratch crate on the shared 2-core build machine:
+//!   ours 30 s CPU (28 s wall at load 3), hf-hub 0.4.3 43 s CPU (63 s
+//!   wall at load 5); 1.0.0 was not built.
 //!
-//! So the protocol stays here (about 800 lines with its tests), owned and
-//! tested against the fake hub; hf-hub would replace the HTTP code but not
-//! the snapshot planning, the checks or the error texts, and would add a
-//! second HTTP stack.
+//! So the protocol stays here, owned and tested against the fake hub:
+//! hf-hub would replace the HTTP code but not the snapshot planning, the
+//! checks or the error texts, and would add a second HTTP stack.
 
 mod cache;
 mod download;
