@@ -4,8 +4,10 @@
 //! registry; see docs/compare.md). The copies are written here, from the
 //! Q4_1 file's dequantized weights, so the differences measured are those
 //! of Q8_0 and Q4_0 rounding on a real model's weights.
-
-mod common;
+//!
+//! A slow test (`perplex_testkit`): ignored, with the reason, in the quick
+//! tier or without the demo model or the reference text, unless the run
+//! requires them (CI, or `scripts/test` after fetching).
 
 use std::path::Path;
 
@@ -16,6 +18,10 @@ use perplex_core::{CausalLm, Protocol, ResolvedBos};
 use perplex_eval::engine::{compare, EvalSettings};
 use perplex_eval::{EvalOptions, NullSink};
 use perplex_model::{load, LoadOptions};
+use perplex_testkit::{run_tests, Resource, SlowTest};
+
+/// The first 80 chunks of 512 tokens of WikiText-2's test split.
+const CORPUS: &str = "wiki.test.80chunks.raw";
 
 /// Writes `src` with every Q4_1 tensor re-quantized to `dtype`.
 fn requantize(src: &Path, dst: &Path, dtype: GgmlDType) {
@@ -41,13 +47,10 @@ fn requantize(src: &Path, dst: &Path, dtype: GgmlDType) {
     gguf_file::write(&mut out, &metadata, &tensors).unwrap();
 }
 
-#[test]
-#[allow(clippy::print_stderr)] // the measured figures, for `--nocapture` readers
+#[allow(clippy::print_stderr)] // the measured figures, for people reading the log
 fn requantized_copies_differ_as_their_precision_says() {
-    let root = common::workspace_root();
-    let demo = common::demo_model();
-    let text = std::fs::read_to_string(root.join("../shared/reference/wiki.test.80chunks.raw"))
-        .expect("../shared/reference beside the checkout");
+    let demo = Resource::demo_model().path().to_owned();
+    let text = std::fs::read_to_string(Resource::reference(CORPUS).path()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (q8, q4) = (tmp.path().join("q8_0.gguf"), tmp.path().join("q4_0.gguf"));
     requantize(&demo, &q8, GgmlDType::Q8_0);
@@ -98,4 +101,12 @@ fn requantized_copies_differ_as_their_precision_says() {
     assert!(s4.top1_agreement.value < s8.top1_agreement.value);
     assert_eq!(s4.verdict.outcome, Outcome::Worse, "{s4:?}");
     assert_eq!(s4.verdict.basis, "window bootstrap");
+}
+
+fn main() {
+    run_tests(vec![SlowTest::new(
+        "requantized_copies_differ_as_their_precision_says",
+        requantized_copies_differ_as_their_precision_says,
+    )
+    .needs([Resource::demo_model(), Resource::reference(CORPUS)])]);
 }

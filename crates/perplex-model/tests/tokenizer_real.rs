@@ -8,30 +8,38 @@
 //! run by `scripts/test`); the expected ids were made by
 //! `scripts/make_tokenizer_goldens.py` with transformers' tokenizers into
 //! `tests/fixtures/real-tokenizers.json`.
+//!
+//! Slow tests (`perplex_testkit`): ignored, with the reason, in the quick
+//! tier or without the fetched files, unless the run requires them (CI, or
+//! `scripts/test` after fetching).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::gguf_file;
-use common::{ids, workspace_root};
+use common::{fixtures, ids};
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::gguf_vocab::vocab_from_gguf;
+use perplex_testkit::{run_tests, Resource, SlowTest};
 use serde_json::Value;
 
 fn goldens() -> Value {
-    let path = workspace_root().join("tests/fixtures/real-tokenizers.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    let path = fixtures().join("real-tokenizers.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn fetched(rel: &str) -> PathBuf {
-    let path = workspace_root().join(rel);
-    assert!(
-        path.is_file(),
-        "missing {}: run scripts/fetch-real-tokenizers.sh (scripts/test does)",
-        path.display()
-    );
-    path
+/// The fetched files of tokenizer `name`, as the goldens name them:
+/// its `tokenizer.json` and its GGUF vocabulary.
+fn files(name: &str) -> [Resource; 2] {
+    let paths = &goldens()["tokenizers"][name];
+    ["tokenizer_json", "gguf"].map(|key| {
+        let rel = paths[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("real-tokenizers.json: no tokenizers.{name}.{key}"));
+        Resource::real_tokenizer(rel)
+    })
 }
 
 fn gguf_tokenizer(path: &Path) -> TextTokenizer {
@@ -44,11 +52,9 @@ fn gguf_tokenizer(path: &Path) -> TextTokenizer {
 /// Checks one tokenizer's routes against every case; returns how many cases.
 fn check(name: &str, expected_kind: &str) -> usize {
     let goldens = goldens();
-    let paths = &goldens["tokenizers"][name];
-    let json =
-        TextTokenizer::from_tokenizer_json(&fetched(paths["tokenizer_json"].as_str().unwrap()))
-            .unwrap();
-    let gguf = gguf_tokenizer(&fetched(paths["gguf"].as_str().unwrap()));
+    let [json, gguf] = files(name);
+    let json = TextTokenizer::from_tokenizer_json(json.path()).unwrap();
+    let gguf = gguf_tokenizer(gguf.path());
     assert_eq!(gguf.kind(), expected_kind);
     let mut wrong = Vec::new();
     let mut cases = 0;
@@ -81,12 +87,25 @@ fn check(name: &str, expected_kind: &str) -> usize {
     cases
 }
 
-#[test]
 fn qwen_tokenizers_give_hugging_face_ids_on_multilingual_text() {
     assert!(check("qwen", "gguf gpt2 (pre: qwen2)") >= 150);
 }
 
-#[test]
 fn gemma3_tokenizers_give_hugging_face_ids_on_multilingual_text() {
     assert!(check("gemma3", "gguf llama (sentencepiece)") >= 150);
+}
+
+fn main() {
+    run_tests(vec![
+        SlowTest::new(
+            "qwen_tokenizers_give_hugging_face_ids_on_multilingual_text",
+            qwen_tokenizers_give_hugging_face_ids_on_multilingual_text,
+        )
+        .needs(files("qwen")),
+        SlowTest::new(
+            "gemma3_tokenizers_give_hugging_face_ids_on_multilingual_text",
+            gemma3_tokenizers_give_hugging_face_ids_on_multilingual_text,
+        )
+        .needs(files("gemma3")),
+    ]);
 }

@@ -3,89 +3,30 @@
 //! SmolLM2's `tokenizer.json` on it and on hard strings.
 //!
 //! Needs `models/SmolLM2-135M-Instruct.Q4_1.gguf` (`scripts/fetch-demo-model.sh`)
-//! and the shared reference files in `../shared/reference` beside the checkout.
-
-use std::path::{Path, PathBuf};
+//! and the shared reference files in `../shared/reference` beside the checkout:
+//! slow tests (`perplex_testkit`), ignored with the reason in the quick tier or
+//! without them, unless the run requires them (CI, or `scripts/test` after fetching).
 
 use candle_core::quantized::gguf_file;
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::gguf_vocab::vocab_from_gguf;
+use perplex_testkit::{npy, run_tests, Resource, SlowTest};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/perplex-model has a workspace root two levels up")
-        .to_path_buf()
-}
-
-fn reference(name: &str) -> PathBuf {
-    let path = workspace_root().join("../shared/reference").join(name);
-    assert!(
-        path.is_file(),
-        "missing reference file {}: the shared reference folder must sit beside the checkout as ../shared",
-        path.display()
-    );
-    path
-}
+const TEXT: &str = "wiki.test.raw";
+const IDS: &str = "wiki.test.smollm2-ids.npy";
+const TOKENIZER_JSON: &str = "smollm2-tokenizer.json";
 
 fn gguf_tokenizer() -> TextTokenizer {
-    let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "missing demo model {}: run scripts/fetch-demo-model.sh",
-        path.display()
-    );
-    let mut file = std::fs::File::open(&path).unwrap();
+    let demo = Resource::demo_model();
+    let path = demo.path();
+    let mut file = std::fs::File::open(path).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
     let vocab = vocab_from_gguf(&content).unwrap();
     TextTokenizer::from_gguf_vocab(&vocab, &path.display().to_string()).unwrap()
 }
 
 fn json_tokenizer() -> TextTokenizer {
-    TextTokenizer::from_tokenizer_json(&reference("smollm2-tokenizer.json")).unwrap()
-}
-
-/// A 1-D little-endian int32 `.npy` array (format versions 1 to 3).
-fn read_npy_i32(path: &Path) -> Vec<i32> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(
-        &bytes[..6],
-        b"\x93NUMPY",
-        "{} is not a .npy file",
-        path.display()
-    );
-    let (header_len, header_start) = match bytes[6] {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 => (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        ),
-        v => panic!("unsupported .npy version {v}"),
-    };
-    let header = std::str::from_utf8(&bytes[header_start..header_start + header_len]).unwrap();
-    assert!(
-        header.contains("'descr': '<i4'"),
-        "not little-endian int32: {header}"
-    );
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_else(|| panic!("no shape in {header}"));
-    let dims: Vec<usize> = shape
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse().unwrap())
-        .collect();
-    assert_eq!(dims.len(), 1, "expected a 1-D array, shape ({shape})");
-    let data = &bytes[header_start + header_len..];
-    assert_eq!(data.len(), dims[0] * 4, "data length does not match shape");
-    data.chunks_exact(4)
-        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    TextTokenizer::from_tokenizer_json(Resource::reference(TOKENIZER_JSON).path()).unwrap()
 }
 
 fn assert_same_ids(what: &str, got: &[u32], expected: &[u32]) {
@@ -100,13 +41,9 @@ fn assert_same_ids(what: &str, got: &[u32], expected: &[u32]) {
     assert_eq!(got.len(), expected.len(), "{what}: token counts differ");
 }
 
-#[test]
 fn gguf_vocabulary_gives_the_reference_ids_on_wikitext() {
-    let text = std::fs::read_to_string(reference("wiki.test.raw")).unwrap();
-    let expected: Vec<u32> = read_npy_i32(&reference("wiki.test.smollm2-ids.npy"))
-        .into_iter()
-        .map(|id| u32::try_from(id).unwrap())
-        .collect();
+    let text = std::fs::read_to_string(Resource::reference(TEXT).path()).unwrap();
+    let expected = npy::read_npy_ids(Resource::reference(IDS).path());
     assert_eq!(expected.len(), 301_948);
 
     let gguf = gguf_tokenizer();
@@ -120,7 +57,6 @@ fn gguf_vocabulary_gives_the_reference_ids_on_wikitext() {
     );
 }
 
-#[test]
 fn gguf_identity_matches_the_file() {
     let tok = gguf_tokenizer();
     let id = tok.identity();
@@ -138,7 +74,6 @@ fn gguf_identity_matches_the_file() {
     assert_eq!(tok.token_text(1), "<|im_start|>");
 }
 
-#[test]
 fn hard_strings_agree_with_tokenizer_json() {
     let gguf = gguf_tokenizer();
     let json = json_tokenizer();
@@ -185,4 +120,32 @@ fn hard_strings_agree_with_tokenizer_json() {
     assert_eq!(gguf.encode("<|im_end|>").unwrap(), [2]);
     let literal = gguf.clone().with_parse_special(false);
     assert!(literal.encode("<|im_end|>").unwrap().len() > 1);
+}
+
+fn main() {
+    let reference = |files: &[&str]| {
+        files
+            .iter()
+            .map(|f| Resource::reference(f))
+            .collect::<Vec<_>>()
+    };
+    run_tests(vec![
+        SlowTest::new(
+            "gguf_vocabulary_gives_the_reference_ids_on_wikitext",
+            gguf_vocabulary_gives_the_reference_ids_on_wikitext,
+        )
+        .needs([Resource::demo_model()])
+        .needs(reference(&[TEXT, IDS, TOKENIZER_JSON])),
+        SlowTest::new(
+            "gguf_identity_matches_the_file",
+            gguf_identity_matches_the_file,
+        )
+        .needs([Resource::demo_model()]),
+        SlowTest::new(
+            "hard_strings_agree_with_tokenizer_json",
+            hard_strings_agree_with_tokenizer_json,
+        )
+        .needs([Resource::demo_model()])
+        .needs(reference(&[TOKENIZER_JSON])),
+    ]);
 }

@@ -76,7 +76,9 @@ fn parse(bytes: &[u8]) -> Result<(&'static str, Vec<f64>), String> {
 
 /// The values of a `.npy` byte buffer.
 pub fn parse_npy(bytes: &[u8]) -> Vec<f64> {
-    parse(bytes).unwrap_or_else(|e| panic!(".npy buffer: {e}")).1
+    parse(bytes)
+        .unwrap_or_else(|e| panic!(".npy buffer: {e}"))
+        .1
 }
 
 /// The values of the `.npy` file `path`.
@@ -136,11 +138,17 @@ mod tests {
 
     #[test]
     fn reads_each_element_type_exactly() {
-        let f4: Vec<u8> = [1.5f32, -0.1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f4: Vec<u8> = [1.5f32, -0.1]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         assert_eq!(parse_npy(&npy("<f4", "2,", &f4)), [1.5, f64::from(-0.1f32)]);
         let f8: Vec<u8> = [0.1f64].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(parse_npy(&npy("<f8", "1,", &f8)), [0.1]);
-        let i4: Vec<u8> = [7i32, 49_151].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let i4: Vec<u8> = [7i32, 49_151]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         assert_eq!(parse_npy(&npy("<i4", "2,", &i4)), [7.0, 49_151.0]);
     }
 
@@ -152,7 +160,10 @@ mod tests {
             ("<i8", "1,", &four[..]),
             ("<f4", "2,", &four[..]),
         ] {
-            assert!(parse(&npy(descr, shape, data)).is_err(), "{descr} ({shape})");
+            assert!(
+                parse(&npy(descr, shape, data)).is_err(),
+                "{descr} ({shape})"
+            );
         }
         assert!(parse(b"PK\x03\x04 not npy").is_err());
     }

@@ -74,16 +74,15 @@ impl Resource {
         self.path.is_file()
     }
 
-    /// What to say when it is not there.
-    pub fn missing(&self) -> String {
-        let how = match self.origin {
-            Origin::Fetched(script) => format!("run {script} (scripts/test does)"),
+    /// How to get it, for people.
+    pub fn hint(&self) -> String {
+        match self.origin {
+            Origin::Fetched(script) => format!("{script} fetches it; scripts/test runs that"),
             Origin::Shared => format!(
-                "the shared reference data lives in ../shared beside the checkout, or in ${}",
+                "the shared reference data: ../shared beside the checkout, or ${}",
                 crate::SHARED_VAR
             ),
-        };
-        format!("{} is missing: {how}", self.path.display())
+        }
     }
 }
 

@@ -80,18 +80,38 @@ pub fn decide(settings: &Settings, cpu_missing: &[&str], missing: &[&Resource]) 
     if !cpu_missing.is_empty() {
         return Decision::Ignore(format!("this CPU lacks {}", cpu_missing.join(", ")));
     }
-    let required: Vec<String> = missing
+    let required: Vec<&Resource> = missing
         .iter()
-        .filter_map(|r| settings.requires(r).map(|why| format!("{} (required: {why})", r.missing())))
+        .copied()
+        .filter(|r| settings.requires(r).is_some())
         .collect();
-    if !required.is_empty() {
-        return Decision::Fail(required.join("; "));
+    if let Some(first) = required.first() {
+        let why = settings.requires(first).unwrap_or_default();
+        return Decision::Fail(format!("{}; required because {why}", describe(&required)));
     }
     if missing.is_empty() {
-        return Decision::Run;
+        Decision::Run
+    } else {
+        Decision::Ignore(describe(missing))
     }
-    let all: Vec<String> = missing.iter().map(|r| r.missing()).collect();
-    Decision::Ignore(all.join("; "))
+}
+
+/// "missing A, B (how to get them); C (how to get it)": the paths, grouped
+/// by how to get them.
+fn describe(missing: &[&Resource]) -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for r in missing {
+        let path = r.path().display().to_string();
+        match groups.iter_mut().find(|(hint, _)| *hint == r.hint()) {
+            Some((_, paths)) => paths.push(path),
+            None => groups.push((r.hint(), vec![path])),
+        }
+    }
+    let groups: Vec<String> = groups
+        .into_iter()
+        .map(|(hint, paths)| format!("{} ({hint})", paths.join(", ")))
+        .collect();
+    format!("missing {}", groups.join("; "))
 }
 
 #[cfg(test)]
@@ -113,8 +133,12 @@ mod tests {
         let Decision::Ignore(why) = d else {
             panic!("{d:?}")
         };
-        assert!(why.contains("model.gguf is missing: run scripts/fetch.sh"), "{why}");
-        assert!(why.contains("ids.npy is missing"), "{why}");
+        assert!(why.starts_with("missing "), "{why}");
+        assert!(
+            why.contains("model.gguf (scripts/fetch.sh fetches it"),
+            "{why}"
+        );
+        assert!(why.contains("ids.npy (the shared reference data"), "{why}");
     }
 
     #[test]
@@ -133,7 +157,10 @@ mod tests {
         let Decision::Fail(why) = d else {
             panic!("{d:?}")
         };
-        assert!(why.contains("required: scripts/test fetched it"), "{why}");
+        assert!(
+            why.ends_with("required because scripts/test fetched it"),
+            "{why}"
+        );
         assert!(!why.contains("ids.npy"), "{why}");
         assert!(matches!(
             decide(&after_fetch, &[], &[&shared]),

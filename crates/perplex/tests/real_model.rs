@@ -3,13 +3,21 @@
 //! the same weights (`../shared/reference/README.md`): corpus perplexity
 //! within 1e-4 relative and per-token NLLs against the reference arrays; the
 //! fast mode (bf16 products) within 0.1 % of that perplexity.
-
-mod common;
+//!
+//! Slow tests (`perplex_testkit`): ignored, with the reason, in the quick
+//! tier or without the demo model or the reference data, unless the run
+//! requires them (CI, or `scripts/test` after fetching).
 
 use perplex::core::{BosPolicy, Protocol};
 use perplex::eval::CollectSink;
 use perplex::model::{Compute, LoadOptions};
 use perplex::{Corpus, EvalOptions, Evaluator};
+use perplex_testkit::{npy, run_tests, Resource, SlowTest};
+
+/// The first 80 chunks of 512 tokens of WikiText-2's test split.
+const CORPUS: &str = "wiki.test.80chunks.raw";
+/// transformers' per-token NLLs of the three protocols.
+const PER_TOKEN: &str = "smollm2-transformers-per-token.npz";
 
 /// Reference arrays are f32; per-token agreement is limited by f32 rounding
 /// through 30 layers computed in a different order (worst seen: 7.0e-5).
@@ -27,10 +35,7 @@ fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str)
         "{protocol}: perplexity {ppl} vs transformers {expected_ppl} (relative {rel:.2e})"
     );
 
-    let reference = common::read_npz(
-        &common::reference("smollm2-transformers-per-token.npz"),
-        array,
-    );
+    let reference = npy::read_npz(Resource::reference(PER_TOKEN).path(), array);
     assert_eq!(reference.len(), sink.events.len());
     let worst = sink
         .events
@@ -56,13 +61,13 @@ fn run(protocol: Protocol, expected_ppl: f64, expected_scored: u64, array: &str)
 /// The corpus perplexity and per-token events of one run on the first
 /// 40,960 tokens.
 fn evaluate(protocol: Protocol, compute: Compute, expected_scored: u64) -> (f64, CollectSink) {
-    let model = common::demo_model();
+    let model = Resource::demo_model();
     let options = LoadOptions {
         compute,
         ..Default::default()
     };
-    let mut evaluator = Evaluator::load_with(model.to_str().unwrap(), &options).unwrap();
-    let text = std::fs::read_to_string(common::reference("wiki.test.80chunks.raw")).unwrap();
+    let mut evaluator = Evaluator::load_with(model.path().to_str().unwrap(), &options).unwrap();
+    let text = std::fs::read_to_string(Resource::reference(CORPUS).path()).unwrap();
     let corpus = Corpus::from_texts([text]);
     // The file says add-BOS false: `auto` must resolve to no BOS, as in the reference runs.
     let options = EvalOptions::builder(protocol)
@@ -82,7 +87,6 @@ fn evaluate(protocol: Protocol, compute: Compute, expected_scored: u64) -> (f64,
     (report.summary.perplexity.unwrap(), sink)
 }
 
-#[test]
 fn chunks_512_matches_transformers() {
     run(
         Protocol::Chunks { context: 512 },
@@ -92,7 +96,6 @@ fn chunks_512_matches_transformers() {
     );
 }
 
-#[test]
 fn llama_cpp_512_matches_transformers() {
     run(
         Protocol::LlamaCpp { context: 512 },
@@ -102,7 +105,6 @@ fn llama_cpp_512_matches_transformers() {
     );
 }
 
-#[test]
 fn sliding_2048_stride_512_matches_transformers() {
     run(
         Protocol::Sliding {
@@ -115,15 +117,7 @@ fn sliding_2048_stride_512_matches_transformers() {
     );
 }
 
-#[test]
 fn llama_cpp_512_in_fast_mode_is_within_a_thousandth() {
-    if !Compute::Fast.supported() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: the fast mode needs AVX-512 BF16, which this CPU lacks");
-        }
-        return;
-    }
     let protocol = Protocol::LlamaCpp { context: 512 };
     let (ppl, _) = evaluate(protocol, Compute::Fast, 20_400);
     let rel = (ppl - TRANSFORMERS_LLAMA_CPP_512).abs() / TRANSFORMERS_LLAMA_CPP_512;
@@ -135,4 +129,34 @@ fn llama_cpp_512_in_fast_mode_is_within_a_thousandth() {
         rel <= 1e-3,
         "{protocol} --fast: perplexity {ppl} (relative {rel:.2e})"
     );
+}
+
+fn main() {
+    let needs = || {
+        [
+            Resource::demo_model(),
+            Resource::reference(CORPUS),
+            Resource::reference(PER_TOKEN),
+        ]
+    };
+    let test = |name, body: fn()| SlowTest::new(name, body).needs(needs());
+    run_tests(vec![
+        test(
+            "chunks_512_matches_transformers",
+            chunks_512_matches_transformers,
+        ),
+        test(
+            "llama_cpp_512_matches_transformers",
+            llama_cpp_512_matches_transformers,
+        ),
+        test(
+            "sliding_2048_stride_512_matches_transformers",
+            sliding_2048_stride_512_matches_transformers,
+        ),
+        test(
+            "llama_cpp_512_in_fast_mode_is_within_a_thousandth",
+            llama_cpp_512_in_fast_mode_is_within_a_thousandth,
+        )
+        .needs_cpu("AVX-512 BF16 (the fast mode)", Compute::Fast.supported()),
+    ]);
 }

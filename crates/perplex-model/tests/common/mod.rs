@@ -30,28 +30,9 @@ pub struct GoldenWindow {
     pub argmax: Vec<u32>,
 }
 
+/// The committed fixtures (`perplex_testkit` owns where things are).
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/perplex-model has a workspace root two levels up")
-        .to_path_buf()
-}
-
-/// The demo model (`scripts/fetch-demo-model.sh`, which `scripts/test` runs).
-pub fn demo_model() -> PathBuf {
-    let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "missing demo model {}: run scripts/fetch-demo-model.sh",
-        path.display()
-    );
-    path
+    perplex_testkit::fixtures()
 }
 
 /// A JSON array of token ids.
