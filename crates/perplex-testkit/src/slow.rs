@@ -77,7 +77,7 @@ impl Resource {
     /// How to get it, for people.
     pub fn hint(&self) -> String {
         match self.origin {
-            Origin::Fetched(script) => format!("{script} fetches it; scripts/test runs that"),
+            Origin::Fetched(script) => format!("fetched by {script}, which scripts/test runs"),
             Origin::Shared => format!(
                 "the shared reference data: ../shared beside the checkout, or ${}",
                 crate::SHARED_VAR

@@ -135,7 +135,7 @@ mod tests {
         };
         assert!(why.starts_with("missing "), "{why}");
         assert!(
-            why.contains("model.gguf (scripts/fetch.sh fetches it"),
+            why.contains("model.gguf (fetched by scripts/fetch.sh"),
             "{why}"
         );
         assert!(why.contains("ids.npy (the shared reference data"), "{why}");
