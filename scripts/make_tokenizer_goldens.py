@@ -28,8 +28,9 @@ same tokens at the same ids as the ``tokenizer.json``. Nothing here converts a
 GGUF vocabulary into a tokenizer: the GGUF files are what perplex's own route
 is tested on, against these ids.
 
-Run with an interpreter that has ``tokenizers`` and ``transformers``
-(``/work/pyenv/bin/python`` on the development machine)::
+``scripts/make-fixtures.sh tokenizers`` runs it in the pinned fixtures venv
+after fetching the tokenizers; by hand, with an interpreter that has
+``tokenizers`` and ``transformers``::
 
     scripts/fetch-real-tokenizers.sh
     python scripts/make_tokenizer_goldens.py

@@ -173,13 +173,14 @@ mod tests {
     use candle_core::Device;
     use std::sync::Arc;
 
-    /// candle's matmul, and the packed f32 kernels where this CPU has them.
+    /// candle's matmul and the packed f32 kernels: their AVX-512 code where
+    /// this CPU has it, else their portable code (the same contract), so
+    /// the packed head is tested on every CPU.
     fn all_kernels() -> Vec<Kernels> {
-        let mut all = vec![Kernels::Candle];
-        if perplex_kernels::Isa::detect().avx512f() {
-            all.push(Kernels::Packed(perplex_kernels::Precision::F32));
-        }
-        all
+        vec![
+            Kernels::Candle,
+            Kernels::Packed(perplex_kernels::Precision::F32),
+        ]
     }
 
     fn random(shape: (usize, usize), seed: u64) -> Tensor {
