@@ -1,27 +1,22 @@
 //! Downloading `org/name[@revision]` specs from a fake hub on 127.0.0.1
-//! (`hub_support`) into a temporary hub cache. Cache, endpoint, token and
+//! (`perplex_testkit::fake_hub`) into a temporary hub cache. Cache, endpoint, token and
 //! offline mode all come through `HubOptions`, so these tests read no
 //! environment variable and run in parallel safely.
 //!
 //! A downloaded snapshot must hold the fixture's files byte for byte: the
 //! model crate then loads it exactly as it loads the fixture folder.
 
-mod hub_support;
-
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hub_support::{FakeHub, FakeRepo, Host};
 use perplex_hub::{resolve, DownloadError, DownloadEvent, HubError, HubOptions, Progress};
+use perplex_testkit::fake_hub::{self, FakeHub, FakeRepo, Host};
+use perplex_testkit::fixtures;
 use sha2::{Digest, Sha256};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 fn options(hub: &FakeHub, cache: &Path) -> HubOptions {
     HubOptions {
@@ -219,7 +214,7 @@ fn downloads_into_the_hub_cache_once_with_the_folders_files() {
 fn renamed_repositories_follow_relative_redirects() {
     let hub = FakeHub::start(vec![tiny_repo("org/tiny")]);
     let tmp = tempfile::tempdir().unwrap();
-    let (old, _) = hub_support::RENAMED;
+    let (old, _) = fake_hub::RENAMED;
     let path = fetch(old, &options(&hub, tmp.path())).unwrap();
     let repo = tmp.path().join("models--org--renamed");
     assert_eq!(path, repo.join("snapshots").join(SHA));

@@ -3,17 +3,14 @@
 //! `HF_TOKEN` and `HF_HUB_OFFLINE`. Environment variables are process-wide,
 //! so this binary holds this one test only.
 
-mod hub_support;
-
-use hub_support::{FakeHub, FakeRepo, Host};
 use perplex_hub::{resolve, DownloadError, HubError, HubOptions};
+use perplex_testkit::fake_hub::{FakeHub, FakeRepo, Host};
 
 const SHA: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
 #[test]
 fn the_environment_configures_downloads() {
-    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/tiny-llama");
+    let fixture = perplex_testkit::fixtures().join("tiny-llama");
     let hub = FakeHub::start(vec![FakeRepo::from_dir("org/tiny", SHA, &fixture)]);
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("hub");

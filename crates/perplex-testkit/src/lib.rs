@@ -1,5 +1,5 @@
-//! Test support for the integration tests of `perplex` and `perplex-model`
-//! (a dev-dependency; never published).
+//! Test support for the integration tests of `perplex`, `perplex-model` and
+//! `perplex-hub` (a dev-dependency; never published).
 //!
 //! - Where things are: [`workspace`], [`fixtures`], [`shared_dir`] (the one
 //!   place that reads the `PERPLEX_SHARED` override).
@@ -10,12 +10,15 @@
 //!   when it cannot run it shows as `ignored` in cargo's summary with the
 //!   reason, or fails where the run must have the resource (see [`tier`]).
 //! - The NumPy files the reference figures come in: [`npy`].
+//! - A fake Hugging Face hub on 127.0.0.1 that hub ids download from:
+//!   [`fake_hub`].
 //!
 //! Everything here panics on failure, naming the path or value: it runs
 //! inside tests, where a panic is a failed test with its message.
 
 use std::path::{Path, PathBuf};
 
+pub mod fake_hub;
 pub mod npy;
 mod slow;
 pub mod tier;

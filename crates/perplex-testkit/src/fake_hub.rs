@@ -1,13 +1,15 @@
-//! A fake Hugging Face hub on 127.0.0.1 for the `hub_*` tests: the two
-//! endpoints of the hub API perplex uses, a separate "CDN" that large files
-//! redirect to (another origin, so the token must not reach it), and a log of
-//! every request.
+//! A fake Hugging Face hub on 127.0.0.1 for the hub tests (perplex-hub's
+//! downloads, the facade's and the CLI's hub ids): the two endpoints of the
+//! hub API perplex uses (`/api/models/{repo}/revision/{rev}` and
+//! `/{repo}/resolve/{commit}/{file}`), a separate "CDN" that large files
+//! (`.safetensors`, `.gguf`) redirect to (another origin, so the token must
+//! not reach it), the hub's relative redirect for a renamed repository
+//! ([`RENAMED`]), injectable [`Faults`], and a log of every request
+//! ([`FakeHub::requests`]), so a test can tell a cached load from a download.
 //!
-//! Bounded: one request per connection (`Connection: close`), socket
-//! timeouts of 5 s, at most 500 connections and 120 s per server, and it
-//! stops when dropped.
-
-#![allow(dead_code)] // each test binary uses a part
+//! Bounded: loopback only, one request per connection (`Connection: close`),
+//! socket timeouts of 5 s, at most 500 connections and 120 s per server, and
+//! it stops when dropped.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -46,15 +48,14 @@ impl FakeRepo {
 
     /// A repository holding every file of `dir` (a fixture folder).
     pub fn from_dir(name: &str, sha: &str, dir: &Path) -> FakeRepo {
+        let fail = |path: &Path, e: std::io::Error| -> ! { panic!("{}: {e}", path.display()) };
         let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
+            .unwrap_or_else(|e| fail(dir, e))
+            .map(|e| e.unwrap_or_else(|e| fail(dir, e)).path())
             .filter(|p| p.is_file())
             .map(|p| {
-                (
-                    p.file_name().unwrap().to_str().unwrap().to_string(),
-                    std::fs::read(&p).unwrap(),
-                )
+                let bytes = std::fs::read(&p).unwrap_or_else(|e| fail(&p, e));
+                (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
             })
             .collect();
         files.sort();
@@ -428,5 +429,115 @@ impl Drop for FakeHub {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `GET url` (an `http://127.0.0.1:PORT/…` address): the status, the
+    /// headers (names lowercased) and the body.
+    fn get(url: &str, token: Option<&str>) -> (u16, HashMap<String, String>, Vec<u8>) {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (addr, path) = rest.split_at(rest.find('/').unwrap());
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+        let headers = lines
+            .map(|l| l.split_once(": ").unwrap())
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        (status.parse().unwrap(), headers, raw[split + 4..].to_vec())
+    }
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn hub() -> FakeHub {
+        FakeHub::start(vec![FakeRepo::new("org/tiny", SHA)
+            .with_file("config.json", b"{}".to_vec())
+            .with_file("model.safetensors", b"weights".to_vec())
+            .listing("README.md")])
+    }
+
+    #[test]
+    fn lists_a_repository_and_logs_the_request() {
+        let hub = hub();
+        let url = format!("{}/api/models/org/tiny/revision/main", hub.endpoint);
+        let (status, _, body) = get(&url, Some("hf_x"));
+        assert_eq!(status, 200);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["sha"], SHA);
+        let names: Vec<&str> = json["siblings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["rfilename"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["config.json", "model.safetensors", "README.md"]);
+        let requests = hub.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].host, Host::Hub);
+        assert_eq!(requests[0].path, "/api/models/org/tiny/revision/main");
+        assert_eq!(requests[0].authorization.as_deref(), Some("Bearer hf_x"));
+    }
+
+    #[test]
+    fn serves_small_files_and_redirects_large_ones_to_the_cdn() {
+        let hub = hub();
+        let resolve = |file: &str| format!("{}/org/tiny/resolve/{SHA}/{file}", hub.endpoint);
+        let (status, headers, body) = get(&resolve("config.json"), None);
+        assert_eq!((status, &body[..]), (200, &b"{}"[..]));
+        assert_eq!(headers["x-repo-commit"], SHA);
+
+        let (status, headers, _) = get(&resolve("model.safetensors"), None);
+        assert_eq!(status, 302);
+        let sha = sha256(b"weights");
+        assert_eq!(headers["x-linked-etag"], format!("\"{sha}\""));
+        assert_eq!(headers["x-linked-size"], "7");
+        let (status, _, body) = get(&headers["location"], None);
+        assert_eq!((status, &body[..]), (200, &b"weights"[..]));
+        assert_eq!(hub.requests()[2].host, Host::Cdn);
+
+        let (status, headers, _) = get(&resolve("absent.json"), None);
+        assert_eq!(
+            (status, headers["x-error-code"].as_str()),
+            (404, "EntryNotFound")
+        );
+        let url = format!("{}/api/models/org/nope/revision/main", hub.endpoint);
+        let (status, headers, _) = get(&url, None);
+        assert_eq!(
+            (status, headers["x-error-code"].as_str()),
+            (401, "RepoNotFound")
+        );
+        assert_eq!(hub.request_count(), 5);
+    }
+
+    #[test]
+    fn truncates_a_file_when_told_to() {
+        let hub = hub();
+        hub.faults.lock().unwrap().truncate = Some("config.json".into());
+        let url = format!("{}/org/tiny/resolve/{SHA}/config.json", hub.endpoint);
+        let (status, headers, body) = get(&url, None);
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-length"], "2");
+        assert_eq!(body.len(), 1);
+    }
+
+    #[test]
+    fn a_dropped_hub_stops_at_once() {
+        let hub = hub();
+        let start = Instant::now();
+        drop(hub);
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 }
