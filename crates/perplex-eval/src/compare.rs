@@ -59,6 +59,7 @@ pub fn compare(
         let tokens = evaluation.corpus().tokens();
         engine::compare(&mut lms, tokens, &evaluation.settings(), sink)?
     };
+    evaluation.check_scored(&outcome.models[0])?;
     let seconds = start.elapsed().as_secs_f64();
     let threads = models[0].threads;
     let compared = models

@@ -56,6 +56,17 @@ pub enum EvalError {
     /// A comparison that cannot be made as asked.
     #[error("{0}")]
     Compare(String),
+    /// No token of the corpus can be scored: a report without a perplexity
+    /// would pass for a result.
+    #[error("nothing to score in {sources}: {why}")]
+    NothingToScore {
+        /// The corpus's sources, e.g. `` `data.txt` `` or `stdin`.
+        sources: String,
+        /// Why, e.g. `every document is empty (3 documents)`.
+        why: String,
+        /// Whether a token limit is what left nothing.
+        limited: bool,
+    },
     /// A run folder that cannot be swept or watched.
     #[error("{0}")]
     Sweep(String),
@@ -80,6 +91,14 @@ impl EvalError {
             } => Some(
                 "the weights or the computation overflowed; check the model file, or report it \
                  with the window above"
+                    .into(),
+            ),
+            EvalError::NothingToScore { limited: true, .. } => {
+                Some("raise --max-tokens, or drop it to score the whole corpus".into())
+            }
+            EvalError::NothingToScore { .. } => Some(
+                "give text with at least two tokens per document (a document of one token is \
+                 scored only with --bos document or window)"
                     .into(),
             ),
             EvalError::TokenizersDiffer { .. } => Some(

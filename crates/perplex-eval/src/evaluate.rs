@@ -114,8 +114,54 @@ impl<'c> Evaluation<'c> {
     ) -> Result<Report, EvalError> {
         let start = Instant::now();
         let outcome = engine::score(lm, self.corpus.tokens(), &self.settings(), sink)?;
+        self.check_scored(&outcome)?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(self.report(identity, tokenizer, &outcome, threads, seconds))
+    }
+
+    /// Fails when `outcome` scored no token (the planner plans no window
+    /// that scores nothing, so no forward pass was spent on it), saying why.
+    pub(crate) fn check_scored(&self, outcome: &Outcome) -> Result<(), EvalError> {
+        if outcome.total.count > 0 {
+            return Ok(());
+        }
+        let identity = self.corpus.identity();
+        let sources = match identity.sources.as_slice() {
+            [] => "the corpus".to_string(),
+            names => names
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let limit = self.options.max_tokens();
+        let why = if identity.documents == 0 {
+            "it holds no documents".to_string()
+        } else if identity.empty_documents == identity.documents {
+            format!(
+                "every document is empty ({})",
+                documents(identity.documents)
+            )
+        } else if let Some(limit) = limit {
+            format!("the token limit of {limit} leaves no token to score")
+        } else {
+            let empty = match identity.empty_documents {
+                0 => String::new(),
+                n => format!(", {n} empty"),
+            };
+            format!(
+                "no document is long enough to score ({}{empty}; BOS {}, {})",
+                documents(identity.documents),
+                self.bos.name(),
+                self.options.protocol()
+            )
+        };
+        let limited = limit.is_some() && identity.empty_documents < identity.documents;
+        Err(EvalError::NothingToScore {
+            sources,
+            why,
+            limited,
+        })
     }
 
     /// The report of one model's `outcome` on these documents.
@@ -209,6 +255,10 @@ impl<'c> Evaluation<'c> {
             threads,
         }
     }
+}
+
+fn documents(n: usize) -> String {
+    format!("{n} document{}", if n == 1 { "" } else { "s" })
 }
 
 /// This tool, as reports name it.

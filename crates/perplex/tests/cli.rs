@@ -251,6 +251,87 @@ fn a_context_longer_than_the_model_is_refused() {
     assert!(stderr.contains("4096"), "{stderr}");
 }
 
+/// A file to create: name and text.
+type File<'a> = Option<(&'a str, &'a str)>;
+
+/// `perplex eval` with `args` in a temp dir holding `file`, empty stdin:
+/// exit code and stderr.
+fn nothing_to_score(args: &[&str], file: File<'_>) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some((name, text)) = file {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = perplex()
+        .current_dir(dir.path())
+        .args(["eval", "-m", &uniform()])
+        .args(args)
+        .write_stdin("")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn nothing_to_score_is_a_bad_input_naming_what_was_empty() {
+    let cases: [(&[&str], File<'_>, &str); 6] = [
+        (
+            &["--file", "empty.txt"],
+            Some(("empty.txt", "")),
+            "`empty.txt`: every document is empty (1 document)",
+        ),
+        (
+            &["--file", "blank.txt", "--split", "lines"],
+            Some(("blank.txt", "\n\n")),
+            "every document is empty (2 documents)",
+        ),
+        (
+            &["--jsonl", "empty.jsonl"],
+            Some(("empty.jsonl", "")),
+            "`empty.jsonl`: it holds no documents",
+        ),
+        (&[], None, "`stdin`: every document is empty"),
+        (&[""], None, "`arguments`: every document is empty"),
+        (
+            &["--max-tokens", "0", "some text to score"],
+            None,
+            "the token limit of 0 leaves no token to score",
+        ),
+    ];
+    for (args, file, why) in cases {
+        let (code, stderr) = nothing_to_score(args, file);
+        assert_eq!(code, Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("error: nothing to score in"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        assert!(stderr.contains("hint:"), "{args:?}: {stderr}");
+    }
+    // one token and no BOS: too short, said so with the policy that made it so
+    let (code, stderr) = nothing_to_score(&["--bos", "none", "The"], None);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "no document is long enough to score (1 document; BOS none, chunks (context 512))"
+        ),
+        "{stderr}"
+    );
+    // compare goes through the same check
+    let out = perplex()
+        .args(["compare", &uniform(), &uniform(), "--text", ""])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("`arguments`: every document is empty"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn too_short_and_empty_documents_are_reported_not_nan() {
     let out = perplex()
