@@ -321,3 +321,49 @@ impl ModelError {
         }
     }
 }
+
+/// A candle error as a cause: without the backtrace candle captures when
+/// `RUST_BACKTRACE` is set (its `Display` would print tens of framework
+/// frames into the user's `caused by:` line); the message and any path or
+/// context it carries are kept.
+pub(crate) fn candle_source(e: candle_core::Error) -> Box<candle_core::Error> {
+    fn strip(e: candle_core::Error) -> candle_core::Error {
+        match e {
+            candle_core::Error::WithBacktrace { inner, .. } => strip(*inner),
+            candle_core::Error::WithPath { inner, path } => candle_core::Error::WithPath {
+                inner: Box::new(strip(*inner)),
+                path,
+            },
+            candle_core::Error::Context { inner, context } => candle_core::Error::Context {
+                inner: Box::new(strip(*inner)),
+                context,
+            },
+            other => other,
+        }
+    }
+    Box::new(strip(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_causes_lose_their_backtrace_and_keep_their_context() {
+        let with_bt = |inner: candle_core::Error| candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let boom = with_bt(candle_core::Error::Msg("boom".into()));
+        assert!(boom.to_string().lines().count() > 1);
+        assert_eq!(candle_source(boom).to_string(), "boom");
+        let nested = candle_core::Error::WithPath {
+            inner: Box::new(with_bt(candle_core::Error::Msg("bad header".into()))),
+            path: "model.safetensors".into(),
+        };
+        assert_eq!(
+            candle_source(with_bt(nested)).to_string(),
+            "path: \"model.safetensors\" bad header"
+        );
+    }
+}

@@ -43,7 +43,7 @@ impl GgufFile {
                 }
                 return Err(ModelError::Gguf {
                     path: path.to_path_buf(),
-                    source: Box::new(source),
+                    source: crate::error::candle_source(source),
                 });
             }
         };
@@ -76,7 +76,7 @@ impl GgufFile {
         .map_err(|source| ModelError::GgufTensor {
             name: name.to_string(),
             path: self.path.clone(),
-            source: Box::new(source),
+            source: crate::error::candle_source(source),
         })
     }
 }

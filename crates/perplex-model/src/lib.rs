@@ -92,8 +92,16 @@ pub use source::{ModelSource, ModelSpec};
 /// The process-wide thread count set by [`set_threads`]; 0: unset.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// The most compute threads a model's pool gets: this machine's hardware
+/// threads (more never speeds up compute-bound work, and a request of
+/// thousands would stall the machine starting them).
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Sets the number of compute threads for models loaded afterwards without
-/// an explicit [`LoadOptions::threads`]. See the crate docs, "Threads".
+/// an explicit [`LoadOptions::threads`] (at most [`max_threads`] are
+/// started). See the crate docs, "Threads".
 pub fn set_threads(threads: usize) {
     THREADS.store(threads, Ordering::Relaxed);
 }
@@ -104,7 +112,7 @@ pub fn set_threads(threads: usize) {
 pub fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
         0 => candle_core::utils::get_num_threads(),
-        n => n,
+        n => n.min(max_threads()),
     }
 }
 
@@ -299,7 +307,8 @@ fn load_parts(
     let adapters = &spec.adapters;
     let threads = opts
         .threads
-        .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0));
+        .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0))
+        .map(|n| n.min(max_threads()));
     let pool = match threads {
         None => None,
         Some(threads) => Some(Arc::new(
@@ -396,7 +405,7 @@ fn gguf_config(file: &mut gguf::GgufFile) -> Result<ModelConfig, ModelError> {
                 .map(Some)
                 .map_err(|source| ModelError::Backend {
                     context: format!("reading `{name}`"),
-                    source: Box::new(source),
+                    source: crate::error::candle_source(source),
                 }),
         }
     };

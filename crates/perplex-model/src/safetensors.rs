@@ -165,7 +165,7 @@ impl SafetensorsFile {
         Tensor::from_vec(values, info.shape.clone(), &Device::Cpu).map_err(|source| {
             ModelError::Backend {
                 context: format!("building tensor `{name}` of {}", self.path.display()),
-                source: Box::new(source),
+                source: crate::error::candle_source(source),
             }
         })
     }

@@ -147,7 +147,9 @@ fn into_model(loaded: LoadedModel, options: &LoadOptions) -> Model {
         tokenizer,
         identity,
         checks,
-        threads: options.threads.unwrap_or_else(perplex_model::threads),
+        threads: options.threads.map_or_else(perplex_model::threads, |n| {
+            n.min(perplex_model::max_threads())
+        }),
         needs_bos: family.filter(|f| f.needs_bos()).map(|f| f.to_string()),
     }
 }

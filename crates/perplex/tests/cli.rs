@@ -477,3 +477,31 @@ fn the_rule_of_thumb_bands_label_a_perplexity_on_request() {
         .unwrap()
         .contains("same tokenizer"));
 }
+
+#[test]
+fn threads_beyond_the_machine_are_capped_with_a_warning() {
+    let out = perplex()
+        .args([
+            "eval",
+            "-m",
+            &uniform(),
+            "--threads",
+            "100000",
+            "--format",
+            "json",
+        ])
+        .args(["The cat sat on the mat."])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let hardware = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        stderr.contains(&format!(
+            "warning: --threads 100000 is more than this machine's {hardware} hardware threads: using {hardware}"
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["protocol"]["threads"], hardware);
+}

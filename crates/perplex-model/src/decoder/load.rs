@@ -101,7 +101,7 @@ impl Loader<'_> {
         let backend = |context: String| {
             move |source| ModelError::Backend {
                 context,
-                source: Box::new(source),
+                source: crate::error::candle_source(source),
             }
         };
         let transposed = self.transposed(part) && expected.len() == 2;
@@ -188,7 +188,7 @@ impl Loader<'_> {
         } else {
             (weight + f64::from(self.norm_offset)).map_err(|source| ModelError::Backend {
                 context: format!("offsetting `{}`", self.name(part, "weight")),
-                source: Box::new(source),
+                source: crate::error::candle_source(source),
             })?
         };
         let bias = if layer_norm {
@@ -253,7 +253,7 @@ impl Loader<'_> {
                 .packed(precision)
                 .map_err(|source| ModelError::Backend {
                     context: format!("packing `{module}`"),
-                    source: Box::new(source),
+                    source: crate::error::candle_source(source),
                 })?
                 .into_owned();
             weight = Weight::Packed(Arc::new(packed));

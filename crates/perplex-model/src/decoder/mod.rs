@@ -105,7 +105,7 @@ impl std::fmt::Debug for Decoder {
 }
 
 fn backend(e: candle_core::Error) -> LmError {
-    LmError::Backend(Box::new(e))
+    LmError::Backend(crate::error::candle_source(e))
 }
 
 impl Decoder {

@@ -121,8 +121,21 @@ pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptio
 }
 
 /// Applies `--threads` before any compute thread starts.
+/// A request beyond the machine's hardware threads is capped there, with a
+/// warning, before any thread starts.
 pub(super) fn set_threads(threads: Option<usize>) {
-    if let Some(n) = threads {
+    if let Some(asked) = threads {
+        let n = asked.min(perplex_model::max_threads());
+        if n < asked {
+            super::error::render_warning(&perplex_core::inspect::Check {
+                level: perplex_core::inspect::Level::Warning,
+                code: "threads-capped".into(),
+                message: format!(
+                    "--threads {asked} is more than this machine's {n} hardware threads: using {n}"
+                ),
+                hint: None,
+            });
+        }
         perplex_model::set_threads(n);
         // candle sizes its element-wise pool once, from the environment; no
         // compute thread has started yet, so setting it here is sound.
