@@ -67,6 +67,12 @@ pub enum EvalError {
         /// Whether a token limit is what left nothing.
         limited: bool,
     },
+    /// The run folder to sweep or watch is not a folder.
+    #[error("run folder {} {}", path.display(), if path.exists() { "is not a folder" } else { "does not exist" })]
+    NoRunFolder {
+        /// What was given.
+        path: std::path::PathBuf,
+    },
     /// A run folder that cannot be swept or watched.
     #[error("{0}")]
     Sweep(String),
@@ -99,6 +105,11 @@ impl EvalError {
             EvalError::NothingToScore { .. } => Some(
                 "give text with at least two tokens per document (a document of one token is \
                  scored only with --bos document or window)"
+                    .into(),
+            ),
+            EvalError::NoRunFolder { .. } => Some(
+                "give the training run's output folder (the Trainer's output_dir, holding \
+                 checkpoint-N folders)"
                     .into(),
             ),
             EvalError::TokenizersDiffer { .. } => Some(

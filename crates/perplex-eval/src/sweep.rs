@@ -68,6 +68,11 @@ fn step_of(name: &str) -> Option<u64> {
 /// The checkpoints of `run`, by step. Folders without a model or adapter,
 /// and names without a number, are not checkpoints.
 pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, EvalError> {
+    if !run.is_dir() {
+        return Err(EvalError::NoRunFolder {
+            path: run.to_path_buf(),
+        });
+    }
     let entries = fs_err::read_dir(run).map_err(|e| EvalError::Sweep(e.to_string()))?;
     let mut found = Vec::new();
     for entry in entries {

@@ -141,6 +141,13 @@ pub fn watch<E: From<EvalError>>(
     if let Some(meta) = state.meta.clone() {
         sweeper.resume_meta(meta);
     }
+    if !run.is_dir() {
+        // a watcher may start before the trainer creates its folder
+        log(&format!(
+            "{} does not exist yet: waiting for it",
+            run.display()
+        ));
+    }
     let start = Instant::now();
     // per checkpoint path: its last snapshot and since when it has not changed
     let mut seen: HashMap<PathBuf, (Vec<(PathBuf, u64)>, Instant)> = HashMap::new();

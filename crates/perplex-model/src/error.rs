@@ -35,6 +35,21 @@ pub enum ModelError {
         /// What is missing, e.g. `no config.json`.
         problem: String,
     },
+    /// A shard index names shard files that are not beside it.
+    #[error(
+        "{} names {} of its {listed} shard(s) that are not in its folder: {}",
+        index.display(),
+        missing.len(),
+        missing.join(", ")
+    )]
+    MissingShards {
+        /// `model.safetensors.index.json`.
+        index: PathBuf,
+        /// The missing shards' file names.
+        missing: Vec<String>,
+        /// Shards the index lists.
+        listed: usize,
+    },
     /// A file could not be read (the message of the cause names the file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -279,6 +294,11 @@ impl ModelError {
                 "a model folder needs config.json and model.safetensors (or \
                  model.safetensors.index.json with its shards); PyTorch .bin checkpoints are not \
                  read"
+                    .into(),
+            ),
+            ModelError::MissingShards { .. } => Some(
+                "the download is incomplete: download the model again (or copy the missing \
+                 shards beside the index)"
                     .into(),
             ),
             ModelError::CorruptSafetensors { .. }

@@ -202,7 +202,25 @@ impl SafetensorsSet {
                     source,
                 })?;
             let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
-            (shards.into_iter().map(|s| dir.join(s)).collect(), index)
+            let paths: Vec<PathBuf> = shards.into_iter().map(|s| dir.join(s)).collect();
+            let missing: Vec<String> = paths
+                .iter()
+                .filter(|p| !p.is_file())
+                .map(|p| {
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err(ModelError::MissingShards {
+                    index,
+                    missing,
+                    listed: paths.len(),
+                });
+            }
+            (paths, index)
         } else {
             return Err(ModelError::NoModelFiles {
                 path: dir.to_path_buf(),

@@ -77,6 +77,12 @@ impl ModelSource {
                 problem: "a file that is neither a .gguf file nor config.json".into(),
             });
         }
+        if !path.is_dir() {
+            return Err(ModelError::NoModelFiles {
+                path: path.to_path_buf(),
+                problem: "it is neither a file nor a folder (a device, a pipe or a socket)".into(),
+            });
+        }
         if path.join("config.json").is_file() {
             return Ok(ModelSource::HfFolder(path.to_path_buf()));
         }

@@ -505,3 +505,58 @@ fn threads_beyond_the_machine_are_capped_with_a_warning() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["protocol"]["threads"], hardware);
 }
+
+/// Exit code and stderr of `perplex` with `args`.
+fn failure(args: &[&str]) -> (Option<i32>, String) {
+    let out = perplex().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_device_as_the_model_is_named_as_such() {
+    let (code, stderr) = failure(&["eval", "-m", "/dev/null", "text"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("/dev/null holds no model: it is neither a file nor a folder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn a_missing_shard_is_named_with_the_incomplete_download() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::fixture("tiny-llama-sharded")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::remove_file(dir.path().join("model-00003-of-00005.safetensors")).unwrap();
+    let model = dir.path().display().to_string();
+    let (code, stderr) = failure(&["eval", "-m", &model, "-c", "64", "text"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("names 1 of its 5 shard(s) that are not in its folder: model-00003-of-00005.safetensors"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the download is incomplete"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_run_folder_is_a_bad_input_with_a_hint() {
+    let (code, stderr) = failure(&["sweep", "/no/such/run", "--text", "x"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("error: run folder /no/such/run does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: give the training run's output folder"),
+        "{stderr}"
+    );
+}

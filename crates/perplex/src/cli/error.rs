@@ -60,7 +60,9 @@ impl CliError {
             CliError::Perplex(P::MockTokenizer { .. }) => 3,
             CliError::Perplex(P::UnknownMock(_)) => 2,
             CliError::Perplex(P::Eval(e)) => match e {
-                E::Sweep(_) | E::Tokenize(_) | E::NothingToScore { .. } => 3,
+                E::Sweep(_) | E::NoRunFolder { .. } | E::Tokenize(_) | E::NothingToScore { .. } => {
+                    3
+                }
                 E::Options(_) | E::Plan(_) | E::TokenizersDiffer { .. } | E::Compare(_) => 2,
                 E::Model { .. } | E::ScoreCount { .. } | E::Sink(_) | E::Incomparable(_) => 1,
             },
