@@ -3,7 +3,9 @@
 //!
 //! Contract: a driver calls [`Sink::token`] once per scored token, in
 //! document order and, within a document, in position order; and
-//! [`Sink::progress`] after each batch. A sink's I/O error stops the run.
+//! [`Sink::progress`] after each batch. A sink's I/O error stops the run,
+//! and so does [`Sink::should_stop`] (asked before each batch: an
+//! interrupted run ends between batches, never inside one).
 //! Writers (per-token JSONL, progress bars) implement it outside this crate.
 
 use crate::lm::TokenScore;
@@ -28,6 +30,11 @@ pub trait Sink {
 
     /// Called after each batch with processed and total window tokens.
     fn progress(&mut self, _processed: u64, _total: u64) {}
+
+    /// Whether the run should stop now (e.g. the user pressed Ctrl-C).
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that ignores everything.

@@ -37,6 +37,9 @@ pub enum EvalError {
         /// Scores returned.
         got: usize,
     },
+    /// The sink asked the run to stop (an interrupt) before it finished.
+    #[error("interrupted")]
+    Interrupted,
     /// The sink could not write.
     #[error("could not write a scored token")]
     Sink(#[source] std::io::Error),
@@ -110,6 +113,11 @@ impl EvalError {
             EvalError::NoRunFolder { .. } => Some(
                 "give the training run's output folder (the Trainer's output_dir, holding \
                  checkpoint-N folders)"
+                    .into(),
+            ),
+            EvalError::Interrupted => Some(
+                "the run stopped between two batches; the reports it would have written were \
+                 not written"
                     .into(),
             ),
             EvalError::TokenizersDiffer { .. } => Some(

@@ -208,7 +208,17 @@ pub fn watch<E: From<EvalError>>(
         if reached || idle {
             break;
         }
-        std::thread::sleep(watch.interval);
+        // in short steps, so an interrupt is seen within a tenth of a second
+        let wake = Instant::now() + watch.interval;
+        while Instant::now() < wake {
+            if sink.should_stop() {
+                return Err(EvalError::Interrupted.into());
+            }
+            std::thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100)),
+            );
+        }
     }
     let checkpoints = discover(run).unwrap_or_default();
     let losses = trainer_losses(run, &checkpoints)?;

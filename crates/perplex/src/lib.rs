@@ -99,9 +99,11 @@ impl Error {
             Error::Hub(e) => e.hint(),
             Error::MockTokenizer { source, .. } => source.hint(),
             Error::Eval(e) => e.hint(),
-            Error::UnknownMock(_) => {
-                Some("use mock:uniform:<tokenizer.json> or mock:hash:<tokenizer.json>".into())
-            }
+            Error::UnknownMock(_) => Some(
+                "use mock:uniform:<tokenizer.json>, mock:hash:<tokenizer.json> or \
+                 mock:slow:<tokenizer.json>"
+                    .into(),
+            ),
         }
     }
 }
@@ -230,6 +232,38 @@ pub fn evaluate(
     Ok(evaluation.run(model, tokenizer, identity, threads, sink)?)
 }
 
+/// `mock:slow`: the hash mock taking 20 ms per window, so that the CLI
+/// tests can interrupt a run that is still going.
+struct Slow(HashLm);
+
+impl Slow {
+    fn wait(batch: &[perplex_core::WindowRef<'_>]) {
+        std::thread::sleep(std::time::Duration::from_millis(20) * batch.len() as u32);
+    }
+}
+
+impl CausalLm for Slow {
+    fn info(&self) -> &perplex_core::ModelInfo {
+        self.0.info()
+    }
+
+    fn score_batch(
+        &mut self,
+        batch: &[perplex_core::WindowRef<'_>],
+    ) -> Result<Vec<Vec<perplex_core::TokenScore>>, perplex_core::LmError> {
+        Self::wait(batch);
+        self.0.score_batch(batch)
+    }
+
+    fn logits<'a>(
+        &'a mut self,
+        batch: &[perplex_core::WindowRef<'_>],
+    ) -> Result<Box<dyn perplex_core::lm::LogitTiles + 'a>, perplex_core::LmError> {
+        Self::wait(batch);
+        self.0.logits(batch)
+    }
+}
+
 fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
     let (kind, path) = mock.split_once(':').unwrap_or((mock, ""));
     let tokenizer = TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| {
@@ -242,6 +276,7 @@ fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
     let model: Box<dyn CausalLm + Send> = match kind {
         "uniform" => Box::new(UniformLm::new(vocab, Some(4096))),
         "hash" => Box::new(HashLm::new(vocab, Some(4096))),
+        "slow" => Box::new(Slow(HashLm::new(vocab, Some(4096)))),
         other => return Err(Error::UnknownMock(other.to_string())),
     };
     let identity = ModelIdentity {

@@ -149,6 +149,9 @@ pub(crate) fn drive(
     let total: u64 = windows.iter().map(|w| w.tokens.len() as u64).sum();
     let mut processed = 0u64;
     for batch in windows.chunks(batch_size) {
+        if sink.should_stop() {
+            return Err(EvalError::Interrupted);
+        }
         let refs: Vec<WindowRef<'_>> = batch
             .iter()
             .map(|w| WindowRef {

@@ -64,6 +64,7 @@ impl CliError {
                     3
                 }
                 E::Options(_) | E::Plan(_) | E::TokenizersDiffer { .. } | E::Compare(_) => 2,
+                E::Interrupted => super::signals::requested().map_or(1, |s| s.exit_code()),
                 E::Model { .. } | E::ScoreCount { .. } | E::Sink(_) | E::Incomparable(_) => 1,
             },
         }

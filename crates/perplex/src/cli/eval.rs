@@ -53,10 +53,20 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
             let tokenizer = evaluator.model().tokenizer.clone();
             let mut sink =
                 PerTokenJsonl::new(BufWriter::new(file), move |id| tokenizer.token_text(id));
-            let report = evaluate(&mut evaluator, &corpus, &options, &mut sink, output.quiet)?;
-            sink.finish()
-                .map_err(|source| CliError::Output { path, source })?;
-            report
+            let report = evaluate(&mut evaluator, &corpus, &options, &mut sink, output.quiet)
+                .and_then(|report| {
+                    sink.finish()
+                        .map_err(|source| CliError::Output {
+                            path: path.clone(),
+                            source,
+                        })
+                        .map(|_| report)
+                });
+            // a failed or interrupted run leaves no partial per-token file
+            if report.is_err() {
+                let _ = std::fs::remove_file(&path);
+            }
+            report?
         }
         None => evaluate(
             &mut evaluator,

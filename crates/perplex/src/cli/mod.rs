@@ -3,7 +3,8 @@
 //!
 //! Exit codes (fixed, documented in the README):
 //! 0 success · 1 evaluation failed · 2 usage error · 3 bad input (corpus,
-//! output path) · 4 the model could not be loaded.
+//! output path) · 4 the model could not be loaded · 130 / 143 stopped by
+//! SIGINT / SIGTERM.
 
 mod args;
 mod compare;
@@ -11,6 +12,7 @@ mod error;
 mod eval;
 mod inspect;
 mod progress;
+mod signals;
 mod sweep;
 mod watch;
 
@@ -31,6 +33,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    signals::install();
     let result = match cli.command {
         args::Command::Eval(args) => eval::run(*args),
         args::Command::Compare(args) => compare::run(*args),

@@ -47,4 +47,8 @@ impl Sink for ProgressSink<'_> {
         self.bar.set_position(processed);
         self.inner.progress(processed, total);
     }
+
+    fn should_stop(&self) -> bool {
+        super::signals::requested().is_some() || self.inner.should_stop()
+    }
 }

@@ -7,6 +7,7 @@ use perplex::watch::WatchOptions;
 use super::args::WatchArgs;
 use super::error::CliError;
 use super::eval::note;
+use super::progress::ProgressSink;
 use super::sweep::Curve;
 
 fn seconds(name: &str, s: f64) -> Result<Duration, CliError> {
@@ -45,7 +46,8 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         &watch,
         &mut |report| prepared.write_files(&curve, report),
         &mut |line| note(curve.output.quiet, line),
-        &mut perplex_eval::NullSink,
+        // no bar (a watch is long-lived), but it still sees Ctrl-C
+        &mut ProgressSink::new(&mut perplex_eval::NullSink, true),
     )?;
     prepared.finish(&curve, &report)
 }

@@ -1,0 +1,123 @@
+//! SIGINT and SIGTERM stop a run between batches: exit 130 / 143 within a
+//! second or two, and every output file complete or absent (the report and
+//! the per-token file of an interrupted run are not there).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+fn tokenizer() -> String {
+    common::fixture("tiny-llama/tokenizer.json")
+        .display()
+        .to_string()
+}
+
+/// Starts `perplex args` with stderr piped; returns once it printed a line
+/// containing `ready` (so the signal reaches a run that is under way).
+fn start(args: &[&str], ready: &str) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perplex"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let seen = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains(ready));
+    assert!(seen, "`{ready}` never appeared on stderr");
+    // keep draining stderr so the child never blocks on a full pipe
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// Sends `signal` to `child` and waits (at most 10 s) for it to end.
+fn stop(child: &mut Child, signal: &str) -> (ExitStatus, Duration) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sent = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, sent.elapsed());
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_interrupted_eval_exits_130_and_leaves_no_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..400)
+        .map(|i| format!("line {i} of the text.\n"))
+        .collect();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, text).unwrap();
+    let (report, tokens) = (
+        dir.path().join("report.json"),
+        dir.path().join("tokens.jsonl"),
+    );
+    let model = format!("mock:slow:{}", tokenizer());
+    let mut child = start(
+        &[
+            "eval",
+            "-m",
+            &model,
+            "--file",
+            corpus.to_str().unwrap(),
+            "--split",
+            "lines",
+            "--batch-size",
+            "1",
+            "--output",
+            report.to_str().unwrap(),
+            "--per-token",
+            tokens.to_str().unwrap(),
+        ],
+        "loaded",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = stop(&mut child, "-INT");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(!report.exists(), "an interrupted run wrote its report");
+    assert!(
+        !tokens.exists(),
+        "an interrupted run left a partial per-token file"
+    );
+    assert!(!Path::new(&report.with_extension("tmp")).exists());
+}
+
+#[test]
+fn a_terminated_watch_exits_143_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let model = format!("mock:uniform:{}", tokenizer());
+    let mut child = start(
+        &[
+            "watch",
+            run.to_str().unwrap(),
+            "--base",
+            &model,
+            "--text",
+            "some text",
+            "--interval",
+            "5",
+        ],
+        "waiting for it",
+    );
+    let (status, took) = stop(&mut child, "-TERM");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
