@@ -76,6 +76,18 @@ pub enum EvalError {
         /// What was given.
         path: std::path::PathBuf,
     },
+    /// Another watcher owns the state file.
+    #[error(
+        "another perplex watch{} owns the state file {}",
+        holder.map(|p| format!(" (process {p})")).unwrap_or_default(),
+        state.display()
+    )]
+    WatchLocked {
+        /// The state file.
+        state: std::path::PathBuf,
+        /// The holder's process id, when it could be read.
+        holder: Option<u32>,
+    },
     /// A run folder that cannot be swept or watched.
     #[error("{0}")]
     Sweep(String),
@@ -108,6 +120,11 @@ impl EvalError {
             EvalError::NothingToScore { .. } => Some(
                 "give text with at least two tokens per document (a document of one token is \
                  scored only with --bos document or window)"
+                    .into(),
+            ),
+            EvalError::WatchLocked { .. } => Some(
+                "let the running watcher go on (or stop it first), or give this one its own \
+                 --state file"
                     .into(),
             ),
             EvalError::NoRunFolder { .. } => Some(

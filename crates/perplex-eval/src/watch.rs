@@ -95,6 +95,54 @@ fn write_state(path: &Path, state: &State) -> Result<(), EvalError> {
         .map_err(|e| EvalError::Sweep(format!("cannot write the state file: {e}")))
 }
 
+/// The exclusive hold of one watcher on a state file: an OS file lock on
+/// `<state>.lock` (released by the OS when the process ends, however it
+/// ends, so no stale lock survives a kill), which names the holder's
+/// process id for the watcher that is refused.
+struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of `state`, or says who holds it. `None` while the
+    /// state file's folder does not exist yet (nothing can be written there).
+    fn acquire(state: &Path) -> Result<Option<StateLock>, EvalError> {
+        let path = state.with_extension("lock");
+        if !path
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Ok(None);
+        }
+        let cannot =
+            |e: std::io::Error| EvalError::Sweep(format!("cannot lock {}: {e}", path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(cannot)?;
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::{Seek, Write};
+                file.set_len(0).map_err(cannot)?;
+                file.seek(std::io::SeekFrom::Start(0)).map_err(cannot)?;
+                writeln!(file, "{}", std::process::id()).map_err(cannot)?;
+                Ok(Some(StateLock { _file: file }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(EvalError::WatchLocked {
+                    state: state.to_path_buf(),
+                    holder: holder.trim().parse().ok(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(cannot(e)),
+        }
+    }
+}
+
 /// Names and sizes of a checkpoint's files, sorted.
 fn snapshot(path: &Path) -> Vec<(PathBuf, u64)> {
     let mut files = Vec::new();
@@ -129,6 +177,7 @@ pub fn watch<E: From<EvalError>>(
     sink: &mut dyn Sink,
 ) -> Result<SweepReport, E> {
     let settings = settings_hash(corpus, options, base);
+    let mut lock = StateLock::acquire(&watch.state)?;
     let mut state = read_state(&watch.state, &settings)?;
     if !state.points.is_empty() {
         log(&format!(
@@ -181,6 +230,10 @@ pub fn watch<E: From<EvalError>>(
                 continue;
             }
             let losses = trainer_losses(run, &checkpoints)?;
+            if lock.is_none() {
+                // the run folder exists now: own its state file before writing it
+                lock = StateLock::acquire(&watch.state)?;
+            }
             let point = sweeper.evaluate(c, &losses, sink)?;
             log(&format!(
                 "evaluated step {}: perplexity {}",

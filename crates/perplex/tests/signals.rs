@@ -121,3 +121,79 @@ fn a_terminated_watch_exits_143_promptly() {
     assert_eq!(status.code(), Some(143), "{status:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+#[test]
+fn a_second_watcher_is_refused_naming_the_first_and_a_killed_one_leaves_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let model = format!("mock:uniform:{}", tokenizer());
+    let args = [
+        "watch",
+        run.to_str().unwrap(),
+        "--base",
+        &model,
+        "--text",
+        "some text",
+        "--interval",
+        "0.1",
+        "--exit-when-idle",
+        "30",
+    ];
+    let watch = || {
+        Command::new(env!("CARGO_BIN_EXE_perplex"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut first = Command::new(env!("CARGO_BIN_EXE_perplex"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // the first watcher holds the lock once its file names it
+    let lock = run.join("perplex-watch.lock");
+    let started = Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim() != first.id().to_string()) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no lock taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = watch();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: another perplex watch (process {}) owns the state file",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    // SIGKILL: the OS releases the lock, so the next watcher owns the file
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut third = Command::new(env!("CARGO_BIN_EXE_perplex"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim() != third.id().to_string()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the lock of a killed watcher was not released"
+        );
+        assert!(
+            third.try_wait().unwrap().is_none(),
+            "the third watcher ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    third.kill().unwrap();
+    third.wait().unwrap();
+}

@@ -63,7 +63,11 @@ impl CliError {
                 E::Sweep(_) | E::NoRunFolder { .. } | E::Tokenize(_) | E::NothingToScore { .. } => {
                     3
                 }
-                E::Options(_) | E::Plan(_) | E::TokenizersDiffer { .. } | E::Compare(_) => 2,
+                E::Options(_)
+                | E::Plan(_)
+                | E::TokenizersDiffer { .. }
+                | E::Compare(_)
+                | E::WatchLocked { .. } => 2,
                 E::Interrupted => super::signals::requested().map_or(1, |s| s.exit_code()),
                 E::Model { .. } | E::ScoreCount { .. } | E::Sink(_) | E::Incomparable(_) => 1,
             },
