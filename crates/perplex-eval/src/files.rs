@@ -9,10 +9,18 @@ use std::path::{Path, PathBuf};
 /// `path` (a rename within a folder is atomic on POSIX file systems). On
 /// error the temporary file is removed and `path` is untouched. Errors are
 /// the bare I/O errors: the caller names `path`.
+///
+/// A `path` that exists and is not a regular file (`/dev/stdout`, a pipe, a
+/// device) is written in place: renaming over it would replace it.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut out = BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+        write(&mut out)?;
+        return out.flush();
+    }
     let tmp = temporary(path);
     let result = (|| {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
@@ -33,6 +41,15 @@ fn temporary(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_is_written_in_place_never_replaced() {
+        write_atomically(Path::new("/dev/null"), |out| out.write_all(b"gone")).unwrap();
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+        assert!(!Path::new("/dev/null.tmp").exists());
+        let full = write_atomically(Path::new("/dev/full"), |out| out.write_all(b"x"));
+        assert_eq!(full.unwrap_err().kind(), std::io::ErrorKind::StorageFull);
+    }
 
     #[test]
     fn a_failed_write_leaves_the_old_file_and_no_temporary() {

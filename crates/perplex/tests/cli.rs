@@ -560,3 +560,23 @@ fn a_missing_run_folder_is_a_bad_input_with_a_hint() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_full_disk_is_an_output_error_naming_the_file_and_replaces_no_device() {
+    for flag in ["--per-token", "--output"] {
+        let (code, stderr) =
+            failure(&["eval", "-m", &uniform(), flag, "/dev/full", "The cat sat."]);
+        assert_eq!(code, Some(3), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("error: could not write /dev/full"),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            stderr.contains("No space left on device"),
+            "{flag}: {stderr}"
+        );
+        assert!(stderr.contains("hint:"), "{flag}: {stderr}");
+        let meta = std::fs::metadata("/dev/full").unwrap();
+        assert!(!meta.is_file(), "{flag}: /dev/full was replaced by a file");
+    }
+}

@@ -63,10 +63,16 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
                         .map(|_| report)
                 });
             // a failed or interrupted run leaves no partial per-token file
-            if report.is_err() {
+            // (a device or pipe given as the path is left alone)
+            if report.is_err() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
                 let _ = std::fs::remove_file(&path);
             }
-            report?
+            report.map_err(|e| match e {
+                CliError::Perplex(perplex::Error::Eval(perplex_eval::EvalError::Sink(source))) => {
+                    CliError::Output { path, source }
+                }
+                other => other,
+            })?
         }
         None => evaluate(
             &mut evaluator,
