@@ -15,16 +15,36 @@ fn tokenizer() -> String {
         .to_string()
 }
 
-/// Starts `perplex args` with stderr piped; returns once it printed a line
-/// containing `ready` (so the signal reaches a run that is under way).
-fn start(args: &[&str], ready: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perplex"))
+/// Starts `perplex args` in the background, stdin and stdout closed.
+fn spawn(args: &[&str], stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_perplex"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits (at most 10 s) until `lock` names `child`'s process.
+fn wait_for_lock(lock: &Path, child: &mut Child) {
+    let started = Instant::now();
+    while std::fs::read_to_string(lock).map_or(true, |s| s.trim() != child.id().to_string()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} never named process {}",
+            lock.display(),
+            child.id()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the watcher ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `perplex args` with stderr piped; returns once it printed a line
+/// containing `ready` (so the signal reaches a run that is under way).
+fn start(args: &[&str], ready: &str) -> Child {
+    let mut child = spawn(args, Stdio::piped());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let seen = lines
         .by_ref()
@@ -147,20 +167,9 @@ fn a_second_watcher_is_refused_naming_the_first_and_a_killed_one_leaves_no_lock(
             .output()
             .unwrap()
     };
-    let mut first = Command::new(env!("CARGO_BIN_EXE_perplex"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // the first watcher holds the lock once its file names it
+    let mut first = spawn(&args, Stdio::null());
     let lock = run.join("perplex-watch.lock");
-    let started = Instant::now();
-    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim() != first.id().to_string()) {
-        assert!(started.elapsed() < Duration::from_secs(10), "no lock taken");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_lock(&lock, &mut first);
     let second = watch();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{stderr}");
@@ -175,25 +184,8 @@ fn a_second_watcher_is_refused_naming_the_first_and_a_killed_one_leaves_no_lock(
     // SIGKILL: the OS releases the lock, so the next watcher owns the file
     first.kill().unwrap();
     first.wait().unwrap();
-    let mut third = Command::new(env!("CARGO_BIN_EXE_perplex"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim() != third.id().to_string()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the lock of a killed watcher was not released"
-        );
-        assert!(
-            third.try_wait().unwrap().is_none(),
-            "the third watcher ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut third = spawn(&args, Stdio::null());
+    wait_for_lock(&lock, &mut third);
     third.kill().unwrap();
     third.wait().unwrap();
 }
