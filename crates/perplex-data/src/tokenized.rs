@@ -55,6 +55,8 @@ pub struct TokenizedCorpus<'c> {
     join: Option<String>,
     documents: Cow<'c, [Document]>,
     tokens: Vec<Vec<u32>>,
+    /// Of `documents`, computed once: every report of every model records it.
+    hash: Hash,
 }
 
 impl<'c> TokenizedCorpus<'c> {
@@ -89,6 +91,7 @@ impl<'c> TokenizedCorpus<'c> {
         Ok(TokenizedCorpus {
             corpus: Cow::Borrowed(corpus),
             join: join.map(str::to_string),
+            hash: hash_documents(&documents),
             documents,
             tokens,
         })
@@ -101,6 +104,7 @@ impl<'c> TokenizedCorpus<'c> {
             join: self.join,
             documents: Cow::Owned(self.documents.into_owned()),
             tokens: self.tokens,
+            hash: self.hash,
         }
     }
 
@@ -140,8 +144,13 @@ impl<'c> TokenizedCorpus<'c> {
     }
 
     /// The hash of the evaluated text (see the module docs).
-    pub fn hash(&self) -> Hash {
-        hash_documents(&self.documents)
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    /// The corpus it was made from (before any join).
+    pub fn source(&self) -> &Corpus {
+        &self.corpus
     }
 
     /// The corpus identity a report records.
@@ -153,7 +162,7 @@ impl<'c> TokenizedCorpus<'c> {
             empty_documents: self.corpus.empty_documents(),
             joined: self.join.is_some(),
             separator: self.join.clone(),
-            hash: self.hash(),
+            hash: self.hash.clone(),
         }
     }
 }

@@ -125,8 +125,9 @@ impl<'c> Evaluation<'c> {
         if outcome.total.count > 0 {
             return Ok(());
         }
-        let identity = self.corpus.identity();
-        let sources = match identity.sources.as_slice() {
+        let corpus = self.corpus.source();
+        let (count, empty) = (corpus.documents.len(), corpus.empty_documents());
+        let sources = match corpus.sources.as_slice() {
             [] => "the corpus".to_string(),
             names => names
                 .iter()
@@ -135,28 +136,25 @@ impl<'c> Evaluation<'c> {
                 .join(", "),
         };
         let limit = self.options.max_tokens();
-        let why = if identity.documents == 0 {
+        let why = if count == 0 {
             "it holds no documents".to_string()
-        } else if identity.empty_documents == identity.documents {
-            format!(
-                "every document is empty ({})",
-                documents(identity.documents)
-            )
+        } else if empty == count {
+            format!("every document is empty ({})", documents(count))
         } else if let Some(limit) = limit {
             format!("the token limit of {limit} leaves no token to score")
         } else {
-            let empty = match identity.empty_documents {
+            let empty = match empty {
                 0 => String::new(),
                 n => format!(", {n} empty"),
             };
             format!(
                 "no document is long enough to score ({}{empty}; BOS {}, {})",
-                documents(identity.documents),
+                documents(count),
                 self.bos.name(),
                 self.options.protocol()
             )
         };
-        let limited = limit.is_some() && identity.empty_documents < identity.documents;
+        let limited = limit.is_some() && empty < count;
         Err(EvalError::NothingToScore {
             sources,
             why,

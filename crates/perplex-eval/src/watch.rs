@@ -108,10 +108,8 @@ impl StateLock {
     /// state file's folder does not exist yet (nothing can be written there).
     fn acquire(state: &Path) -> Result<Option<StateLock>, EvalError> {
         let path = state.with_extension("lock");
-        if !path
-            .parent()
-            .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir())
-        {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if folder.is_some_and(|f| !f.is_dir()) {
             return Ok(None);
         }
         let cannot =

@@ -110,10 +110,20 @@ pub fn set_threads(threads: usize) {
 /// [`set_threads`] count, else candle's (`RAYON_NUM_THREADS`, else the
 /// physical cores).
 pub fn threads() -> usize {
-    match THREADS.load(Ordering::Relaxed) {
-        0 => candle_core::utils::get_num_threads(),
-        n => n.min(max_threads()),
-    }
+    threads_for(&LoadOptions::default())
+}
+
+/// The compute threads a model loaded with `opts` runs on.
+pub fn threads_for(opts: &LoadOptions) -> usize {
+    pool_threads(opts).unwrap_or_else(candle_core::utils::get_num_threads)
+}
+
+/// The size of the pool a model loaded with `opts` gets, capped at
+/// [`max_threads`]; `None`: no pool of its own (candle's defaults).
+fn pool_threads(opts: &LoadOptions) -> Option<usize> {
+    opts.threads
+        .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0))
+        .map(|n| n.min(max_threads()))
 }
 
 /// How to load a model.
@@ -305,11 +315,7 @@ fn load_parts(
     opts: &LoadOptions,
 ) -> Result<(Decoder, ModelIdentity, TokenizerSource), ModelError> {
     let adapters = &spec.adapters;
-    let threads = opts
-        .threads
-        .or_else(|| Some(THREADS.load(Ordering::Relaxed)).filter(|&n| n > 0))
-        .map(|n| n.min(max_threads()));
-    let pool = match threads {
+    let pool = match pool_threads(opts) {
         None => None,
         Some(threads) => Some(Arc::new(
             rayon::ThreadPoolBuilder::new()

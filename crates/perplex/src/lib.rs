@@ -149,9 +149,7 @@ fn into_model(loaded: LoadedModel, options: &LoadOptions) -> Model {
         tokenizer,
         identity,
         checks,
-        threads: options.threads.map_or_else(perplex_model::threads, |n| {
-            n.min(perplex_model::max_threads())
-        }),
+        threads: perplex_model::threads_for(options),
         needs_bos: family.filter(|f| f.needs_bos()).map(|f| f.to_string()),
     }
 }

@@ -119,24 +119,31 @@ fn an_interrupted_eval_exits_130_and_leaves_no_partial_output() {
     assert!(!Path::new(&report.with_extension("tmp")).exists());
 }
 
+/// `perplex watch` of `run` with the uniform mock as base, looking every
+/// `interval` seconds.
+fn watch_args(run: &Path, interval: &str) -> Vec<String> {
+    let model = format!("mock:uniform:{}", tokenizer());
+    let run = run.to_str().unwrap();
+    [
+        "watch",
+        run,
+        "--base",
+        &model,
+        "--text",
+        "some text",
+        "--interval",
+        interval,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 #[test]
 fn a_terminated_watch_exits_143_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let model = format!("mock:uniform:{}", tokenizer());
-    let mut child = start(
-        &[
-            "watch",
-            run.to_str().unwrap(),
-            "--base",
-            &model,
-            "--text",
-            "some text",
-            "--interval",
-            "5",
-        ],
-        "waiting for it",
-    );
+    let args = watch_args(&dir.path().join("run"), "5");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = start(&args, "waiting for it");
     let (status, took) = stop(&mut child, "-TERM");
     assert_eq!(status.code(), Some(143), "{status:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
@@ -147,22 +154,12 @@ fn a_second_watcher_is_refused_naming_the_first_and_a_killed_one_leaves_no_lock(
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
-    let model = format!("mock:uniform:{}", tokenizer());
-    let args = [
-        "watch",
-        run.to_str().unwrap(),
-        "--base",
-        &model,
-        "--text",
-        "some text",
-        "--interval",
-        "0.1",
-        "--exit-when-idle",
-        "30",
-    ];
+    let mut args = watch_args(&run, "0.1");
+    args.extend(["--exit-when-idle".to_string(), "30".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let watch = || {
         Command::new(env!("CARGO_BIN_EXE_perplex"))
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .output()
             .unwrap()
