@@ -94,13 +94,47 @@ impl Row {
 
 /// One scored position's logits under a base model (index 0) and other
 /// models, reduced across vocabulary tiles without keeping a row.
+///
+/// A logit of `-inf` is a probability of zero: it takes no part in any sum.
+/// Where it is the target's, or where another model gives zero to a token
+/// the base does not, the position has no finite NLL or KL divergence and
+/// [`finish`](Self::finish) says so ([`Unscorable`]).
 #[derive(Debug, Clone)]
 pub struct PositionReduction {
     rows: Vec<Row>,
     /// Per other model, `Σ exp(l_b − m_b)·(l_b − l_o)`.
     cross: Vec<f64>,
-    /// The first non-finite logit seen: `(model, value)`.
+    /// The first NaN or `+inf` logit seen: `(model, value)`.
     bad: Option<(usize, f32)>,
+    /// The first `(other model, token)` of probability zero under the other
+    /// model but not under the base: an infinite KL divergence.
+    unbounded: Option<(usize, u32)>,
+}
+
+/// Why a compared position has no finite result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unscorable {
+    /// A NaN or `+inf` logit, a row of nothing but `-inf`, or an NLL that
+    /// overflowed, under `model` (0 is the base).
+    NonFinite {
+        /// The model.
+        model: usize,
+        /// The value.
+        value: f64,
+    },
+    /// `model` gives the target probability zero.
+    ZeroProbability {
+        /// The model.
+        model: usize,
+    },
+    /// `model` gives probability zero to `token`, which the base does not:
+    /// `KL(P_base ‖ P_model)` is infinite.
+    InfiniteDivergence {
+        /// The other model (never 0).
+        model: usize,
+        /// The token id.
+        token: u32,
+    },
 }
 
 /// What one scored token says about one pair (other vs base).
@@ -132,6 +166,7 @@ impl PositionReduction {
             rows: vec![Row::EMPTY; models.max(1)],
             cross: vec![0.0; models.saturating_sub(1)],
             bad: None,
+            unbounded: None,
         }
     }
 
@@ -139,8 +174,9 @@ impl PositionReduction {
     /// `m`'s row for those ids (all of length `len`).
     pub fn update(&mut self, tiles: &[&[f32]], first: u32, target: u32) {
         debug_assert_eq!(tiles.len(), self.rows.len());
+        let spoilt = |l: &&f32| l.is_nan() || **l == f32::INFINITY;
         for (m, tile) in tiles.iter().enumerate() {
-            if let Some(&l) = tile.iter().find(|l| !l.is_finite()) {
+            if let Some(&l) = tile.iter().find(spoilt) {
                 self.bad.get_or_insert((m, l));
             }
         }
@@ -157,10 +193,17 @@ impl PositionReduction {
             *c *= scale;
         }
         for (v, &lb) in base.iter().enumerate() {
+            if lb == f32::NEG_INFINITY {
+                continue;
+            }
             let w = (f64::from(lb) - m_b).exp();
             self.rows[0].sum += w;
-            for (c, other) in self.cross.iter_mut().zip(&tiles[1..]) {
-                *c += w * (f64::from(lb) - f64::from(other[v]));
+            for (k, (c, other)) in self.cross.iter_mut().zip(&tiles[1..]).enumerate() {
+                if other[v] == f32::NEG_INFINITY {
+                    self.unbounded.get_or_insert((k + 1, first + v as u32));
+                } else {
+                    *c += w * (f64::from(lb) - f64::from(other[v]));
+                }
             }
         }
         // the same operations in the same order as for the base, so that
@@ -169,7 +212,7 @@ impl PositionReduction {
             let scale = row.rebase(Row::tile_max(tile), first);
             let m = f64::from(row.max);
             row.sum *= scale;
-            for &l in tile.iter() {
+            for &l in tile.iter().filter(|&&l| l != f32::NEG_INFINITY) {
                 row.sum += (f64::from(l) - m).exp();
             }
         }
@@ -180,11 +223,23 @@ impl PositionReduction {
         }
     }
 
-    /// The scores and pair values, or `(model, value)` of a non-finite logit
-    /// or NLL.
-    pub fn finish(&self) -> Result<PositionResult, (usize, f64)> {
-        if let Some((m, l)) = self.bad {
-            return Err((m, f64::from(l)));
+    /// The scores and pair values, or why there are none.
+    pub fn finish(&self) -> Result<PositionResult, Unscorable> {
+        if let Some((model, l)) = self.bad {
+            let value = f64::from(l);
+            return Err(Unscorable::NonFinite { model, value });
+        }
+        for (model, row) in self.rows.iter().enumerate() {
+            if row.max == f32::NEG_INFINITY {
+                let value = f64::NEG_INFINITY;
+                return Err(Unscorable::NonFinite { model, value });
+            }
+            if row.target == f32::NEG_INFINITY {
+                return Err(Unscorable::ZeroProbability { model });
+            }
+        }
+        if let Some((model, token)) = self.unbounded {
+            return Err(Unscorable::InfiniteDivergence { model, token });
         }
         let scores: Vec<TokenScore> = self
             .rows
@@ -194,8 +249,9 @@ impl PositionReduction {
                 argmax: r.argmax,
             })
             .collect();
-        if let Some((m, s)) = scores.iter().enumerate().find(|(_, s)| !s.nll.is_finite()) {
-            return Err((m, s.nll));
+        if let Some((model, s)) = scores.iter().enumerate().find(|(_, s)| !s.nll.is_finite()) {
+            let value = s.nll;
+            return Err(Unscorable::NonFinite { model, value });
         }
         let base = &self.rows[0];
         let pairs = self
@@ -946,9 +1002,36 @@ mod tests {
     fn non_finite_logits_name_the_model() {
         let mut r = PositionReduction::new(2);
         r.update(&[&[0.0, 1.0], &[f32::NAN, 0.0]], 0, 1);
-        let (m, v) = r.finish().unwrap_err();
-        assert_eq!(m, 1);
-        assert!(v.is_nan());
+        let err = r.finish().unwrap_err();
+        assert!(matches!(err, Unscorable::NonFinite { model: 1, value } if value.is_nan()));
+    }
+
+    #[test]
+    fn minus_infinity_is_probability_zero() {
+        let ninf = f32::NEG_INFINITY;
+        // tokens both models rule out change nothing
+        let mut with_zeros = PositionReduction::new(2);
+        with_zeros.update(&[&[ninf, 0.5, 1.0], &[ninf, 1.0, 0.0]], 0, 2);
+        with_zeros.update(&[&[ninf], &[ninf]], 3, 2);
+        let mut without = PositionReduction::new(2);
+        without.update(&[&[0.5, 1.0], &[1.0, 0.0]], 1, 2);
+        let (a, b) = (with_zeros.finish().unwrap(), without.finish().unwrap());
+        assert_eq!(a.pairs, b.pairs);
+        assert_eq!(a.scores[0].nll, b.scores[0].nll);
+        assert_eq!(a.scores[1].nll, b.scores[1].nll);
+        // the target ruled out, by either model
+        let mut r = PositionReduction::new(2);
+        r.update(&[&[0.0, 1.0], &[0.0, ninf]], 0, 1);
+        assert_eq!(r.finish(), Err(Unscorable::ZeroProbability { model: 1 }));
+        // a token the base finds possible and the other rules out: KL is infinite
+        let mut r = PositionReduction::new(3);
+        r.update(&[&[0.0, 1.0], &[0.0, 1.0], &[ninf, 1.0]], 0, 1);
+        let err = r.finish().unwrap_err();
+        assert_eq!(err, Unscorable::InfiniteDivergence { model: 2, token: 0 });
+        // the other way round is finite: the other model spreads mass the base does not
+        let mut r = PositionReduction::new(2);
+        r.update(&[&[ninf, 1.0], &[0.0, 1.0]], 0, 1);
+        assert!(r.finish().unwrap().pairs[0].kl > 0.0);
     }
 
     #[test]

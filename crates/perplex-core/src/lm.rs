@@ -12,7 +12,11 @@
 //!   implementation uses to batch them;
 //! - scores are computed from full-precision logits and returned in window
 //!   order, position order;
-//! - a non-finite logit or NLL is an [`LmError::NonFinite`], never a number;
+//! - a logit of `-inf` is a probability of zero: allowed for any token but
+//!   the target, whose zero probability is an [`LmError::ZeroProbability`]
+//!   (its NLL, and so the perplexity, would be infinite);
+//! - any other non-finite logit (NaN, `+inf`), a row of nothing but `-inf`,
+//!   or a non-finite NLL is an [`LmError::NonFinite`], never a number;
 //! - memory does not grow with batch × length × vocabulary: implementations
 //!   reduce logits to scores in bounded tiles.
 //!
@@ -74,6 +78,16 @@ pub enum LmError {
         position: usize,
         /// The offending value, rendered.
         value: String,
+    },
+    /// The model gives the target token probability zero (a logit of `-inf`).
+    #[error(
+        "the model gives probability zero to the token at window {window}, position {position}"
+    )]
+    ZeroProbability {
+        /// Index of the window in the batch.
+        window: usize,
+        /// Position within the window.
+        position: usize,
     },
     /// A token id is outside the model's vocabulary.
     #[error("token id {id} is outside the model's vocabulary of {vocab_size}")]

@@ -3,7 +3,8 @@
 //! [`UniformLm`] assigns probability `1/V` to every token, so any corpus has
 //! perplexity exactly `V`. [`HashLm`] gives a deterministic, context-dependent
 //! but cheap distribution, so tests can tell whether windows, positions and
-//! batches were routed correctly.
+//! batches were routed correctly; [`HashLm::ruling_out`] is the same model
+//! giving one token probability zero (a logit of `-inf`).
 
 use crate::lm::{validate_batch, CausalLm, LmError, LogitTiles, ModelInfo, TokenScore, WindowRef};
 
@@ -71,6 +72,8 @@ impl LogitTiles for ZeroLogits {
 #[derive(Debug, Clone)]
 pub struct HashLm {
     info: ModelInfo,
+    /// A token given probability zero everywhere.
+    ruled_out: Option<u32>,
 }
 
 impl HashLm {
@@ -81,6 +84,24 @@ impl HashLm {
                 vocab_size,
                 max_context,
             },
+            ruled_out: None,
+        }
+    }
+
+    /// The hash model with `token`'s logit `-inf` at every position: scoring
+    /// that token is an [`LmError::ZeroProbability`].
+    pub fn ruling_out(vocab_size: usize, max_context: Option<usize>, token: u32) -> Self {
+        Self {
+            ruled_out: Some(token),
+            ..Self::new(vocab_size, max_context)
+        }
+    }
+
+    fn logit_of(&self, prev: u32, pos: usize, v: u32) -> f64 {
+        if self.ruled_out == Some(v) {
+            f64::NEG_INFINITY
+        } else {
+            Self::logit(prev, pos, v)
         }
     }
 
@@ -109,20 +130,30 @@ impl CausalLm for HashLm {
             .iter()
             .flat_map(|w| (w.score_from..w.tokens.len()).map(move |i| (w.tokens[i - 1], i)))
             .collect();
-        Ok(Box::new(HashLogits { contexts }))
+        Ok(Box::new(HashLogits {
+            model: self,
+            contexts,
+        }))
     }
 
     fn score_batch(&mut self, batch: &[WindowRef<'_>]) -> Result<Vec<Vec<TokenScore>>, LmError> {
         validate_batch(&self.info, batch)?;
         let vocab = self.info.vocab_size as u32;
-        Ok(batch
+        batch
             .iter()
-            .map(|w| {
+            .enumerate()
+            .map(|(window, w)| {
                 (w.score_from..w.tokens.len())
                     .map(|i| {
+                        if self.ruled_out == Some(w.tokens[i]) {
+                            return Err(LmError::ZeroProbability {
+                                window,
+                                position: i,
+                            });
+                        }
                         let prev = w.tokens[i - 1];
                         let logits: Vec<f64> =
-                            (0..vocab).map(|v| Self::logit(prev, i, v)).collect();
+                            (0..vocab).map(|v| self.logit_of(prev, i, v)).collect();
                         let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                         let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
                         let argmax = logits
@@ -136,30 +167,32 @@ impl CausalLm for HashLm {
                                 }
                             })
                             .0 as u32;
-                        TokenScore {
+                        Ok(TokenScore {
                             nll: lse - logits[w.tokens[i] as usize],
                             argmax,
-                        }
+                        })
                     })
                     .collect()
             })
-            .collect())
+            .collect()
     }
 }
 
 /// [`HashLm`]'s logits (rounded to f32) for `(previous token, position)` pairs.
-struct HashLogits {
+struct HashLogits<'a> {
+    model: &'a HashLm,
     contexts: Vec<(u32, usize)>,
 }
 
-impl LogitTiles for HashLogits {
+impl LogitTiles for HashLogits<'_> {
     fn positions(&self) -> usize {
         self.contexts.len()
     }
     fn tile(&self, first: usize, len: usize, out: &mut Vec<f32>) -> Result<(), LmError> {
         out.clear();
         for &(prev, pos) in &self.contexts {
-            out.extend((first..first + len).map(|v| HashLm::logit(prev, pos, v as u32) as f32));
+            let model = self.model;
+            out.extend((first..first + len).map(|v| model.logit_of(prev, pos, v as u32) as f32));
         }
         Ok(())
     }

@@ -57,8 +57,10 @@ pub fn compare(
             .map(|m| &mut *m.lm as &mut dyn CausalLm)
             .collect();
         let tokens = evaluation.corpus().tokens();
-        engine::compare(&mut lms, tokens, &evaluation.settings(), sink)?
+        engine::compare(&mut lms, tokens, &evaluation.settings(), sink)
     };
+    let specs: Vec<&str> = models.iter().map(|m| m.identity.spec.as_str()).collect();
+    let outcome = outcome.map_err(|e| e.naming(&models[0].tokenizer, &specs))?;
     evaluation.check_scored(&outcome.models[0])?;
     let seconds = start.elapsed().as_secs_f64();
     let threads = models[0].threads;

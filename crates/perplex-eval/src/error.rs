@@ -2,6 +2,7 @@
 
 use perplex_core::lm::LmError;
 use perplex_core::plan::PlanError;
+use perplex_data::tokenizer::TextTokenizer;
 use perplex_data::TokenizeError;
 
 use crate::options::OptionsError;
@@ -28,6 +29,50 @@ pub enum EvalError {
         /// The model's error.
         #[source]
         source: LmError,
+    },
+    /// A model gives a scored token probability zero: its perplexity would
+    /// be infinite.
+    #[error(
+        "{} gives probability zero to token {token}{} at position {position} of document {doc}: \
+         the perplexity is infinite",
+        who(spec),
+        text.as_ref().map(|t| format!(" ({t:?})")).unwrap_or_default()
+    )]
+    ZeroProbability {
+        /// Index of the model among those run (0: the only one, or the base).
+        model: usize,
+        /// The model's spec, once known.
+        spec: Option<String>,
+        /// The document, counted from 0 (as in `--per-token` output).
+        doc: usize,
+        /// The token's position among the document's tokens, from 0.
+        position: usize,
+        /// The token id.
+        token: u32,
+        /// The token's text, once known.
+        text: Option<String>,
+    },
+    /// A compared model rules out a token the base does not, so
+    /// `KL(P_base ‖ P_other)` is infinite.
+    #[error(
+        "{} gives probability zero to token {token}{}, which the base does not, at position \
+         {position} of document {doc}: the KL divergence is infinite",
+        who(spec),
+        text.as_ref().map(|t| format!(" ({t:?})")).unwrap_or_default()
+    )]
+    InfiniteDivergence {
+        /// Index of the other model (1 or more).
+        model: usize,
+        /// The model's spec, once known.
+        spec: Option<String>,
+        /// The document, counted from 0.
+        doc: usize,
+        /// The position predicted, among the document's tokens, from 0.
+        position: usize,
+        /// The token ruled out.
+        token: u32,
+        /// The token's text, once known.
+        text: Option<String>,
     },
     /// The model broke the seam's contract.
     #[error("the model returned {got} scores for a window that scores {expected}")]
@@ -93,7 +138,40 @@ pub enum EvalError {
     Sweep(String),
 }
 
+fn who(spec: &Option<String>) -> String {
+    spec.as_ref()
+        .map_or_else(|| "the model".to_string(), |s| format!("`{s}`"))
+}
+
 impl EvalError {
+    /// Names the model and the token of a [`ZeroProbability`] or
+    /// [`InfiniteDivergence`] (the engine knows neither): `specs` in the
+    /// order the models were run. Other errors are returned as they are.
+    ///
+    /// [`ZeroProbability`]: EvalError::ZeroProbability
+    /// [`InfiniteDivergence`]: EvalError::InfiniteDivergence
+    pub(crate) fn naming(mut self, tokenizer: &TextTokenizer, specs: &[&str]) -> Self {
+        if let EvalError::ZeroProbability {
+            model,
+            spec,
+            token,
+            text,
+            ..
+        }
+        | EvalError::InfiniteDivergence {
+            model,
+            spec,
+            token,
+            text,
+            ..
+        } = &mut self
+        {
+            *spec = specs.get(*model).map(|s| s.to_string());
+            *text = Some(tokenizer.token_text(*token));
+        }
+        self
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -112,6 +190,18 @@ impl EvalError {
             } => Some(
                 "the weights or the computation overflowed; check the model file, or report it \
                  with the window above"
+                    .into(),
+            ),
+            EvalError::ZeroProbability { .. } => Some(
+                "a model that rules a token out cannot be measured by perplexity on text that \
+                 contains it: check the model's logit masks or biases (or its quantisation), or \
+                 leave that document out"
+                    .into(),
+            ),
+            EvalError::InfiniteDivergence { .. } => Some(
+                "the compared model rules out a token the base allows (a logit mask or bias?); \
+                 their perplexities can still be compared, without KL divergence: add \
+                 --bits-per-byte"
                     .into(),
             ),
             EvalError::NothingToScore { limited: true, .. } => {

@@ -113,7 +113,8 @@ impl<'c> Evaluation<'c> {
         sink: &mut dyn Sink,
     ) -> Result<Report, EvalError> {
         let start = Instant::now();
-        let outcome = engine::score(lm, self.corpus.tokens(), &self.settings(), sink)?;
+        let outcome = engine::score(lm, self.corpus.tokens(), &self.settings(), sink)
+            .map_err(|e| e.naming(tokenizer, &[&identity.spec]))?;
         self.check_scored(&outcome)?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(self.report(identity, tokenizer, &outcome, threads, seconds))

@@ -31,6 +31,9 @@ impl Default for HeadTiling {
 }
 
 /// The running reduction of one position's logits.
+///
+/// A logit of `-inf` is a probability of zero and takes no part in the sum;
+/// any other non-finite logit (NaN, `+inf`) spoils the position.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Running {
     max: f32,
@@ -38,8 +41,17 @@ pub(crate) struct Running {
     sum: f64,
     argmax: u32,
     target: f32,
-    /// First non-finite logit seen.
+    /// First NaN or `+inf` logit seen.
     bad: Option<f32>,
+}
+
+/// Why a position has no finite NLL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Unscorable {
+    /// A NaN or `+inf` logit, every logit `-inf`, or an NLL that overflowed.
+    NonFinite(f64),
+    /// The target's logit is `-inf`: probability zero.
+    ZeroProbability,
 }
 
 impl Running {
@@ -57,21 +69,29 @@ impl Running {
     fn update(&mut self, row: &[f32], first: u32, target: u32) {
         let mut tile_max = f32::NEG_INFINITY;
         let mut tile_arg = 0usize;
-        let mut finite = true;
+        let mut spoilt = false;
         for (i, &l) in row.iter().enumerate() {
-            finite &= l.is_finite();
+            spoilt |= l.is_nan() || l == f32::INFINITY;
             // strictly greater: the lowest id wins ties
             if l > tile_max {
                 tile_max = l;
                 tile_arg = i;
             }
         }
-        if !finite {
-            if let Some(&l) = row.iter().find(|l| !l.is_finite()) {
+        if spoilt {
+            if let Some(&l) = row.iter().find(|l| l.is_nan() || **l == f32::INFINITY) {
                 self.bad.get_or_insert(l);
             }
             return;
         }
+        if (first..first + row.len() as u32).contains(&target) {
+            self.target = row[(target - first) as usize];
+        }
+        if tile_max == f32::NEG_INFINITY {
+            // every probability in the tile is zero: nothing to add
+            return;
+        }
+        // exp(-inf - max) is 0 on every path (perplex_kernels::exp)
         let tile_sum = perplex_kernels::exp::sum_exp(row, tile_max);
         if tile_max > self.max {
             self.sum = self.sum * f64::from(self.max - tile_max).exp() + tile_sum;
@@ -80,21 +100,24 @@ impl Running {
         } else {
             self.sum += tile_sum * f64::from(tile_max - self.max).exp();
         }
-        if (first..first + row.len() as u32).contains(&target) {
-            self.target = row[(target - first) as usize];
-        }
     }
 
-    /// `(nll, argmax)`, or the offending value when something was not finite.
-    pub(crate) fn finish(&self) -> Result<(f64, u32), f64> {
+    /// `(nll, argmax)`, or why the position has no finite NLL.
+    pub(crate) fn finish(&self) -> Result<(f64, u32), Unscorable> {
         if let Some(bad) = self.bad {
-            return Err(f64::from(bad));
+            return Err(Unscorable::NonFinite(f64::from(bad)));
+        }
+        if self.max == f32::NEG_INFINITY {
+            return Err(Unscorable::NonFinite(f64::NEG_INFINITY));
+        }
+        if self.target == f32::NEG_INFINITY {
+            return Err(Unscorable::ZeroProbability);
         }
         let nll = f64::from(self.max) + self.sum.ln() - f64::from(self.target);
         if nll.is_finite() {
             Ok((nll, self.argmax))
         } else {
-            Err(nll)
+            Err(Unscorable::NonFinite(nll))
         }
     }
 }
@@ -319,9 +342,35 @@ mod tests {
     fn non_finite_logits_are_reported() {
         let mut s = Running::new();
         s.update(&[0.0, f32::NAN], 0, 0);
-        assert!(s.finish().unwrap_err().is_nan());
+        assert!(matches!(s.finish(), Err(Unscorable::NonFinite(v)) if v.is_nan()));
         let mut s = Running::new();
         s.update(&[0.0, f32::INFINITY], 0, 0);
-        assert_eq!(s.finish().unwrap_err(), f64::INFINITY);
+        assert_eq!(s.finish(), Err(Unscorable::NonFinite(f64::INFINITY)));
+        let mut s = Running::new();
+        s.update(&[f32::NEG_INFINITY; 3], 0, 1);
+        s.update(&[f32::NEG_INFINITY; 2], 3, 1);
+        assert_eq!(s.finish(), Err(Unscorable::NonFinite(f64::NEG_INFINITY)));
+    }
+
+    #[test]
+    fn minus_infinity_is_probability_zero() {
+        // other tokens of probability zero change nothing, wherever their tile
+        let mut with_zeros = Running::new();
+        with_zeros.update(&[f32::NEG_INFINITY, 1.0, 2.0], 0, 2);
+        with_zeros.update(&[f32::NEG_INFINITY, f32::NEG_INFINITY], 3, 2);
+        with_zeros.update(&[0.5], 5, 2);
+        let mut without = Running::new();
+        without.update(&[1.0, 2.0], 1, 2);
+        without.update(&[0.5], 5, 2);
+        let (a, b) = (with_zeros.finish().unwrap(), without.finish().unwrap());
+        assert!((a.0 - b.0).abs() < 1e-12, "{a:?} vs {b:?}");
+        assert_eq!((a.1, b.1), (2, 2));
+        // the target's probability zero is said as such, in any tile
+        for (first_tile, target) in [([1.0, f32::NEG_INFINITY], 1), ([1.0, 2.0], 2)] {
+            let mut s = Running::new();
+            s.update(&first_tile, 0, target);
+            s.update(&[f32::NEG_INFINITY, 0.0], 2, target);
+            assert_eq!(s.finish(), Err(Unscorable::ZeroProbability));
+        }
     }
 }

@@ -100,8 +100,8 @@ impl Error {
             Error::MockTokenizer { source, .. } => source.hint(),
             Error::Eval(e) => e.hint(),
             Error::UnknownMock(_) => Some(
-                "use mock:uniform:<tokenizer.json>, mock:hash:<tokenizer.json> or \
-                 mock:slow:<tokenizer.json>"
+                "use mock:uniform:<tokenizer.json>, mock:hash:<tokenizer.json>, \
+                 mock:slow:<tokenizer.json> or mock:zero:<tokenizer.json>"
                     .into(),
             ),
         }
@@ -113,7 +113,9 @@ impl Error {
 /// [`perplex_model::load_spec`]), or `mock:uniform:<tokenizer.json>` /
 /// `mock:hash:<tokenizer.json>`, the deterministic mock models of
 /// [`perplex_core::mock`] with that tokenizer (the CLI tests run the real
-/// binary against them). Hub ids use the environment's hub settings
+/// binary against them; `mock:slow` is the hash mock taking 20 ms a window,
+/// `mock:zero` the hash mock giving token [`ZERO_MOCK_TOKEN`] probability
+/// zero). Hub ids use the environment's hub settings
 /// ([`load_with_hub`] takes others).
 pub fn load(spec: &str, options: &LoadOptions) -> Result<Model, Error> {
     load_with_hub(spec, options, &perplex_hub::HubOptions::default())
@@ -230,6 +232,9 @@ pub fn evaluate(
     Ok(evaluation.run(model, tokenizer, identity, threads, sink)?)
 }
 
+/// The token `mock:zero` gives probability zero.
+pub const ZERO_MOCK_TOKEN: u32 = 42;
+
 /// `mock:slow`: the hash mock taking 20 ms per window, so that the CLI
 /// tests can interrupt a run that is still going.
 struct Slow(HashLm);
@@ -275,6 +280,7 @@ fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
         "uniform" => Box::new(UniformLm::new(vocab, Some(4096))),
         "hash" => Box::new(HashLm::new(vocab, Some(4096))),
         "slow" => Box::new(Slow(HashLm::new(vocab, Some(4096)))),
+        "zero" => Box::new(HashLm::ruling_out(vocab, Some(4096), ZERO_MOCK_TOKEN)),
         other => return Err(Error::UnknownMock(other.to_string())),
     };
     let identity = ModelIdentity {

@@ -580,3 +580,68 @@ fn a_full_disk_is_an_output_error_naming_the_file_and_replaces_no_device() {
         assert!(!meta.is_file(), "{flag}: /dev/full was replaced by a file");
     }
 }
+
+fn zero_mock() -> String {
+    // gives token 42, "H" in this tokenizer, probability zero
+    format!("mock:zero:{}", tokenizer())
+}
+
+#[test]
+fn probability_zero_is_named_not_an_infinite_perplexity() {
+    let out = perplex()
+        .args(["eval", "-m", &zero_mock(), "--format", "json"])
+        .args(["no trouble here", "but (H) is ruled out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "no report: {stderr}");
+    assert!(
+        stderr.contains("gives probability zero to token 42 (\"H\") at position")
+            && stderr.contains("of document 1: the perplexity is infinite"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`mock:zero:"), "names the model: {stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn compare_names_the_model_that_rules_a_token_out() {
+    let hash = format!("mock:hash:{}", tokenizer());
+    let compare = |base: &str, other: &str, text: &str| {
+        perplex()
+            .args(["compare", base, other, "--format", "json", "--text", text])
+            .output()
+            .unwrap()
+    };
+    // the target ruled out (by both: a model ruling out what the base allows
+    // fails earlier, on the KL divergence)
+    let out = compare(&zero_mock(), &zero_mock(), "say (H) once");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("mock:zero:") && stderr.contains("probability zero to token 42"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the perplexity is infinite"), "{stderr}");
+    // a token the base allows, ruled out by the other: KL(base ‖ other) is infinite
+    let out = compare(&hash, &zero_mock(), "no such letter");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "which the base does not, at position 0 of document 0: the KL divergence is infinite"
+        ),
+        "{stderr}"
+    );
+    // the base ruling a token out that the other allows is finite
+    let out = compare(&zero_mock(), &hash, "no such letter");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_of(&out);
+    let kl = &report["pairs"][0]["stats"]["kl_divergence"]["mean"];
+    assert!(kl.as_f64().unwrap() > 0.0, "{kl}");
+}

@@ -9,12 +9,12 @@
 //! row ever stored: memory is the models' final hidden states plus one tile
 //! of logits per model.
 
-use perplex_core::compare::{PairStats, PositionReduction};
+use perplex_core::compare::{PairStats, PositionReduction, Unscorable};
 use perplex_core::lm::{CausalLm, LmError, LogitTiles, WindowRef};
 use perplex_core::plan::Window;
 use perplex_core::sink::Sink;
 
-use super::{drive, failed_on, plan_corpus, EvalSettings, Outcome};
+use super::{drive, failed_on, locate, plan_corpus, EvalSettings, Outcome};
 use crate::error::EvalError;
 
 /// f32 logits held at once across the models' tiles.
@@ -112,6 +112,34 @@ fn reduce_batch(
     Ok(reductions)
 }
 
+/// The error for position `position` of window `window` of `batch`.
+fn unscorable(batch: &[Window], window: usize, position: usize, why: Unscorable) -> EvalError {
+    let (doc, in_doc, target) = locate(batch, window, position);
+    match why {
+        Unscorable::NonFinite { value, .. } => failed_on(batch)(LmError::NonFinite {
+            window,
+            position,
+            value: value.to_string(),
+        }),
+        Unscorable::ZeroProbability { model } => EvalError::ZeroProbability {
+            model,
+            spec: None,
+            doc,
+            position: in_doc,
+            token: target,
+            text: None,
+        },
+        Unscorable::InfiniteDivergence { model, token } => EvalError::InfiniteDivergence {
+            model,
+            spec: None,
+            doc,
+            position: in_doc,
+            token,
+            text: None,
+        },
+    }
+}
+
 impl CompareOutcome {
     /// Adds one batch's finished reductions (in position order) to every
     /// model's and pair's statistics.
@@ -132,13 +160,7 @@ impl CompareOutcome {
                     .next()
                     .expect("one reduction per scored position")
                     .finish()
-                    .map_err(|(_, value)| {
-                        failed_on(batch)(LmError::NonFinite {
-                            window: window_index,
-                            position,
-                            value: value.to_string(),
-                        })
-                    })?;
+                    .map_err(|why| unscorable(batch, window_index, position, why))?;
                 for (model, score) in self.models.iter_mut().zip(&result.scores) {
                     model.per_document[window.doc].push(score.nll, score.argmax == token);
                 }

@@ -166,13 +166,35 @@ pub(crate) fn drive(
     Ok(())
 }
 
-/// The error of a model that failed on `batch`, located at its first window.
+/// The error of a model that failed on `batch`, located at its first window
+/// (a zero probability: at its token).
 fn failed_on(batch: &[Window]) -> impl Fn(LmError) -> EvalError + '_ {
-    move |source| EvalError::Model {
-        doc: batch[0].doc,
-        first_target: batch[0].first_target,
-        source,
+    move |source| match source {
+        LmError::ZeroProbability { window, position } => {
+            let (doc, position, token) = locate(batch, window, position);
+            EvalError::ZeroProbability {
+                model: 0,
+                spec: None,
+                doc,
+                position,
+                token,
+                text: None,
+            }
+        }
+        source => EvalError::Model {
+            doc: batch[0].doc,
+            first_target: batch[0].first_target,
+            source,
+        },
     }
+}
+
+/// `(document, position in the document, token)` of position `position` of
+/// window `window` of `batch` (a scored position).
+fn locate(batch: &[Window], window: usize, position: usize) -> (usize, usize, u32) {
+    let w = &batch[window];
+    let in_doc = w.first_target + position - w.score_from;
+    (w.doc, in_doc, w.tokens[position])
 }
 
 /// Scores `docs` (text token ids, BOS excluded) with `model`.

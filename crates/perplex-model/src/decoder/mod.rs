@@ -39,7 +39,7 @@ use perplex_core::lm::{
 };
 
 use crate::config::ModelConfig;
-use crate::head::{fused_head, HeadTiling, Running};
+use crate::head::{fused_head, HeadTiling, Running, Unscorable};
 use crate::matmul::Kernels;
 use crate::rope::Rope;
 use crate::weights::Weight;
@@ -268,7 +268,10 @@ impl CausalLm for Decoder {
                         let state = states.next().expect("one state per scored position");
                         match state.finish() {
                             Ok((nll, argmax)) => Ok(TokenScore { nll, argmax }),
-                            Err(value) => Err(LmError::NonFinite {
+                            Err(Unscorable::ZeroProbability) => {
+                                Err(LmError::ZeroProbability { window, position })
+                            }
+                            Err(Unscorable::NonFinite(value)) => Err(LmError::NonFinite {
                                 window,
                                 position,
                                 value: value.to_string(),

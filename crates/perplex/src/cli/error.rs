@@ -69,7 +69,12 @@ impl CliError {
                 | E::Compare(_)
                 | E::WatchLocked { .. } => 2,
                 E::Interrupted => super::signals::requested().map_or(1, |s| s.exit_code()),
-                E::Model { .. } | E::ScoreCount { .. } | E::Sink(_) | E::Incomparable(_) => 1,
+                E::Model { .. }
+                | E::ZeroProbability { .. }
+                | E::InfiniteDivergence { .. }
+                | E::ScoreCount { .. }
+                | E::Sink(_)
+                | E::Incomparable(_) => 1,
             },
         }
     }
