@@ -26,6 +26,30 @@ pub struct Inspection {
     pub tokenizer: InspectedTokenizer,
     /// Problems found, most severe first; empty when all is well.
     pub checks: Vec<Check>,
+    /// The memory an evaluation needs, estimated from the shapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<InspectedMemory>,
+}
+
+/// The memory an evaluation needs on this machine, estimated before any
+/// weight is loaded (an estimate that errs high; `eval` checks the same
+/// figure before its first forward pass).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectedMemory {
+    /// Bytes the weights take once loaded: floating-point types held in
+    /// f32, quantized GGUF types as stored.
+    pub weights_bytes: u64,
+    /// Windows per batch of the run estimated (`eval`'s default).
+    pub batch: usize,
+    /// Tokens per window of the run estimated (`eval`'s default `--context`,
+    /// or the model's context when shorter).
+    pub context: usize,
+    /// One batch's working set: activations, tiles and masks.
+    pub working_bytes: u64,
+    /// What each further window of the batch adds to the working set.
+    pub working_bytes_per_window: u64,
+    /// Weights and working set: the run's peak.
+    pub peak_bytes: u64,
 }
 
 /// Files and storage of a model.

@@ -135,6 +135,15 @@ pub trait CausalLm {
         &'a mut self,
         batch: &[WindowRef<'_>],
     ) -> Result<Box<dyn LogitTiles + 'a>, LmError>;
+
+    /// Bytes of memory, beyond what the loaded model already holds, that
+    /// scoring a batch of `windows` windows of up to `len` tokens needs at
+    /// its peak: an estimate that errs high, checked before the first
+    /// forward pass. `None` (the default): negligible or not known.
+    fn working_memory(&self, windows: usize, len: usize) -> Option<u64> {
+        let _ = (windows, len);
+        None
+    }
 }
 
 /// The logits of a batch's scored positions, held as whatever the model
@@ -161,6 +170,9 @@ impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
         batch: &[WindowRef<'_>],
     ) -> Result<Box<dyn LogitTiles + 'a>, LmError> {
         (**self).logits(batch)
+    }
+    fn working_memory(&self, windows: usize, len: usize) -> Option<u64> {
+        (**self).working_memory(windows, len)
     }
 }
 

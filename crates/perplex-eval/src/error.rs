@@ -74,6 +74,34 @@ pub enum EvalError {
         /// The token's text, once known.
         text: Option<String>,
     },
+    /// One batch would need more memory than is available.
+    #[error(
+        "a batch of {windows} window{} of {len} tokens needs about {} of memory, more than the {} \
+         available ({limited_by})",
+        if *windows == 1 { "" } else { "s" },
+        crate::memory::human(*needed),
+        crate::memory::human(*available)
+    )]
+    OutOfMemory {
+        /// Windows per batch.
+        windows: usize,
+        /// Tokens of the longest window.
+        len: usize,
+        /// Bytes one batch needs (an estimate that errs high).
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+        /// What set `available`.
+        limited_by: String,
+        /// The most windows per batch that fit (0: not even one).
+        fits: usize,
+    },
+    /// The memory limit in the environment is not a size.
+    #[error("{}={value:?} is not a size", crate::memory::LIMIT_VAR)]
+    MemoryLimit {
+        /// The variable's value.
+        value: String,
+    },
     /// The model broke the seam's contract.
     #[error("the model returned {got} scores for a window that scores {expected}")]
     ScoreCount {
@@ -204,6 +232,17 @@ impl EvalError {
                  --bits-per-byte"
                     .into(),
             ),
+            EvalError::OutOfMemory { fits: 0, len, .. } => Some(format!(
+                "not even one window of {len} tokens fits: use a shorter --context (or \
+                 --max-length), or free memory"
+            )),
+            EvalError::OutOfMemory { fits, .. } => Some(format!(
+                "use --batch-size {fits} or less (results do not depend on it), or free memory"
+            )),
+            EvalError::MemoryLimit { .. } => Some(format!(
+                "give {} in bytes or as a size such as 8G or 512M, or unset it",
+                crate::memory::LIMIT_VAR
+            )),
             EvalError::NothingToScore { limited: true, .. } => {
                 Some("raise --max-tokens, or drop it to score the whole corpus".into())
             }

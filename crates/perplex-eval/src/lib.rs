@@ -15,6 +15,7 @@
 //! | [`sweep`](mod@sweep) / [`watch`](mod@watch) | every checkpoint of a training run, at once or as they appear (with a resumable state file) |
 //! | [`training`] | scoring inside a training loop, keeping the curve |
 //! | [`files`] | atomic writes of the files a run leaves |
+//! | [`memory`] | the memory a run may use, and the batch size that fits in it |
 //!
 //! ```
 //! use perplex_core::mock::UniformLm;
@@ -46,6 +47,7 @@ pub mod engine;
 mod error;
 pub mod evaluate;
 pub mod files;
+pub mod memory;
 mod model;
 pub mod options;
 pub mod sweep;

@@ -46,6 +46,9 @@ pub struct EvalOptions {
     protocol: Protocol,
     bos: BosPolicy,
     batch_size: usize,
+    /// Whether `batch_size` was asked for (else a default the engine may
+    /// lower to fit in memory).
+    batch_asked: bool,
     max_tokens: Option<usize>,
     join: Option<String>,
 }
@@ -95,6 +98,12 @@ impl EvalOptions {
     /// Windows per forward pass (at least 1).
     pub fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    /// Whether the batch size was asked for. A default one is lowered when
+    /// its batches would not fit in memory; one asked for is refused.
+    pub fn batch_size_asked(&self) -> bool {
+        self.batch_asked
     }
 
     /// The corpus token limit applied before windowing.
@@ -156,6 +165,7 @@ impl EvalOptionsBuilder {
             protocol: self.protocol,
             bos: self.bos,
             batch_size,
+            batch_asked: self.batch_size.is_some(),
             max_tokens: self.max_tokens,
             join: self.join,
         })

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use perplex_core::inspect::{
-    Check, InspectedArchitecture, InspectedFile, InspectedModel, InspectedTokenizer, Inspection,
-    Level, StorageType, INSPECT_SCHEMA_VERSION,
+    Check, InspectedArchitecture, InspectedFile, InspectedMemory, InspectedModel,
+    InspectedTokenizer, Inspection, Level, StorageType, INSPECT_SCHEMA_VERSION,
 };
 use perplex_core::report::ToolInfo;
 use perplex_data::tokenizer::TextTokenizer;
@@ -17,7 +17,7 @@ use crate::config::{Activation, ModelConfig, NormKind, Positions, RopeScaling};
 use crate::error::ModelError;
 use crate::lora::LoraAdapter;
 use crate::source::{ModelSource, ModelSpec};
-use crate::{gguf, gguf_config, load_tokenizer, safetensors, TokenizerSource};
+use crate::{gguf, gguf_config, load_tokenizer, memory, safetensors, Compute, TokenizerSource};
 
 /// Reads `spec`'s configuration, tensor headers and tokenizer, and checks
 /// them against each other; `spec` names local paths (see
@@ -105,6 +105,7 @@ pub fn inspect_spec(spec: &ModelSpec, source: &ModelSource) -> Result<Inspection
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
     let text = |id: Option<u32>| id.map(|id| tokenizer.token_text(id));
+    let memory = memory_estimate(&config, &storage);
     Ok(Inspection {
         schema_version: INSPECT_SCHEMA_VERSION,
         tool: ToolInfo {
@@ -138,7 +139,32 @@ pub fn inspect_spec(spec: &ModelSpec, source: &ModelSource) -> Result<Inspection
             checks.sort_by_key(|c| c.level);
             checks
         },
+        memory: Some(memory),
     })
+}
+
+/// `eval`'s default run: windows of `--context 512` in batches of about
+/// 2,048 tokens (`perplex_eval::EvalOptions::default_batch_size`).
+const DEFAULT_RUN: (usize, usize) = (4, 512);
+
+/// The memory of `eval`'s default run of `config` with weights `storage`.
+fn memory_estimate(config: &ModelConfig, storage: &[StorageType]) -> InspectedMemory {
+    let context = config
+        .max_context()
+        .map_or(DEFAULT_RUN.1, |c| c.min(DEFAULT_RUN.1));
+    let batch = (DEFAULT_RUN.0 * DEFAULT_RUN.1 / context.max(1)).max(1);
+    let weights_bytes =
+        memory::weight_bytes(storage.iter().map(|s| (s.dtype.as_str(), s.parameters)));
+    let working = |w| memory::working_bytes(config, Compute::Exact, w, context);
+    let working_bytes = working(batch);
+    InspectedMemory {
+        weights_bytes,
+        batch,
+        context,
+        working_bytes,
+        working_bytes_per_window: working(batch + 1) - working_bytes,
+        peak_bytes: weights_bytes + working_bytes,
+    }
 }
 
 /// Whether a Hugging Face folder carries a chat template.

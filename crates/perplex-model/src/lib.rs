@@ -66,6 +66,7 @@ mod head;
 pub mod inspect;
 pub mod lora;
 mod matmul;
+pub mod memory;
 pub mod rope;
 mod safetensors;
 pub mod source;

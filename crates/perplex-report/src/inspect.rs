@@ -40,7 +40,31 @@ pub fn write_inspection_table(i: &Inspection, out: &mut dyn Write) -> io::Result
         _ => "-".into(),
     };
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let sections: [(&str, Vec<(&str, String)>); 3] = [
+    let mib = |b: u64| format!("{} MiB", b.div_ceil(1 << 20));
+    let memory = match &i.memory {
+        None => Vec::new(),
+        Some(e) => vec![
+            (
+                "weights",
+                format!("{} as held in memory", mib(e.weights_bytes)),
+            ),
+            (
+                "one batch",
+                format!(
+                    "{} windows of {} tokens: {} working set, {} more per window",
+                    e.batch,
+                    e.context,
+                    mib(e.working_bytes),
+                    mib(e.working_bytes_per_window)
+                ),
+            ),
+            (
+                "peak",
+                format!("{} (an estimate that errs high)", mib(e.peak_bytes)),
+            ),
+        ],
+    };
+    let sections: [(&str, Vec<(&str, String)>); 4] = [
         (
             "model",
             vec![
@@ -118,13 +142,15 @@ pub fn write_inspection_table(i: &Inspection, out: &mut dyn Write) -> io::Result
                 ("chat template", yes(t.chat_template)),
             ],
         ),
+        ("memory", memory),
     ];
     let width = sections
         .iter()
         .flat_map(|(_, rows)| rows.iter().map(|(k, _)| k.len()))
         .max()
         .unwrap_or(0);
-    for (n, (title, rows)) in sections.iter().enumerate() {
+    let sections = sections.iter().filter(|(_, rows)| !rows.is_empty());
+    for (n, (title, rows)) in sections.enumerate() {
         if n > 0 {
             writeln!(out)?;
         }

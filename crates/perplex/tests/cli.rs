@@ -645,3 +645,77 @@ fn compare_names_the_model_that_rules_a_token_out() {
     let kl = &report["pairs"][0]["stats"]["kl_divergence"]["mean"];
     assert!(kl.as_f64().unwrap() > 0.0, "{kl}");
 }
+
+#[test]
+fn batches_that_do_not_fit_in_memory_are_lowered_or_refused() {
+    use perplex_model::{memory::working_bytes, Compute, ModelConfig};
+    let dir = common::fixture("tiny-llama");
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let config = ModelConfig::from_hf_json(&text, &config_path).unwrap();
+    let need = |windows| working_bytes(&config, Compute::Exact, windows, 64);
+    let corpus = "the quick brown fox jumps over the lazy dog. ".repeat(40);
+    let run = |limit: Option<u64>, extra: &[&str]| {
+        let mut cmd = perplex();
+        if let Some(limit) = limit {
+            cmd.env("PERPLEX_MAX_MEMORY", limit.to_string());
+        }
+        cmd.args(["eval", "-m", dir.to_str().unwrap(), "--context", "64"])
+            .args(["--format", "json", "--quiet"])
+            .args(extra)
+            .arg(&corpus)
+            .output()
+            .unwrap()
+    };
+    let one_window = (need(1) + need(2)) / 2;
+    // a default batch size is lowered to what fits: the same result
+    let lowered = run(Some(one_window), &[]);
+    assert!(
+        lowered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lowered.stderr)
+    );
+    let alone = run(None, &["--batch-size", "1"]);
+    let ppl = |out: &std::process::Output| json_of(out)["summary"]["perplexity"].clone();
+    assert_eq!(ppl(&lowered), ppl(&alone));
+    assert!(json_of(&alone)["summary"]["windows"].as_u64().unwrap() >= 4);
+    // a batch size asked for is refused, saying what would fit
+    let refused = run(Some(one_window), &["--batch-size", "4"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: a batch of 4 windows of 64 tokens needs about")
+            && stderr.contains("(PERPLEX_MAX_MEMORY=")
+            && stderr.contains("hint: use --batch-size 1 or less"),
+        "{stderr}"
+    );
+    assert!(refused.stdout.is_empty());
+    // not even one window
+    let refused = run(Some(need(1) - 1), &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("hint: not even one window of 64 tokens fits: use a shorter --context"),
+        "{stderr}"
+    );
+    // a limit that is no size
+    let mut cmd = perplex();
+    let out = cmd
+        .env("PERPLEX_MAX_MEMORY", "lots")
+        .args([
+            "eval",
+            "-m",
+            dir.to_str().unwrap(),
+            "--context",
+            "64",
+            &corpus,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("PERPLEX_MAX_MEMORY=\"lots\" is not a size"),
+        "{stderr}"
+    );
+}

@@ -61,7 +61,9 @@ pub fn compare(
         models: vec![empty; n],
         pairs: vec![PairStats::new(); n - 1],
     };
-    drive(&windows, settings.batch_size, sink, |batch, refs, _| {
+    let need = |w, l| models.iter().filter_map(|m| m.working_memory(w, l)).max();
+    let batch_size = crate::memory::fit_batch(need, &windows, settings)?;
+    drive(&windows, batch_size, sink, |batch, refs, _| {
         let reductions = reduce_batch(models, batch, refs, vocab)?;
         out.push_batch(batch, reductions)
     })?;

@@ -9,6 +9,9 @@
 //!   loop that [`score`] and [`compare()`] share; batching never
 //!   changes a score (the seam's contract), so results are the same for any
 //!   batch size;
+//! - before the first forward pass, a batch's memory is checked against
+//!   what is available ([`crate::memory`]): a default batch size is lowered
+//!   to fit, one asked for that does not fit is an error;
 //! - every scored token reaches the sink exactly once, in document order and,
 //!   within a document, in position order;
 //! - per-document and corpus statistics are [`NllStats`] merged with `+=`.
@@ -38,6 +41,7 @@ use perplex_core::sink::{Sink, TokenEvent};
 use perplex_core::NllStats;
 
 use crate::error::EvalError;
+use crate::memory;
 use crate::options::EvalOptions;
 
 /// What the engine runs: [`EvalOptions`] with BOS resolved for one
@@ -47,6 +51,7 @@ pub struct EvalSettings {
     protocol: Protocol,
     bos: ResolvedBos,
     batch_size: usize,
+    batch_asked: bool,
     max_tokens: Option<usize>,
 }
 
@@ -57,8 +62,20 @@ impl EvalSettings {
             protocol: options.protocol(),
             bos,
             batch_size: options.batch_size(),
+            batch_asked: options.batch_size_asked(),
             max_tokens: options.max_tokens(),
         }
+    }
+
+    /// Windows per forward pass, before the memory check.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Whether the batch size was asked for (see
+    /// [`EvalOptions::batch_size_asked`]).
+    pub fn batch_size_asked(&self) -> bool {
+        self.batch_asked
     }
 
     /// The window protocol.
@@ -208,7 +225,8 @@ pub fn score<M: CausalLm + ?Sized>(
     let lengths: Vec<usize> = docs.iter().map(Vec::len).collect();
     let windows = plan_corpus(docs, settings);
     let mut outcome = Outcome::empty(&lengths, settings.max_tokens);
-    drive(&windows, settings.batch_size, sink, |batch, refs, sink| {
+    let batch_size = memory::fit_batch(|w, l| model.working_memory(w, l), &windows, settings)?;
+    drive(&windows, batch_size, sink, |batch, refs, sink| {
         let scores = model.score_batch(refs).map_err(failed_on(batch))?;
         for (window, scores) in batch.iter().zip(&scores) {
             if scores.len() != window.scored() {

@@ -52,13 +52,13 @@ pub(crate) use load::{build, Store};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tiling {
     /// f32 elements of attention scores computed at once (bounds the query block).
-    attention_score_elems: usize,
+    pub(crate) attention_score_elems: usize,
     /// Longest query block: smaller blocks skip more of the masked upper triangle.
-    max_query_block: usize,
+    pub(crate) max_query_block: usize,
     /// f32 elements of MLP activations computed at once (bounds the row chunk).
-    mlp_activation_elems: usize,
+    pub(crate) mlp_activation_elems: usize,
     /// The output head's tiles.
-    head: HeadTiling,
+    pub(crate) head: HeadTiling,
 }
 
 impl Default for Tiling {
@@ -225,6 +225,17 @@ impl LogitTiles for DecoderLogits<'_> {
 impl CausalLm for Decoder {
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn working_memory(&self, windows: usize, len: usize) -> Option<u64> {
+        let c = &self.config;
+        Some(crate::memory::working_bytes_with(
+            c,
+            &self.tiling,
+            self.kernels,
+            windows,
+            len,
+        ))
     }
 
     fn logits<'a>(

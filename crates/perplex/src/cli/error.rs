@@ -67,7 +67,9 @@ impl CliError {
                 | E::Plan(_)
                 | E::TokenizersDiffer { .. }
                 | E::Compare(_)
-                | E::WatchLocked { .. } => 2,
+                | E::WatchLocked { .. }
+                | E::OutOfMemory { .. }
+                | E::MemoryLimit { .. } => 2,
                 E::Interrupted => super::signals::requested().map_or(1, |s| s.exit_code()),
                 E::Model { .. }
                 | E::ZeroProbability { .. }
