@@ -49,6 +49,7 @@ pub mod files;
 mod model;
 pub mod options;
 pub mod sweep;
+mod sweep_error;
 pub mod training;
 pub mod watch;
 
@@ -58,3 +59,4 @@ pub use evaluate::{evaluate, Evaluation};
 pub use model::Model;
 pub use options::{CompareOptions, EvalOptions, EvalOptionsBuilder, OptionsError};
 pub use perplex_core::sink::{CollectSink, NullSink, Sink, TokenEvent};
+pub use sweep_error::SweepError;
