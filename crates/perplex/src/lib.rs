@@ -264,6 +264,10 @@ impl CausalLm for Slow {
 
 fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
     let (kind, path) = mock.split_once(':').unwrap_or((mock, ""));
+    // the kind first: an unknown one is named as such, whatever the path
+    if !["uniform", "hash", "slow"].contains(&kind) {
+        return Err(Error::UnknownMock(kind.to_string()));
+    }
     let tokenizer = TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| {
         Error::MockTokenizer {
             path: path.to_string(),
