@@ -70,6 +70,9 @@ struct Case {
     hold_lock: Option<&'static str>,
     /// Checked after the steps: a reason to ignore the case here.
     precondition: Option<Precondition>,
+    /// Run perplex as an unprivileged user when the test runs as root
+    /// (for whom file modes deny nothing).
+    unprivileged: bool,
 }
 
 fn case(id: &'static str, input: &'static str, code: i32, expect: &'static str) -> Case {
@@ -85,6 +88,7 @@ fn case(id: &'static str, input: &'static str, code: i32, expect: &'static str) 
         signal: None,
         hold_lock: None,
         precondition: None,
+        unprivileged: false,
     }
 }
 
@@ -193,6 +197,11 @@ impl Case {
 
     fn precondition(mut self, check: Precondition) -> Self {
         self.precondition = Some(check);
+        self
+    }
+
+    fn unprivileged(mut self) -> Self {
+        self.unprivileged = true;
         self
     }
 }
@@ -342,11 +351,21 @@ impl Gguf {
     }
 }
 
-/// Ignores a case where a file mode does not deny reading (running as root).
+/// Whether the test runs as root (the owner of `/proc/self` is the
+/// process's effective user).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The user perplex runs as in [`Case::unprivileged`] cases under root.
+const NOBODY: u32 = 65534;
+
+/// Ignores a case where a file mode does not deny reading (a file system
+/// that ignores modes); as root, perplex runs as [`NOBODY`] instead.
 fn unreadable_denies(dir: &Path) -> Option<String> {
-    std::fs::read(dir.join("locked.txt"))
-        .is_ok()
-        .then(|| "a file of mode 000 is readable here (running as root)".into())
+    (!is_root() && std::fs::read(dir.join("locked.txt")).is_ok())
+        .then(|| "a file of mode 000 is readable here".into())
 }
 
 /// Every case. Ids are unique; the docs table lists them in this order.
@@ -759,7 +778,7 @@ fn weight_cases() -> Vec<Case> {
         )
         .fixture("tiny-llama-sharded", "m")
         .json("m/model.safetensors.index.json", |ix| {
-            ix["weight_map"]["lm_head.weight"] = json!("model-00005-of-00005.safetensors")
+            ix["weight_map"]["lm_head.weight"] = json!("model-00002-of-00005.safetensors")
         })
         .eval("m"),
     ]
@@ -1129,6 +1148,45 @@ fn tokenizer_and_adapter_cases() -> Vec<Case> {
             "some text",
         ]),
         case(
+            "compare-vocab",
+            "`compare` of models that tokenise alike but differ in vocabulary size",
+            1,
+            "the models' vocabularies differ (384 and 386 embedding rows)",
+        )
+        .fixture("tiny-llama/tokenizer.json", "tok.json")
+        .json("tok.json", |t| {
+            let added = t["added_tokens"].as_array_mut().unwrap();
+            for (id, content) in [(384, "<extra_0>"), (385, "<extra_1>")] {
+                let mut token = added[0].clone();
+                token["id"] = json!(id);
+                token["content"] = json!(content);
+                added.push(token);
+            }
+        })
+        .args(&[
+            "compare",
+            "{uniform}",
+            "mock:uniform:tok.json",
+            "--text",
+            "some text",
+        ]),
+        case(
+            "compare-bits-per-byte-limited",
+            "`compare --bits-per-byte` with `--max-tokens`",
+            2,
+            "bits per byte needs every document scored whole",
+        )
+        .args(&[
+            "compare",
+            "{uniform}",
+            "{uniform}",
+            "--bits-per-byte",
+            "--max-tokens",
+            "5",
+            "--text",
+            "some text",
+        ]),
+        case(
             "compare-bos",
             "`compare` of models of which only one scores with BOS",
             2,
@@ -1176,6 +1234,7 @@ fn corpus_cases() -> Vec<Case> {
             std::fs::set_permissions(dir.join("locked.txt"), perms).unwrap();
         })
         .precondition(unreadable_denies)
+        .unprivileged()
         .uniform(&["--file", "locked.txt"]),
         case(
             "file-latin1",
@@ -1873,6 +1932,13 @@ fn execute(case: &Case, dir: &Path) -> Result<Outcome, String> {
         .env_remove("HF_TOKEN")
         .stdin(Stdio::piped())
         .stderr(Stdio::piped());
+    if case.unprivileged && is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
     if case.stdout_full {
         cmd.stdout(std::fs::File::create("/dev/full").map_err(|e| e.to_string())?);
     } else {
@@ -2035,9 +2101,10 @@ const DOCS_HEAD: &str = "\
 Every input below makes perplex stop with the exit code shown (see the README's
 [exit codes](../README.md#exit-codes)), one `error:` line on stderr (the message below; any
 `caused by:` lines follow it) and at least one `hint:` line. None of them panics, hangs, or
-reports NaN or infinity as a number. `<dir>` stands for the folder perplex runs in, and
-`<fixtures>` for the test models of `tests/fixtures`; the inputs are made from those tiny
-models, but real models fail the same way.
+reports NaN or infinity as a number. In the messages, `m` is the model folder (`m.gguf` the
+GGUF file, `a` the adapter folder) that the input was made in, `<dir>` the folder perplex runs
+in, and `<fixtures>` the small test models of `tests/fixtures` the inputs are made from; real
+models fail the same way.
 
 | case | input | exit code | message (`error:`) | hint |
 |---|---|---|---|---|
