@@ -184,8 +184,16 @@ impl CorpusError {
             CorpusError::Read { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => Some("check the path".to_owned()),
                 std::io::ErrorKind::IsADirectory => Some("pass a file, not a directory".to_owned()),
-                _ => None,
+                std::io::ErrorKind::PermissionDenied => {
+                    Some("check the file's permissions (perplex only reads it)".to_owned())
+                }
+                _ => Some("check that the file is readable".to_owned()),
             },
+            CorpusError::InvalidUtf8 { name, .. } if name == "stdin" => Some(
+                "perplex reads UTF-8 only; re-encode the text on its way in, e.g. \
+                 `iconv -f LATIN1 -t UTF-8 < text.txt | perplex …` (use the text's real encoding)"
+                    .to_owned(),
+            ),
             CorpusError::InvalidUtf8 { name, .. } => Some(format!(
                 "perplex reads UTF-8 only; re-encode the input, e.g. \
                  `iconv -f LATIN1 -t UTF-8 {name} > {name}.utf8` (use the file's real encoding)"
@@ -196,7 +204,11 @@ impl CorpusError {
             CorpusError::JsonlSyntax { .. } => {
                 Some("each non-blank line must be one complete JSON object".to_owned())
             }
-            CorpusError::JsonlNotObject { .. } => None,
+            CorpusError::JsonlNotObject { .. } => Some(
+                "each non-blank line must be one JSON object holding the text in a field, e.g. \
+                 {\"text\": \"…\"}"
+                    .to_owned(),
+            ),
             CorpusError::JsonlMissingField { keys, .. } => Some(if keys.is_empty() {
                 "this record has no fields at all".to_owned()
             } else {
@@ -513,6 +525,9 @@ mod tests {
             "`x.txt` is not valid UTF-8: byte 0xff at byte offset 8 (line 3)"
         );
         assert!(err.hint().unwrap().contains("iconv"));
+        // stdin has no file name to re-encode
+        let err = decode_utf8(b"caf\xe9".to_vec(), "stdin").unwrap_err();
+        assert!(err.hint().unwrap().contains("< text.txt | perplex"));
         // A truncated multi-byte sequence at the end.
         let err = decode_utf8(b"ab\xe2\x82".to_vec(), "y").unwrap_err();
         assert!(matches!(
@@ -582,6 +597,9 @@ mod tests {
             err.hint().unwrap(),
             "this record's fields are `body`, `id`; choose one with `--field`"
         );
+
+        let err = parse_jsonl("{\"text\": \"a\"}\n[1]", "d.jsonl", "text").unwrap_err();
+        assert!(err.hint().unwrap().contains("one JSON object"));
 
         let err = parse_jsonl("{\"text\": 3}", "d.jsonl", "text").unwrap_err();
         assert_eq!(

@@ -162,8 +162,8 @@ pub enum EvalError {
         holder: Option<u32>,
     },
     /// A run folder that cannot be swept or watched.
-    #[error("{0}")]
-    Sweep(String),
+    #[error(transparent)]
+    Sweep(#[from] crate::sweep_error::SweepError),
 }
 
 fn who(spec: &Option<String>) -> String {
@@ -233,8 +233,9 @@ impl EvalError {
                     .into(),
             ),
             EvalError::OutOfMemory { fits: 0, len, .. } => Some(format!(
-                "not even one window of {len} tokens fits: use a shorter --context (or \
-                 --max-length), or free memory"
+                "not even one window of {len} tokens fits: free memory (or raise {}), or use a \
+                 shorter --context (or --max-length)",
+                crate::memory::LIMIT_VAR
             )),
             EvalError::OutOfMemory { fits, .. } => Some(format!(
                 "use --batch-size {fits} or less (results do not depend on it), or free memory"
@@ -272,12 +273,39 @@ impl EvalError {
                  --bits-per-byte"
                     .into(),
             ),
-            EvalError::Model { .. }
-            | EvalError::ScoreCount { .. }
-            | EvalError::Sink(_)
-            | EvalError::Incomparable(_)
-            | EvalError::Compare(_)
-            | EvalError::Sweep(_) => None,
+            EvalError::Model {
+                source: LmError::TokenOutOfRange { .. },
+                ..
+            } => Some(
+                "the tokenizer produced an id the model has no embedding for: the tokenizer and \
+                 the weights seem to come from different models"
+                    .into(),
+            ),
+            EvalError::Model {
+                source: LmError::WindowTooLong { max, .. },
+                ..
+            } => Some(format!(
+                "use --context (or --max-length) of at most {max}, the model's context length"
+            )),
+            EvalError::Model { .. } | EvalError::ScoreCount { .. } => Some(
+                "the model's implementation failed on this window; report it with the model and \
+                 the command"
+                    .into(),
+            ),
+            EvalError::Sink(_) => {
+                Some("check that the disk the scored tokens go to has room and is writable".into())
+            }
+            EvalError::Incomparable(_) => Some(
+                "token-level comparisons need the same vocabulary; models whose vocabularies \
+                 differ can be compared by bits per byte: add --bits-per-byte"
+                    .into(),
+            ),
+            EvalError::Compare(_) => Some(
+                "bits per byte divides each model's NLL by the bytes of whole documents, so \
+                 every document must be scored to its end"
+                    .into(),
+            ),
+            EvalError::Sweep(e) => Some(e.hint()),
         }
     }
 }

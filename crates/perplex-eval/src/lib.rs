@@ -51,6 +51,7 @@ pub mod memory;
 mod model;
 pub mod options;
 pub mod sweep;
+mod sweep_error;
 pub mod training;
 pub mod watch;
 
@@ -60,3 +61,4 @@ pub use evaluate::{evaluate, Evaluation};
 pub use model::Model;
 pub use options::{CompareOptions, EvalOptions, EvalOptionsBuilder, OptionsError};
 pub use perplex_core::sink::{CollectSink, NullSink, Sink, TokenEvent};
+pub use sweep_error::SweepError;

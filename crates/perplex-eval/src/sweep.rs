@@ -25,6 +25,7 @@ use crate::error::EvalError;
 use crate::evaluate::{timing, tool_info, Evaluation};
 use crate::model::{add_new, Model};
 use crate::options::EvalOptions;
+use crate::sweep_error::SweepError;
 
 /// Loads a model from its spec (a folder, a GGUF file, a hub id,
 /// `BASE+ADAPTER`): how sweeps and watches get each checkpoint, whatever
@@ -73,10 +74,14 @@ pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, EvalError> {
             path: run.to_path_buf(),
         });
     }
-    let entries = fs_err::read_dir(run).map_err(|e| EvalError::Sweep(e.to_string()))?;
+    let list = |source| SweepError::ListRun {
+        path: run.to_path_buf(),
+        source,
+    };
+    let entries = std::fs::read_dir(run).map_err(list)?;
     let mut found = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| EvalError::Sweep(e.to_string()))?.path();
+        let path = entry.map_err(list)?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let Some(step) = step_of(&name) else { continue };
         let kind = if path.is_dir() && path.join("adapter_config.json").is_file() {
@@ -94,6 +99,18 @@ pub fn discover(run: &Path) -> Result<Vec<Checkpoint>, EvalError> {
     Ok(found)
 }
 
+/// `path` as JSON.
+fn read_json(path: &Path) -> Result<serde_json::Value, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SweepError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| SweepError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// The trainer's losses by step from `trainer_state.json` (the run's, else
 /// the last checkpoint's that has one).
 pub fn trainer_losses(
@@ -109,9 +126,7 @@ pub fn trainer_losses(
     let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
         return Ok(Vec::new());
     };
-    let text = fs_err::read_to_string(&path).map_err(|e| EvalError::Sweep(e.to_string()))?;
-    let state: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| EvalError::Sweep(format!("cannot parse {}: {e}", path.display())))?;
+    let state = read_json(&path)?;
     let mut out: Vec<TrainerLoss> = Vec::new();
     let history = state["log_history"]
         .as_array()
@@ -159,14 +174,9 @@ fn base_spec(
         return Ok(None);
     };
     let path = adapter.path.join("adapter_config.json");
-    let text = fs_err::read_to_string(&path).map_err(|e| EvalError::Sweep(e.to_string()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| EvalError::Sweep(format!("cannot parse {}: {e}", path.display())))?;
+    let value = read_json(&path)?;
     let Some(name) = value["base_model_name_or_path"].as_str() else {
-        return Err(EvalError::Sweep(format!(
-            "{} names no base_model_name_or_path; give the base with --base",
-            path.display()
-        )));
+        return Err(SweepError::NoBase { config: path }.into());
     };
     // a relative path is relative to the trainer's working directory: try
     // here, then the run folder and every folder above it
@@ -329,10 +339,10 @@ impl<'a, E: From<EvalError>> Sweeper<'a, E> {
         );
         let processed = points.iter().map(|p| p.scored_tokens).sum();
         let Some((corpus, protocol)) = self.meta.clone() else {
-            return Err(EvalError::Sweep(format!(
-                "no checkpoint of {} was evaluated",
-                self.run.display()
-            )));
+            return Err(SweepError::NothingEvaluated {
+                run: self.run.to_path_buf(),
+            }
+            .into());
         };
         Ok(SweepReport {
             schema_version: SWEEP_SCHEMA_VERSION,
@@ -365,11 +375,9 @@ pub fn sweep<E: From<EvalError>>(
 ) -> Result<SweepReport, E> {
     let checkpoints = discover(run)?;
     if checkpoints.is_empty() {
-        return Err(EvalError::Sweep(format!(
-            "{} holds no checkpoints (folders or .gguf files with a step number in their name, \
-             holding a model or a PEFT adapter)",
-            run.display()
-        ))
+        return Err(EvalError::from(SweepError::NoCheckpoints {
+            run: run.to_path_buf(),
+        })
         .into());
     }
     let losses = trainer_losses(run, &checkpoints)?;

@@ -24,6 +24,7 @@ use serde_json::json;
 use crate::error::EvalError;
 use crate::options::EvalOptions;
 use crate::sweep::{discover, trainer_losses, CheckpointKind, Loader, Sweeper};
+use crate::sweep_error::SweepError;
 
 /// How to watch.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,15 +65,17 @@ fn read_state(path: &Path, settings: &str) -> Result<State, EvalError> {
             meta: None,
         });
     }
-    let bad = |why: String| EvalError::Sweep(format!("state file {}: {why}", path.display()));
-    let text = fs_err::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let bad = |why: String| SweepError::BadState {
+        path: path.to_path_buf(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     if value["settings"] != settings {
-        return Err(bad(
-            "it was made with another text, protocol or base; delete it, or give --state \
-             another path"
-                .into(),
-        ));
+        return Err(SweepError::OtherSettings {
+            path: path.to_path_buf(),
+        }
+        .into());
     }
     let points = serde_json::from_value(value["points"].clone()).map_err(|e| bad(e.to_string()))?;
     let meta = serde_json::from_value(value["meta"].clone()).map_err(|e| bad(e.to_string()))?;
@@ -91,8 +94,13 @@ fn write_state(path: &Path, state: &State) -> Result<(), EvalError> {
         "points": state.points,
     }))
     .expect("points serialise");
-    crate::files::write_atomically(path, |out| out.write_all(text.as_bytes()))
-        .map_err(|e| EvalError::Sweep(format!("cannot write the state file: {e}")))
+    crate::files::write_atomically(path, |out| out.write_all(text.as_bytes())).map_err(|source| {
+        SweepError::WriteState {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// The exclusive hold of one watcher on a state file: an OS file lock on
@@ -112,8 +120,10 @@ impl StateLock {
         if folder.is_some_and(|f| !f.is_dir()) {
             return Ok(None);
         }
-        let cannot =
-            |e: std::io::Error| EvalError::Sweep(format!("cannot lock {}: {e}", path.display()));
+        let cannot = |source: std::io::Error| SweepError::Lock {
+            path: path.clone(),
+            source,
+        };
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -136,7 +146,7 @@ impl StateLock {
                     holder: holder.trim().parse().ok(),
                 })
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(cannot(e)),
+            Err(std::fs::TryLockError::Error(e)) => Err(cannot(e).into()),
         }
     }
 }
@@ -187,6 +197,12 @@ pub fn watch<E: From<EvalError>>(
     let mut sweeper = Sweeper::new(run, base, corpus, options, loader);
     if let Some(meta) = state.meta.clone() {
         sweeper.resume_meta(meta);
+    }
+    if run.exists() && !run.is_dir() {
+        return Err(EvalError::NoRunFolder {
+            path: run.to_path_buf(),
+        }
+        .into());
     }
     if !run.is_dir() {
         // a watcher may start before the trainer creates its folder
@@ -274,10 +290,9 @@ pub fn watch<E: From<EvalError>>(
     let checkpoints = discover(run).unwrap_or_default();
     let losses = trainer_losses(run, &checkpoints)?;
     if state.points.is_empty() {
-        return Err(EvalError::Sweep(format!(
-            "no checkpoint of {} was completed while watching",
-            run.display()
-        ))
+        return Err(EvalError::from(SweepError::NothingCompleted {
+            run: run.to_path_buf(),
+        })
         .into());
     }
     // the base is the reference of the changes and diagnoses

@@ -27,6 +27,19 @@ pub enum ModelError {
         /// What the user passed.
         spec: String,
     },
+    /// A spec with nothing on one side of a `+` (or nothing at all).
+    #[error(
+        "{}",
+        if spec.is_empty() {
+            "the model spec is empty".to_string()
+        } else {
+            format!("model spec `{spec}` has an empty part (nothing on one side of a `+`)")
+        }
+    )]
+    EmptySpec {
+        /// What the user passed.
+        spec: String,
+    },
     /// A folder was found but holds no loadable model.
     #[error("{path} holds no model: {problem}")]
     NoModelFiles {
@@ -337,7 +350,47 @@ impl ModelError {
             ModelError::VocabMismatch { .. } | ModelError::SpecialTokenOutOfRange { .. } => Some(
                 "the tokenizer and the weights seem to come from different models".into(),
             ),
-            _ => None,
+            ModelError::EmptySpec { .. } => Some(
+                "give a model path or hub id, and an adapter folder after each `+`: \
+                 BASE+ADAPTER[+ADAPTER…]"
+                    .into(),
+            ),
+            ModelError::Io(_) => Some("check that the model's files exist and are readable".into()),
+            ModelError::Json { .. } => Some(
+                "the file is not the JSON its name promises (cut off, or edited by hand?); \
+                 download it again, or restore it from the model's original"
+                    .into(),
+            ),
+            ModelError::InvalidConfig { .. } => Some(
+                "the model's configuration is damaged or contradicts itself; download it again, \
+                 or compare it with the original (`perplex inspect MODEL` shows what it declares)"
+                    .into(),
+            ),
+            ModelError::UnsupportedRopeScaling { .. } => Some(
+                "perplex cannot compute this model's positions exactly; evaluate a model with \
+                 one of the supported scalings"
+                    .into(),
+            ),
+            ModelError::UnsupportedDtype { .. } => Some(
+                "save the weights as float32, float16 or bfloat16 (e.g. `model.half()` then \
+                 `save_pretrained` in transformers), or use a GGUF file of the model"
+                    .into(),
+            ),
+            ModelError::InvalidAdapter { .. } => Some(
+                "an adapter is a PEFT LoRA folder as `save_pretrained` writes it \
+                 (adapter_config.json and adapter_model.safetensors), given as BASE+ADAPTER; \
+                 other adapters can be merged into the base with PEFT's `merge_and_unload()` \
+                 and the merged model evaluated"
+                    .into(),
+            ),
+            ModelError::ThreadPool { .. } => {
+                Some("use fewer --threads, or leave --threads out".into())
+            }
+            ModelError::Backend { .. } => Some(
+                "the model's files may be damaged; if they load elsewhere, report it with the \
+                 model and the command"
+                    .into(),
+            ),
         }
     }
 }

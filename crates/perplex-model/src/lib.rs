@@ -287,8 +287,18 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Decoder, ModelIdent
 /// folders. A spec that exists as a path is never split, so a `+` in a file
 /// name is fine.
 pub fn split_spec(spec: &str) -> Result<(&str, Vec<PathBuf>), ModelError> {
+    if spec.is_empty() {
+        return Err(ModelError::EmptySpec {
+            spec: String::new(),
+        });
+    }
     if Path::new(spec).exists() || !spec.contains('+') {
         return Ok((spec, Vec::new()));
+    }
+    if spec.split('+').any(str::is_empty) {
+        return Err(ModelError::EmptySpec {
+            spec: spec.to_string(),
+        });
     }
     let mut parts = spec.split('+');
     let base = parts.next().unwrap_or_default();
@@ -458,6 +468,23 @@ fn hash_files(paths: &[PathBuf]) -> Result<String, ModelError> {
 mod tests {
     use super::*;
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+
+    #[test]
+    fn specs_with_an_empty_part_are_refused_naming_the_spec() {
+        for spec in ["", "base+", "+adapter", "base++adapter"] {
+            let err = split_spec(spec).unwrap_err();
+            assert!(matches!(err, ModelError::EmptySpec { .. }), "{spec}: {err}");
+            assert!(err.hint().is_some());
+        }
+        assert_eq!(
+            split_spec("base+").unwrap_err().to_string(),
+            "model spec `base+` has an empty part (nothing on one side of a `+`)"
+        );
+        assert_eq!(
+            split_spec("").unwrap_err().to_string(),
+            "the model spec is empty"
+        );
+    }
 
     fn write_gguf(path: &Path, arch: &str) {
         let mut f = std::fs::File::create(path).unwrap();

@@ -79,8 +79,10 @@ impl SafetensorsFile {
         }
         let mut header = vec![0u8; header_len as usize];
         file.read_exact(&mut header)?;
-        let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
-            .map_err(|e| corrupt_because("the header is not valid JSON".into(), Some(e)))?;
+        // sorted, so that of several bad entries the same one is named every time
+        let raw: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&header)
+                .map_err(|e| corrupt_because("the header is not valid JSON".into(), Some(e)))?;
         let data_start = 8 + header_len;
         let data_len = file_len - data_start;
         let mut tensors = HashMap::new();

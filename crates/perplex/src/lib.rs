@@ -269,20 +269,22 @@ impl CausalLm for Slow {
 
 fn load_mock(spec: &str, mock: &str) -> Result<LoadedModel, Error> {
     let (kind, path) = mock.split_once(':').unwrap_or((mock, ""));
+    // the kind first: an unknown one is named as such, whatever the path
+    type Make = fn(usize) -> Box<dyn CausalLm + Send>;
+    let make: Make = match kind {
+        "uniform" => |vocab| Box::new(UniformLm::new(vocab, Some(4096))),
+        "hash" => |vocab| Box::new(HashLm::new(vocab, Some(4096))),
+        "slow" => |vocab| Box::new(Slow(HashLm::new(vocab, Some(4096)))),
+        "zero" => |vocab| Box::new(HashLm::ruling_out(vocab, Some(4096), ZERO_MOCK_TOKEN)),
+        other => return Err(Error::UnknownMock(other.to_string())),
+    };
     let tokenizer = TextTokenizer::from_tokenizer_json(Path::new(path)).map_err(|source| {
         Error::MockTokenizer {
             path: path.to_string(),
             source,
         }
     })?;
-    let vocab = tokenizer.vocab_size();
-    let model: Box<dyn CausalLm + Send> = match kind {
-        "uniform" => Box::new(UniformLm::new(vocab, Some(4096))),
-        "hash" => Box::new(HashLm::new(vocab, Some(4096))),
-        "slow" => Box::new(Slow(HashLm::new(vocab, Some(4096)))),
-        "zero" => Box::new(HashLm::ruling_out(vocab, Some(4096), ZERO_MOCK_TOKEN)),
-        other => return Err(Error::UnknownMock(other.to_string())),
-    };
+    let model = make(tokenizer.vocab_size());
     let identity = ModelIdentity {
         path: path.to_string(),
         format: "mock".into(),

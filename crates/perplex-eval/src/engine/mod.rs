@@ -288,6 +288,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_zero_probability_is_located_in_its_document() {
+        // token 7 first appears at position 12 of document 1, in its second
+        // sliding window, behind a BOS
+        let docs: Vec<Vec<u32>> = vec![
+            (0..20).map(|i| i % 5).collect(),
+            (0..30).map(|i| if i == 12 { 7 } else { i % 6 }).collect(),
+        ];
+        let sliding = Protocol::Sliding {
+            context: 8,
+            stride: 4,
+        };
+        for bos in [ResolvedBos::None, ResolvedBos::Window { id: 9 }] {
+            for batch in [1, 3, 16] {
+                let mut m = HashLm::ruling_out(10, None, 7);
+                let err = score(&mut m, &docs, &settings(sliding, bos, batch), &mut NullSink)
+                    .unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        EvalError::ZeroProbability {
+                            model: 0,
+                            doc: 1,
+                            position: 12,
+                            token: 7,
+                            ..
+                        }
+                    ),
+                    "{bos:?}, batch {batch}: {err:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn uniform_model_has_perplexity_v() {
         let mut m = UniformLm::new(50, None);
         let out = score(

@@ -187,6 +187,9 @@ fn gguf_head_dim(
     let head_dim = match meta.uint("attention.key_length")? {
         Some(d) => d,
         None => {
+            if num_heads == 0 {
+                return Err(meta.bad("head_count is 0".into()));
+            }
             if head_dim_mismatch(None, hidden_size, num_heads) {
                 return Err(meta.bad(format!(
                     "embedding_length {hidden_size} is not a multiple of head_count {num_heads}"

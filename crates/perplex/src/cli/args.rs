@@ -1,4 +1,6 @@
 //! Command-line arguments. Each flag is defined once here; its doc comment is its help.
+//! Numeric flags take negative numbers as values (`--context -5` is an invalid
+//! value, not an unknown argument `-5`), so the error names the flag.
 
 use std::path::PathBuf;
 
@@ -106,7 +108,12 @@ pub struct CompareArgs {
     pub output: OutputArgs,
 
     /// Confidence of the intervals and of the verdict.
-    #[arg(long, value_name = "P", default_value_t = 0.95)]
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.95,
+        allow_negative_numbers = true
+    )]
     pub confidence: f64,
 
     /// Compare bits per byte, each model with its own tokenizer, instead of token by token (for models whose tokenizers differ; no KL divergence or agreement then).
@@ -171,19 +178,29 @@ pub struct WatchArgs {
     pub state: Option<PathBuf>,
 
     /// Seconds between looks at the run folder.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub interval: f64,
 
     /// Seconds a checkpoint's files must stay unchanged before it is evaluated.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        allow_negative_numbers = true
+    )]
     pub settle: f64,
 
     /// Stop after this many seconds without a new checkpoint [default: watch until interrupted].
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub exit_when_idle: Option<f64>,
 
     /// Stop once a checkpoint of at least this step is evaluated.
-    #[arg(long, value_name = "STEP")]
+    #[arg(long, value_name = "STEP", allow_negative_numbers = true)]
     pub until_step: Option<u64>,
 }
 
@@ -231,19 +248,30 @@ pub struct RunArgs {
     pub protocol: ProtocolArg,
 
     /// Window length in tokens for chunks, sliding and llama-cpp (BOS included).
-    #[arg(short, long, value_name = "N", default_value_t = 512)]
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value_t = 512,
+        allow_negative_numbers = true
+    )]
     pub context: usize,
 
     /// How far a sliding window moves [default: context / 2].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub stride: Option<usize>,
 
     /// Longest text kept by the truncate protocol, in tokens (BOS included).
-    #[arg(long, value_name = "N", default_value_t = 512)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 512,
+        allow_negative_numbers = true
+    )]
     pub max_length: usize,
 
     /// Evaluate only the first N text tokens of the corpus.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_tokens: Option<usize>,
 
     /// BOS policy: auto (as the tokenizer does), none, document (once per document), window (at every window's start).
@@ -251,7 +279,7 @@ pub struct RunArgs {
     pub bos: BosArg,
 
     /// Windows per forward pass [default: windows of about 2048 tokens together; 1 for truncate]. Results do not depend on it.
-    #[arg(short, long, value_name = "N")]
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
 
     /// Fast compute mode: the matrix products take bf16-rounded weights and activations (AVX-512 BF16, f32 sums); norms, attention and the log-softmax stay f32. Perplexity within about 0.1 % of the exact mode; reports say compute_dtype bf16.
@@ -259,7 +287,7 @@ pub struct RunArgs {
     pub fast: bool,
 
     /// Compute threads [default: physical cores].
-    #[arg(short = 't', long, value_name = "N")]
+    #[arg(short = 't', long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 

@@ -17,8 +17,13 @@ pub enum CliError {
     #[error(transparent)]
     Corpus(#[from] CorpusError),
     /// Arguments that parse but do not make sense together.
-    #[error("{0}")]
-    Usage(String),
+    #[error("{message}")]
+    Usage {
+        /// What is wrong, naming the flag and value.
+        message: String,
+        /// What to give instead.
+        hint: String,
+    },
     /// An output file could not be written.
     #[error("could not write {}", path.display())]
     Output {
@@ -48,13 +53,22 @@ impl From<perplex_eval::EvalError> for CliError {
 }
 
 impl CliError {
+    /// A usage error: `message` names the flag and value, `hint` says what
+    /// to give instead.
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        CliError::Usage {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         use perplex::Error as P;
         use perplex_eval::EvalError as E;
         match self {
             CliError::BrokenPipe => 0,
-            CliError::Usage(_) => 2,
+            CliError::Usage { .. } => 2,
             CliError::Corpus(_) | CliError::Output { .. } => 3,
             CliError::Perplex(P::Model(_) | P::Hub(_)) | CliError::FailedChecks { .. } => 4,
             CliError::Perplex(P::MockTokenizer { .. }) => 3,
@@ -85,8 +99,17 @@ impl CliError {
         match self {
             CliError::Perplex(e) => e.hint(),
             CliError::Corpus(e) => e.hint(),
-            CliError::Output { .. } => Some("check that the folder exists and is writable".into()),
-            CliError::Usage(_) | CliError::BrokenPipe | CliError::FailedChecks { .. } => None,
+            CliError::Output { .. } => Some(
+                "check that the folder exists and is writable, that the path is not a folder, \
+                 and that the disk has room"
+                    .into(),
+            ),
+            CliError::Usage { hint, .. } => Some(hint.clone()),
+            CliError::FailedChecks { model, .. } => Some(format!(
+                "the checks marked as errors say what does not fit; `perplex eval` refuses \
+                 {model} until they are fixed (a tokenizer from another model?)"
+            )),
+            CliError::BrokenPipe => None,
         }
     }
 }
@@ -109,6 +132,26 @@ pub fn render(e: &CliError) {
     if let Some(hint) = e.hint() {
         let _ = writeln!(err, "  hint: {hint}");
     }
+}
+
+/// Writes clap's message for arguments that do not parse, in the same
+/// shape: its `error:` line and details, then a `hint:` line naming the
+/// command's help (in place of clap's closing "For more information" line).
+pub fn render_clap(e: &clap::Error, help: &str) {
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("For more information, try"))
+        .collect();
+    let end = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    let mut err = std::io::stderr().lock();
+    for line in &lines[..end] {
+        let _ = writeln!(err, "{line}");
+    }
+    let _ = writeln!(err, "  hint: see `{help}` for the arguments it takes");
 }
 
 /// Writes `warning: …` and its `hint: …`.

@@ -94,7 +94,15 @@ pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
     labels
         .bands
         .as_deref()
-        .map(|spec| Bands::parse(spec).map_err(|e| CliError::Usage(format!("--bands {e}"))))
+        .map(|spec| {
+            Bands::parse(spec).map_err(|e| {
+                CliError::usage(
+                    format!("--bands {e}"),
+                    "give ascending bounds, each band as name:bound and the last without one, \
+                     e.g. --bands=good:30,fair:100,poor (or --bands alone for the rule of thumb)",
+                )
+            })
+        })
         .transpose()
 }
 
@@ -102,7 +110,10 @@ pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
 /// builder (flag combinations only the CLI can see are checked here).
 pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptions, CliError> {
     if run.threads == Some(0) {
-        return Err(CliError::Usage("--threads must be at least 1".into()));
+        return Err(CliError::usage(
+            "--threads must be at least 1",
+            "use --threads 1 or more, or leave it out to use the physical cores",
+        ));
     }
     let context = run.context;
     let protocol = match run.protocol {
@@ -117,8 +128,9 @@ pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptio
         ProtocolArg::LlamaCpp => Protocol::LlamaCpp { context },
     };
     if run.stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
-        return Err(CliError::Usage(
-            "--stride applies only to --protocol sliding".into(),
+        return Err(CliError::usage(
+            "--stride applies only to --protocol sliding",
+            "add --protocol sliding, or leave --stride out",
         ));
     }
     let bos = match run.bos {
@@ -202,9 +214,9 @@ pub(super) fn read_corpus(texts: Vec<String>, input: &InputArgs) -> Result<Corpu
         field: input.field.clone(),
     };
     if inputs.is_empty() && std::io::stdin().is_terminal() {
-        return Err(CliError::Usage(
-            "no input: give TEXT arguments, --file PATH, --jsonl PATH, or pipe text to stdin"
-                .into(),
+        return Err(CliError::usage(
+            "no input: give TEXT arguments, --file PATH, --jsonl PATH, or pipe text to stdin",
+            "e.g. `perplex eval -m MODEL --file text.txt`, or `cat text.txt | perplex eval -m MODEL`",
         ));
     }
     Ok(inputs.read()?)
@@ -223,7 +235,12 @@ pub(super) fn check_writable(path: &Path) -> Result<(), CliError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if dir.is_dir() {
+    if path.is_dir() {
+        Err(CliError::Output {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a folder"),
+        })
+    } else if dir.is_dir() {
         Ok(())
     } else {
         Err(CliError::Output {

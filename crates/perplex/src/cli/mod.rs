@@ -23,14 +23,32 @@ use clap::Parser;
 pub use args::Cli;
 use error::CliError;
 
+/// `perplex COMMAND --help` for the command the arguments name, else
+/// `perplex --help`.
+fn help_command() -> String {
+    use clap::CommandFactory;
+    let named = std::env::args_os()
+        .nth(1)
+        .and_then(|a| a.into_string().ok())
+        .filter(|a| Cli::command().find_subcommand(a).is_some());
+    match named {
+        Some(command) => format!("perplex {command} --help"),
+        None => "perplex --help".into(),
+    }
+}
+
 /// Runs the CLI and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            error::render_clap(&e, &help_command());
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            // clap renders help, version and usage errors itself.
+            // help and version
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
         }
     };
     signals::install();

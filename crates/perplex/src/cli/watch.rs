@@ -11,8 +11,12 @@ use super::progress::ProgressSink;
 use super::sweep::Curve;
 
 fn seconds(name: &str, s: f64) -> Result<Duration, CliError> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| CliError::Usage(format!("{name} {s} is not a number of seconds")))
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        CliError::usage(
+            format!("{name} {s} is not a number of seconds"),
+            format!("give {name} a finite number of seconds, 0 or more (e.g. {name} 10)"),
+        )
+    })
 }
 
 /// Runs `perplex watch`: the report (and plots) are rewritten after every
