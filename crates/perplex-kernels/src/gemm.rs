@@ -499,11 +499,25 @@ mod tests {
     }
 
     #[test]
-    fn a_downgraded_isa_runs_the_portable_kernels() {
+    fn without_avx512_the_bf16_products_are_the_portable_ones() {
         let isa = Isa::detect().without_avx512();
         assert!(!isa.avx512f() && !isa.avx512_bf16());
-        assert_eq!(f32_products(isa), f32_products(Isa::PORTABLE));
         assert_eq!(bf16_products(isa), bf16_products(Isa::PORTABLE));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(perplex_avx2),
+        ignore = "this CPU lacks AVX2 and FMA (kernels' AVX2 path not tested)"
+    )]
+    fn avx2_f32_products_are_the_portable_ones_bit_for_bit() {
+        let isa = Isa::detect().without_avx512();
+        assert!(
+            isa.avx2_fma(),
+            "built on a CPU with AVX2 and FMA, run on one without"
+        );
+        // same fused multiply-adds in the same order, 8 lanes at a time
+        assert_eq!(f32_products(isa), f32_products(Isa::PORTABLE));
     }
 
     #[test]
@@ -556,7 +570,8 @@ mod tests {
             .unwrap();
         for precision in [Precision::F32, Precision::Bf16] {
             let p = PackedMatrix::pack(&w, n, k, precision);
-            for isa in [Isa::detect(), Isa::PORTABLE] {
+            let isas = [Isa::detect(), Isa::detect().without_avx512(), Isa::PORTABLE];
+            for isa in isas {
                 let mut all = vec![0.0; 50 * n];
                 matmul_with(isa, &a, 50, &p, &mut all);
                 for (row, expected) in all.chunks(n).enumerate().step_by(7) {

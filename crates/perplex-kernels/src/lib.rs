@@ -61,7 +61,7 @@ pub mod exp;
 pub mod peak;
 
 pub use gemm::{matmul, matmul_block, matmul_with, PackedMatrix, Precision};
-pub use isa::Isa;
+pub use isa::{cpu_cap, CpuCapError, Isa, CPU_CAP_VAR};
 
 /// Deterministic inputs for tests and benchmarks (not part of the API).
 #[doc(hidden)]

@@ -1,8 +1,10 @@
-//! The AVX-512 kernels (x86-64): every use of these instructions lives
-//! here. Each entry point takes an [`Isa`] and runs only what it reports
-//! (its invariant: reported means present on this CPU), returning `None`
-//! (or `false`) otherwise so the caller takes its portable twin, which has
-//! the same contract.
+//! The x86-64 kernels, AVX-512 and AVX2+FMA: every use of these
+//! instructions lives here. Each entry point takes an [`Isa`] and runs only
+//! what it reports (its invariant: reported means present on this CPU),
+//! returning `None` (or `false`) otherwise so the caller takes its portable
+//! twin, which has the same contract. The AVX2 f32 micro-kernel and `exp`
+//! perform the same operations in the same order as the AVX-512 ones, on 8
+//! lanes instead of 16: their results are the same bits.
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states why it holds
 
@@ -12,20 +14,20 @@ use crate::gemm::{Lhs, Tile, TileKernel, MR, NR};
 use crate::peak::Unit;
 use crate::{Isa, Precision};
 
-/// `(AVX-512 F, AVX-512 BF16)` on this CPU: for [`Isa::detect`] only.
+/// `(AVX2 + FMA, AVX-512 F, AVX-512 BF16)` on this CPU: for [`Isa::detect`]
+/// only.
 ///
 /// Rust's `avx512f` target feature implies AVX2, FMA and F16C, and
 /// `avx512bf16` implies AVX-512 BW, so a kernel compiled for them may use
-/// those too: each is required, not assumed. (cpu_cfgs.rs, the tests' build-time
-/// probe, mirrors these conditions).
-pub(crate) fn detect() -> (bool, bool) {
-    let avx512f = is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c");
+/// those too: each is required, not assumed. (cpu_cfgs.rs, the tests'
+/// build-time probe, mirrors these conditions).
+pub(crate) fn detect() -> (bool, bool, bool) {
+    let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let avx512f =
+        avx2_fma && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c");
     let bf16 =
         avx512f && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16");
-    (avx512f, bf16)
+    (avx2_fma, avx512f, bf16)
 }
 
 /// The micro-kernel for `precision`, where `isa` has its instructions.
@@ -33,6 +35,9 @@ pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> 
     match precision {
         // SAFETY: `isa` proves AVX-512 F present; `tile_f32` needs nothing else.
         Precision::F32 if isa.avx512f() => Some(unsafe { TileKernel::new(tile_f32) }),
+        // SAFETY: `isa` proves AVX2 and FMA present; `tile_f32_avx2` needs
+        // nothing else.
+        Precision::F32 if isa.avx2_fma() => Some(unsafe { TileKernel::new(tile_f32_avx2) }),
         // SAFETY: `isa` proves AVX-512 BF16 (and F) present; `tile_bf16`
         // needs nothing else.
         Precision::Bf16 if isa.avx512_bf16() => Some(unsafe { TileKernel::new(tile_bf16) }),
@@ -111,6 +116,105 @@ unsafe fn tile_bf16(t: &Tile<'_>, c: *mut f32, ldc: usize) {
             mask,
             t.accumulate
         )
+    }
+}
+
+/// The f32 micro-kernel for one tile on AVX2: the tile's rows three at a
+/// time (12 accumulators of 8 lanes, the register file's limit).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA, and `c` meets [`TileKernel::run`]'s contract.
+unsafe fn tile_f32_avx2(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+    let Lhs::F32(a) = t.lhs else {
+        unreachable!("f32 kernel on f32 operands only")
+    };
+    let (a, b, mask) = operands(t, a);
+    let masks = quarter_masks(mask);
+    for r0 in (0..t.mr).step_by(3) {
+        // SAFETY: rows r0.. of the tile: `a` and `c` advanced by whole rows
+        // inside the ranges `operands` checked and the caller guarantees.
+        unsafe {
+            let (a, c) = (a.add(r0 * t.lda), c.add(r0 * ldc));
+            let args = (a, t.lda, b, t.steps, c, ldc, &masks, t.accumulate);
+            match (t.mr - r0).min(3) {
+                1 => f32_kernel_avx2::<1>(args),
+                2 => f32_kernel_avx2::<2>(args),
+                _ => f32_kernel_avx2::<3>(args),
+            }
+        }
+    }
+}
+
+/// Per 8-column quarter of a tile, the lanes to store (all-ones lanes).
+fn quarter_masks(mask: [u16; 2]) -> [[i32; 8]; 4] {
+    let mut out = [[0i32; 8]; 4];
+    for (q, lanes) in out.iter_mut().enumerate() {
+        let bits = mask[q / 2] >> ((q % 2) * 8);
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane = if bits & (1 << l) != 0 { -1 } else { 0 };
+        }
+    }
+    out
+}
+
+/// `(a, lda, b, steps, c, ldc, masks, accumulate)` of [`f32_kernel_avx2`].
+type Avx2Args<'m> = (
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    &'m [[i32; 8]; 4],
+    bool,
+);
+
+/// `R` rows (at most 3) × 32 columns on 8 lanes: the operations of
+/// [`f32_kernel`], column for column, in the same order.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `a` is valid for reads of `R` rows (stride
+/// `lda`) of `steps` values, `b` of `steps` × 32 values and 32-byte
+/// aligned; `c + i·ldc + q·8 + lane` is valid for reads and writes for
+/// every row `i < R` and lane the masks select, and nothing else accesses
+/// those elements meanwhile.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_kernel_avx2<const R: usize>(
+    (a, lda, b, steps, c, ldc, masks, accumulate): Avx2Args<'_>,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
+    for s in 0..steps {
+        let mut x = [_mm256_setzero_ps(); R];
+        for (i, x) in x.iter_mut().enumerate() {
+            // SAFETY: row `i < R`, step `s` of `a`: in bounds (the contract).
+            *x = _mm256_set1_ps(unsafe { *a.add(i * lda + s) });
+        }
+        for q in 0..4 {
+            // SAFETY: quarter `q` of step `s` of `b`: in bounds and aligned.
+            let w = unsafe { _mm256_load_ps(b.add(s * 32 + q * 8)) };
+            for (row, &x) in acc.iter_mut().zip(&x) {
+                row[q] = _mm256_fmadd_ps(x, w, row[q]);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (q, &v) in row.iter().enumerate() {
+            if masks[q] == [0; 8] {
+                continue;
+            }
+            // SAFETY: only the lanes the mask selects are read or written,
+            // and those are valid (the contract); the mask is 8 i32.
+            unsafe {
+                let m = _mm256_loadu_si256(masks[q].as_ptr().cast());
+                let p = c.add(i * ldc + q * 8);
+                let v = if accumulate {
+                    _mm256_add_ps(_mm256_maskload_ps(p, m), v)
+                } else {
+                    v
+                };
+                _mm256_maskstore_ps(p, m, v);
+            }
+        }
     }
 }
 
@@ -323,11 +427,90 @@ fn exp16(x: __m512) -> __m512 {
     _mm512_scalef_ps(p, n)
 }
 
+/// [`exp16`] on 8 lanes, the same operations in the same order; AVX2 has no
+/// `scalef`, so `p · 2ⁿ` is two exact power-of-two scalings, the second
+/// rounding once into the subnormals just as `scalef` does.
+#[target_feature(enable = "avx2,fma")]
+fn exp8(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(
+        _mm256_set1_ps(88.72284),
+        _mm256_max_ps(_mm256_set1_ps(-104.0), x),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+    let mut p = _mm256_set1_ps(1.0 / 5040.0);
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    // n ∈ [-150, 128] and p ∈ [0.7, 1.42]: with n1 ∈ [-125, 127], p · 2^n1
+    // is a normal f32, so exact; then 2^(n - n1), n - n1 ∈ [-25, 1]
+    let n1 = _mm256_min_ps(
+        _mm256_set1_ps(127.0),
+        _mm256_max_ps(_mm256_set1_ps(-125.0), n),
+    );
+    let pow2 = |e: __m256| {
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(e),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_castsi256_ps(bits)
+    };
+    _mm256_mul_ps(_mm256_mul_ps(p, pow2(n1)), pow2(_mm256_sub_ps(n, n1)))
+}
+
 /// `Σ exp(x - shift)` over `x`, in f64 (each exp in f32), where `isa` has
 /// AVX-512 F.
 pub(crate) fn sum_exp(isa: Isa, x: &[f32], shift: f32) -> Option<f64> {
-    // SAFETY: `isa` proves AVX-512 F present.
-    isa.avx512f().then(|| unsafe { sum_exp_avx512(x, shift) })
+    if isa.avx512f() {
+        // SAFETY: `isa` proves AVX-512 F present.
+        Some(unsafe { sum_exp_avx512(x, shift) })
+    } else if isa.avx2_fma() {
+        // SAFETY: `isa` proves AVX2 and FMA present.
+        Some(unsafe { sum_exp_avx2(x, shift) })
+    } else {
+        None
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn sum_exp_avx2(x: &[f32], shift: f32) -> f64 {
+    let s = _mm256_set1_ps(shift);
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut add = |e: __m256| {
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e)));
+    };
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        add(exp8(_mm256_sub_ps(v, s)));
+    }
+    let mut rest = [f32::NEG_INFINITY; 8];
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // the missing lanes are exp(-inf) = 0
+        rest[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `rest` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(rest.as_ptr()) };
+        add(exp8(_mm256_sub_ps(v, s)));
+    }
+    let mut lanes = [0.0f64; 4];
+    // SAFETY: `lanes` holds 4 doubles.
+    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), _mm256_add_pd(lo, hi)) };
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
 #[target_feature(enable = "avx512f")]
@@ -363,9 +546,46 @@ fn sum_exp_avx512(x: &[f32], shift: f32) -> f64 {
 /// `x ← exp(x - shift)` in place, where `isa` has AVX-512 F; returns the
 /// f32 sum of the results.
 pub(crate) fn exp_shifted(isa: Isa, x: &mut [f32], shift: f32) -> Option<f32> {
-    // SAFETY: `isa` proves AVX-512 F present.
-    isa.avx512f()
-        .then(|| unsafe { exp_shifted_avx512(x, shift) })
+    if isa.avx512f() {
+        // SAFETY: `isa` proves AVX-512 F present.
+        Some(unsafe { exp_shifted_avx512(x, shift) })
+    } else if isa.avx2_fma() {
+        // SAFETY: `isa` proves AVX2 and FMA present.
+        Some(unsafe { exp_shifted_avx2(x, shift) })
+    } else {
+        None
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn exp_shifted_avx2(x: &mut [f32], shift: f32) -> f32 {
+    let s = _mm256_set1_ps(shift);
+    let mut sum = _mm256_setzero_ps();
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds 8 floats, read and written.
+        unsafe {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s));
+            sum = _mm256_add_ps(sum, e);
+            _mm256_storeu_ps(c.as_mut_ptr(), e);
+        }
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut rest = [f32::NEG_INFINITY; 8];
+        rest[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `rest` holds 8 floats, read and written.
+        unsafe {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(rest.as_ptr()), s));
+            sum = _mm256_add_ps(sum, e);
+            _mm256_storeu_ps(rest.as_mut_ptr(), e);
+        }
+        tail.copy_from_slice(&rest[..tail.len()]);
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+    lanes.iter().sum()
 }
 
 #[target_feature(enable = "avx512f")]
@@ -401,6 +621,8 @@ pub(crate) fn peak(isa: Isa, unit: Unit, iters: usize) -> Option<f64> {
     match unit {
         // SAFETY: `isa` proves AVX-512 F present.
         Unit::F32Fma if isa.avx512f() => Some(unsafe { peak_f32(iters) }),
+        // SAFETY: `isa` proves AVX2 and FMA present.
+        Unit::F32Fma if isa.avx2_fma() => Some(unsafe { peak_f32_avx2(iters) }),
         // SAFETY: `isa` proves AVX-512 BF16 (and F) present.
         Unit::Bf16Dot if isa.avx512_bf16() => Some(unsafe { peak_bf16(iters) }),
         _ => None,
@@ -418,6 +640,19 @@ fn peak_f32(iters: usize) -> f64 {
     }
     std::hint::black_box(acc);
     (iters * 12 * 16 * 2) as f64
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn peak_f32_avx2(iters: usize) -> f64 {
+    let mut acc = [_mm256_set1_ps(0.5); 12];
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm256_fmadd_ps(*r, a, b);
+        }
+    }
+    std::hint::black_box(acc);
+    (iters * 12 * 8 * 2) as f64
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]
@@ -439,20 +674,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_entry_point_declines_an_isa_without_avx512() {
-        for isa in [Isa::PORTABLE, Isa::detect().without_avx512()] {
-            assert!(tile_kernel(isa, Precision::F32).is_none());
-            assert!(tile_kernel(isa, Precision::Bf16).is_none());
-            let mut pairs = [0u32; 2];
-            assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
-            assert_eq!(pairs, [0, 0], "nothing written");
-            assert!(sum_exp(isa, &[1.0; 20], 0.0).is_none());
-            let mut x = [1.0f32; 20];
-            assert!(exp_shifted(isa, &mut x, 0.0).is_none());
-            assert_eq!(x, [1.0; 20], "nothing written");
-            assert!(peak(isa, Unit::F32Fma, 1).is_none());
-            assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
-        }
+    fn every_entry_point_declines_the_portable_isa() {
+        let isa = Isa::PORTABLE;
+        assert!(tile_kernel(isa, Precision::F32).is_none());
+        assert!(tile_kernel(isa, Precision::Bf16).is_none());
+        let mut pairs = [0u32; 2];
+        assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
+        assert_eq!(pairs, [0, 0], "nothing written");
+        assert!(sum_exp(isa, &[1.0; 20], 0.0).is_none());
+        let mut x = [1.0f32; 20];
+        assert!(exp_shifted(isa, &mut x, 0.0).is_none());
+        assert_eq!(x, [1.0; 20], "nothing written");
+        assert!(peak(isa, Unit::F32Fma, 1).is_none());
+        assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
+    }
+
+    #[test]
+    fn without_avx512_the_bf16_entry_points_decline() {
+        let isa = Isa::detect().without_avx512();
+        assert!(tile_kernel(isa, Precision::Bf16).is_none());
+        let mut pairs = [0u32; 2];
+        assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
+        assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
+        assert_eq!(tile_kernel(isa, Precision::F32).is_some(), isa.avx2_fma());
+    }
+
+    #[test]
+    fn quarter_masks_select_the_tile_columns() {
+        let masks = quarter_masks(column_mask(19));
+        let lanes: Vec<bool> = masks.iter().flatten().map(|&l| l == -1).collect();
+        assert_eq!(lanes.iter().filter(|&&l| l).count(), 19);
+        assert!(lanes[..19].iter().all(|&l| l) && !lanes[19]);
     }
 
     #[test]

@@ -268,6 +268,9 @@ pub enum ModelError {
         #[source]
         source: rayon::ThreadPoolBuildError,
     },
+    /// The kernels' instruction-set cap in the environment names none.
+    #[error(transparent)]
+    CpuCap(#[from] perplex_kernels::CpuCapError),
     /// The fast mode was asked for on a CPU without the instructions it needs.
     #[error("the fast compute mode needs a CPU with AVX-512 BF16, which this one lacks")]
     FastModeUnsupported,
@@ -336,6 +339,10 @@ impl ModelError {
                  download?"
                     .into(),
             ),
+            ModelError::CpuCap(_) => Some(format!(
+                "set {} to avx2 or portable, or unset it to use every instruction set this CPU has",
+                perplex_kernels::CPU_CAP_VAR
+            )),
             ModelError::FastModeUnsupported => {
                 Some("leave out --fast: the exact mode runs on every CPU".into())
             }

@@ -15,7 +15,8 @@ use crate::Compute;
 /// How the linear layers and the head multiply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernels {
-    /// candle's matmul in f32 (CPUs without AVX-512, or `PERPLEX_KERNELS=candle`).
+    /// candle's matmul in f32 (CPUs without AVX2 and FMA, or
+    /// `PERPLEX_KERNELS=candle`).
     Candle,
     /// `perplex-kernels`' packed matmul in this precision.
     Packed(Precision),
@@ -24,10 +25,12 @@ pub(crate) enum Kernels {
 impl Kernels {
     /// The kernels for `compute` on this CPU.
     pub(crate) fn select(compute: Compute) -> Result<Kernels, ModelError> {
+        perplex_kernels::cpu_cap()?;
         let isa = perplex_kernels::Isa::detect();
         let forced_candle = std::env::var_os("PERPLEX_KERNELS").is_some_and(|v| v == "candle");
         match compute {
-            Compute::Exact if isa.avx512f() && !forced_candle => {
+            // AVX2 or AVX-512: the same products, bit for bit
+            Compute::Exact if isa.avx2_fma() && !forced_candle => {
                 Ok(Kernels::Packed(Precision::F32))
             }
             Compute::Exact => Ok(Kernels::Candle),

@@ -118,3 +118,63 @@ fn thread_count_never_changes_a_score() {
     let two = run(&mut load(2), protocol, BosPolicy::Auto, 3);
     assert_close(&one, &two, "1 vs 2 threads");
 }
+
+/// The per-token NLLs of `perplex eval` on the tiny Llama with `env` set.
+fn per_token_nlls(env: &[(&str, &str)]) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.jsonl");
+    let mut cmd = common::perplex();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args([
+            "eval",
+            "-m",
+            common::fixture("tiny-llama").to_str().unwrap(),
+        ])
+        .args(["--protocol", "sliding", "--context", "64", "--stride", "16"])
+        .arg("--per-token")
+        .arg(&tokens)
+        .arg("--quiet")
+        .args(corpus().documents.iter().map(|d| d.text.as_str()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{env:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&tokens)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["nll"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn every_kernel_path_gives_the_same_scores() {
+    // AVX-512, AVX2 (the same products and exp bit for bit; softmax sums in
+    // 8 lanes instead of 16), portable, and candle's ops: where the CPU
+    // lacks a path, its cap runs the best one it has, which must agree too
+    let best = per_token_nlls(&[]);
+    assert!(best.len() > 100);
+    for env in [
+        &[("PERPLEX_CPU", "avx2")][..],
+        &[("PERPLEX_CPU", "portable")],
+        &[("PERPLEX_KERNELS", "candle")],
+    ] {
+        let other = per_token_nlls(env);
+        assert_eq!(other.len(), best.len(), "{env:?}");
+        let worst = best
+            .iter()
+            .zip(&other)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-5, "{env:?}: largest |Δnll| {worst:e}");
+    }
+}
