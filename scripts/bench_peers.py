@@ -273,7 +273,8 @@ def parse_perplex(text: str, wall: float, rss: float) -> dict:
         "version": f"perplex {r['tool']['version']}",
         "threads": p.get("threads"),
         "mode": (f"{'fast: bf16' if r['model'].get('compute_dtype') == 'bf16' else 'exact: f32'} "
-                 f"products; weights {r['model'].get('weights', '')}"),
+                 f"products on {r['model'].get('kernels', '?')} kernels; "
+                 f"weights {r['model'].get('weights', '')}"),
         "text_tokens": s.get("tokens"),
         "chunks": s.get("windows"),
         "processed_tokens": s.get("processed_tokens"),

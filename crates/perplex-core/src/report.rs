@@ -82,6 +82,11 @@ pub struct ModelIdentity {
     pub compute_dtype: String,
     /// Where the forward passes ran, e.g. `cpu`.
     pub device: String,
+    /// The kernels the matrix products ran on: `avx512` or `avx2` (perplex's
+    /// packed kernels, the same products bit for bit), `portable`, or
+    /// `candle` (candle's ops); absent for mocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<String>,
     /// Hash over the weight files (and config), identifying the exact weights.
     pub hash: Hash,
     /// The family whose conventions were applied (`gpt2`, `llama`, `gemma3`, …).
@@ -106,6 +111,7 @@ impl ModelIdentity {
             weights: "none".into(),
             compute_dtype: "f64".into(),
             device: "cpu".into(),
+            kernels: None,
             hash: Hash {
                 algorithm: "none".into(),
                 value: String::new(),

@@ -386,6 +386,7 @@ fn load_parts(
         weights: summary.describe(),
         compute_dtype: opts.compute.dtype().into(),
         device: "cpu".into(),
+        kernels: Some(model.kernels_name().into()),
         family: Some(model.config().family.name().into()),
         adapters: adapters.iter().map(lora::LoraAdapter::describe).collect(),
         hash: Hash {

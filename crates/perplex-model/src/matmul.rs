@@ -23,6 +23,17 @@ pub(crate) enum Kernels {
 }
 
 impl Kernels {
+    /// The report's name for these kernels on this CPU.
+    pub(crate) fn name(self) -> &'static str {
+        let isa = perplex_kernels::Isa::detect();
+        match self {
+            Kernels::Candle => "candle",
+            Kernels::Packed(_) if isa.avx512f() => "avx512",
+            Kernels::Packed(_) if isa.avx2_fma() => "avx2",
+            Kernels::Packed(_) => "portable",
+        }
+    }
+
     /// The kernels for `compute` on this CPU.
     pub(crate) fn select(compute: Compute) -> Result<Kernels, ModelError> {
         perplex_kernels::cpu_cap()?;

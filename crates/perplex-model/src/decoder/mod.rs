@@ -114,6 +114,11 @@ impl Decoder {
         &self.config
     }
 
+    /// The report's name of the kernels the products run on.
+    pub(crate) fn kernels_name(&self) -> &'static str {
+        self.kernels.name()
+    }
+
     /// Runs `f` on this model's thread pool, if it has one.
     fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
