@@ -20,12 +20,14 @@
 //!
 //! # Instruction sets
 //!
-//! Two paths exist: AVX-512 (F for the f32 matmul and `exp`, BF16 for the
-//! bf16 matmul; x86-64) and a portable one with the same contract, used
-//! where those instructions are missing and by the tests as the reference
-//! the fast paths must match (the f32 matmul bit for bit, the rest within
-//! the stated error). The choice is made at run time: [`Isa::detect`]
-//! reports what this CPU has, and the entry points use it; [`matmul_with`]
+//! Three paths exist: AVX-512 (F for the f32 matmul and `exp`, BF16 for the
+//! bf16 matmul; x86-64), AVX2+FMA (the f32 matmul and `exp` on 8 lanes: the
+//! same operations in the same order as AVX-512, so the same bits), and a
+//! portable one with the same contract, used where those instructions are
+//! missing and by the tests as the reference the fast paths must match (the
+//! f32 matmul bit for bit, the rest within the stated error). The choice is
+//! made at run time: [`Isa::detect`] reports what this CPU has (capped by
+//! [`CPU_CAP_VAR`] when set), and the entry points use it; [`matmul_with`]
 //! takes an [`Isa`] to force a path, and an `Isa` can only be detected,
 //! [`Isa::PORTABLE`], or a downgrade of those, never more than the CPU has.
 //! Threads come from the current rayon pool (run inside `pool.install` to
@@ -33,18 +35,18 @@
 //!
 //! # Where the unsafe lives
 //!
-//! The public API is safe. All SIMD code is in one module per instruction
-//! set (`x86.rs`: AVX-512), whose entry points take an [`Isa`] and decline
-//! what it does not report; another instruction set (AVX2, NEON) is one
-//! more such module and one more arm where `gemm`, `exp` and `peak` pick a
+//! The public API is safe. All SIMD code is in one module per architecture
+//! (`x86.rs`: AVX-512 and AVX2), whose entry points take an [`Isa`] and
+//! decline what it does not report; another (NEON on aarch64) is one more
+//! such module and one more arm where `gemm`, `exp` and `peak` pick a
 //! kernel. The rest is the micro-kernels' output pointer (`gemm.rs`: tasks
 //! writing disjoint tiles of one product); every `unsafe fn` states its
 //! contract and every `unsafe` block why it holds.
 //!
 //! # Tests
 //!
-//! The portable paths are tested everywhere. Tests of an AVX-512 path are
-//! reported ignored, with the reason, where the build host lacks it (the
+//! The portable paths are tested everywhere. Tests of an AVX-512 or AVX2
+//! path are reported ignored, with the reason, where the build host lacks it (the
 //! build script's probe, cpu_cfgs.rs; tests are built and run on the same
 //! machine).
 
