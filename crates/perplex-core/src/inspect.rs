@@ -36,8 +36,8 @@ pub struct Inspection {
 /// figure before its first forward pass).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InspectedMemory {
-    /// Bytes the weights take once loaded: floating-point types held in
-    /// f32, quantized GGUF types as stored.
+    /// Bytes the weights take once loaded: f16/bf16 matrices and quantized
+    /// GGUF types as stored, f32 as f32.
     pub weights_bytes: u64,
     /// Windows per batch of the run estimated (`eval`'s default).
     pub batch: usize,

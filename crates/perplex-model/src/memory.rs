@@ -47,9 +47,13 @@ impl MemoryEstimate {
 
 /// Bytes a tensor of `elems` elements stored as `dtype` (a name as
 /// `perplex inspect` reports it: `f32`, `bf16`, `q4_k`, …) takes once
-/// loaded: floating-point weights are held in f32, quantized GGUF tensors
-/// as stored. An unknown type counts as f32.
+/// loaded: f16 and bf16 matrices and quantized GGUF tensors as stored,
+/// anything else in f32. An unknown type counts as f32.
 pub fn tensor_bytes(dtype: &str, elems: u64) -> u64 {
+    if matches!(dtype, "f16" | "bf16") {
+        // vectors (norms, biases) are widened, but are a rounding error
+        return elems * 2;
+    }
     let quantized = match dtype {
         "q4_0" => Some(GgmlDType::Q4_0),
         "q4_1" => Some(GgmlDType::Q4_1),
@@ -156,9 +160,9 @@ mod tests {
         assert_eq!(tensor_bytes("q4_0", 64), 36);
         assert_eq!(tensor_bytes("q8_0", 33), 68);
         assert_eq!(tensor_bytes("q4_k", 256), 144);
-        assert_eq!(tensor_bytes("bf16", 10), 40);
+        assert_eq!(tensor_bytes("bf16", 10), 20);
         assert_eq!(tensor_bytes("f32", 10), 40);
-        assert_eq!(weight_bytes([("f16", 2), ("q4_0", 32)]), 8 + 18);
+        assert_eq!(weight_bytes([("f16", 2), ("q4_0", 32)]), 4 + 18);
     }
 
     #[test]

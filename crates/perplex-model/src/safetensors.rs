@@ -11,6 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
@@ -144,6 +146,29 @@ impl SafetensorsFile {
             .map(|i| (i.shape.clone(), i.dtype.to_ascii_lowercase()))
     }
 
+    /// `name` (which must exist) in its stored half precision, when it is
+    /// f16 or bf16 (as a ggml tensor of that type: 2 bytes an element, read
+    /// without widening); `None` for other types.
+    pub(crate) fn read_half(&mut self, name: &str) -> Result<Option<QTensor>, ModelError> {
+        let info = &self.tensors[name];
+        let dtype = match info.dtype.as_str() {
+            "F16" => GgmlDType::F16,
+            "BF16" => GgmlDType::BF16,
+            _ => return Ok(None),
+        };
+        let mut bytes = vec![0u8; (info.end - info.begin) as usize];
+        self.file
+            .seek(SeekFrom::Start(self.data_start + info.begin))?;
+        self.file.read_exact(&mut bytes)?;
+        // both little-endian 2-byte elements, the layout ggml stores them in
+        qtensor_from_ggml(dtype, &bytes, info.shape.clone(), &Device::Cpu)
+            .map(Some)
+            .map_err(|source| ModelError::Backend {
+                context: format!("building tensor `{name}` of {}", self.path.display()),
+                source: crate::error::candle_source(source),
+            })
+    }
+
     /// `name` (which must exist) converted to f32.
     pub(crate) fn read_f32(&mut self, name: &str) -> Result<Tensor, ModelError> {
         let info = &self.tensors[name];
@@ -264,6 +289,16 @@ impl SafetensorsSet {
                 .values()
                 .map(|info| (info.shape.clone(), info.dtype.to_ascii_lowercase()))
         })
+    }
+
+    /// `name` in its stored half precision (see
+    /// [`SafetensorsFile::read_half`]), or `None` when no file has it or it
+    /// is not f16 or bf16.
+    pub(crate) fn read_half(&mut self, name: &str) -> Result<Option<QTensor>, ModelError> {
+        match self.owner.get(name) {
+            None => Ok(None),
+            Some(&i) => self.files[i].read_half(name),
+        }
     }
 
     /// `name` converted to f32, or `None` when no file has it.

@@ -52,6 +52,15 @@ impl Weight {
         (dims[0], dims[1])
     }
 
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Weight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            Weight::Quant(q) => q.storage_size_in_bytes(),
+            Weight::Packed(p) => p.bytes(),
+        }
+    }
+
     /// The whole matrix in f32: the tensor itself, or a fresh dequantized copy.
     pub(crate) fn to_f32(&self) -> candle_core::Result<Tensor> {
         match self {

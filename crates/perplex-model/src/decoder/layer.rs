@@ -22,6 +22,23 @@ pub(super) struct Linear {
     pub(super) lora: Vec<LoraDelta>,
 }
 
+impl Layer {
+    /// The layer's matrices, for accounting.
+    pub(super) fn linears(&self) -> Vec<&Linear> {
+        let mut out = match &self.qkv {
+            Qkv::Split { q, k, v } => vec![q, k, v],
+            Qkv::Fused(qkv) => vec![qkv],
+        };
+        out.push(&self.o);
+        match &self.mlp_in {
+            MlpIn::Gated { gate, up } => out.extend([gate, up]),
+            MlpIn::FusedGated(l) | MlpIn::Plain(l) => out.push(l),
+        }
+        out.push(&self.down);
+        out
+    }
+}
+
 impl Linear {
     /// The weight ready to multiply with `kernels`.
     pub(super) fn ready(&self, kernels: Kernels) -> candle_core::Result<Ready<'_>> {

@@ -124,6 +124,14 @@ impl Loader<'_> {
                 if shape != stored {
                     return Err(shape_error(set.path_of(&name).to_path_buf(), shape));
                 }
+                // f16/bf16 matrices stay in their 2 bytes an element and are
+                // widened (exactly) into panels at each use, as GGUF's are
+                if expected.len() == 2 && !transposed {
+                    if let Some(q) = set.read_half(&name)? {
+                        self.summary.add(&dtype, q.shape().elem_count());
+                        return Ok(Some(Weight::Quant(Arc::new(q))));
+                    }
+                }
                 let mut t = set.read_f32(&name)?.expect("present: info() found it");
                 self.summary.add(&dtype, t.elem_count());
                 if transposed {

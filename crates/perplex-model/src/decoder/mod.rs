@@ -114,6 +114,28 @@ impl Decoder {
         &self.config
     }
 
+    /// Bytes the weight matrices hold (embedding, head, every layer's
+    /// linear layers; norms and biases aside).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .flat_map(Layer::linears)
+            .map(|l| l.weight.bytes())
+            .sum();
+        let tables = [
+            Some(&self.embed),
+            self.positions.as_ref(),
+            self.head.as_ref(),
+        ];
+        layers
+            + tables
+                .into_iter()
+                .flatten()
+                .map(Weight::bytes)
+                .sum::<usize>()
+    }
+
     /// The report's name of the kernels the products run on.
     pub(crate) fn kernels_name(&self) -> &'static str {
         self.kernels.name()

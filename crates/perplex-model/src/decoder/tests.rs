@@ -234,3 +234,14 @@ fn invalid_windows_are_rejected_before_any_work() {
     );
     assert!(m.score_batch(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn half_precision_weights_stay_in_their_two_bytes() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let f32 = load_dir(&fixtures.join("tiny-llama")).weight_bytes();
+    for half in ["tiny-llama-bf16", "tiny-llama-f16"] {
+        let bytes = load_dir(&fixtures.join(half)).weight_bytes();
+        // the same matrices in 2 bytes an element instead of 4
+        assert_eq!(2 * bytes, f32, "{half}");
+    }
+}
