@@ -195,6 +195,12 @@ impl Model {
         })
     }
 
+    /// The longest window the model supports, when it declares one.
+    #[getter]
+    fn context_length(&self, py: Python<'_>) -> PyResult<Option<usize>> {
+        detached(py, || self.with(|m| Ok(m.lm.info().max_context)))
+    }
+
     /// The texts of token ids.
     fn token_texts(&self, py: Python<'_>, ids: Vec<u32>) -> PyResult<Vec<String>> {
         detached(py, || {

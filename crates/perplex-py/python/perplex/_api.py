@@ -207,6 +207,11 @@ class Model:
 
         return json.loads(self._native.identity_json())
 
+    @property
+    def context_length(self) -> Optional[int]:
+        """The longest window the model supports, when it declares one."""
+        return self._native.context_length
+
     def __repr__(self) -> str:
         return f"perplex.Model({self.spec!r})"
 
