@@ -7,8 +7,8 @@
 //! as the CLI's JSON text (`perplex_report`'s writers), which the Python
 //! side parses; per-token columns leave as little-endian bytes for numpy.
 //! The GIL is released while a run goes; Ctrl-C and progress callbacks are
-//! served between batches ([`sink`]); errors and panics become exceptions
-//! ([`errors`]). The Python API, its defaults and checks of Python types
+//! served between batches (`sink`); errors and panics become exceptions
+//! (`errors`). The Python API, its defaults and checks of Python types
 //! are in `python/perplex/`.
 
 mod errors;
