@@ -83,6 +83,57 @@ pub enum Error {
     /// The run failed.
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// An input could not be read (the CLI and the Python package read
+    /// inputs through [`Inputs::read`]).
+    #[error(transparent)]
+    Input(#[from] perplex_data::corpus::CorpusError),
+}
+
+/// The messages of `error`'s sources, in order, without the repeats of
+/// `transparent` variants (which share their message with their source):
+/// the `caused by:` lines of the CLI and of the Python package's exceptions.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text != last {
+            out.push(text.clone());
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
+}
+
+/// What kind of failure an [`Error`] is: what the CLI's exit code and the
+/// Python package's exception class say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Options that do not make sense (exit code 2).
+    Usage,
+    /// An input that cannot be read or scored (exit code 3).
+    Input,
+    /// The model could not be loaded (exit code 4).
+    Model,
+    /// The run failed (exit code 1).
+    Evaluation,
+    /// The run was asked to stop (by a signal or a sink) and did.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// The process exit code of this kind; an interrupted run exits with
+    /// its signal's code, which only the process knows (1 here).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Usage => 2,
+            ErrorKind::Input => 3,
+            ErrorKind::Model => 4,
+            ErrorKind::Evaluation | ErrorKind::Interrupted => 1,
+        }
+    }
 }
 
 impl From<perplex_eval::OptionsError> for Error {
@@ -92,6 +143,35 @@ impl From<perplex_eval::OptionsError> for Error {
 }
 
 impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use perplex_eval::EvalError as E;
+        match self {
+            Error::Model(_) | Error::Hub(_) => ErrorKind::Model,
+            Error::MockTokenizer { .. } | Error::Input(_) => ErrorKind::Input,
+            Error::UnknownMock(_) => ErrorKind::Usage,
+            Error::Eval(e) => match e {
+                E::Sweep(_) | E::NoRunFolder { .. } | E::Tokenize(_) | E::NothingToScore { .. } => {
+                    ErrorKind::Input
+                }
+                E::Options(_)
+                | E::Plan(_)
+                | E::TokenizersDiffer { .. }
+                | E::Compare(_)
+                | E::WatchLocked { .. }
+                | E::OutOfMemory { .. }
+                | E::MemoryLimit { .. } => ErrorKind::Usage,
+                E::Interrupted => ErrorKind::Interrupted,
+                E::Model { .. }
+                | E::ZeroProbability { .. }
+                | E::InfiniteDivergence { .. }
+                | E::ScoreCount { .. }
+                | E::Sink(_)
+                | E::Incomparable(_) => ErrorKind::Evaluation,
+            },
+        }
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -99,6 +179,7 @@ impl Error {
             Error::Hub(e) => e.hint(),
             Error::MockTokenizer { source, .. } => source.hint(),
             Error::Eval(e) => e.hint(),
+            Error::Input(e) => e.hint(),
             Error::UnknownMock(_) => Some(
                 "use mock:uniform:<tokenizer.json>, mock:hash:<tokenizer.json>, \
                  mock:slow:<tokenizer.json> or mock:zero:<tokenizer.json>"

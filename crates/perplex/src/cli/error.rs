@@ -1,7 +1,6 @@
 //! CLI errors: classified for the exit code, rendered once as
 //! `error:` / `caused by:` / `hint:` on stderr.
 
-use std::error::Error as _;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -62,35 +61,17 @@ impl CliError {
         }
     }
 
-    /// The process exit code for this error.
+    /// The process exit code for this error (the library's [`perplex::ErrorKind`]).
     pub fn exit_code(&self) -> u8 {
-        use perplex::Error as P;
-        use perplex_eval::EvalError as E;
+        use perplex::ErrorKind;
         match self {
             CliError::BrokenPipe => 0,
-            CliError::Usage { .. } => 2,
-            CliError::Corpus(_) | CliError::Output { .. } => 3,
-            CliError::Perplex(P::Model(_) | P::Hub(_)) | CliError::FailedChecks { .. } => 4,
-            CliError::Perplex(P::MockTokenizer { .. }) => 3,
-            CliError::Perplex(P::UnknownMock(_)) => 2,
-            CliError::Perplex(P::Eval(e)) => match e {
-                E::Sweep(_) | E::NoRunFolder { .. } | E::Tokenize(_) | E::NothingToScore { .. } => {
-                    3
-                }
-                E::Options(_)
-                | E::Plan(_)
-                | E::TokenizersDiffer { .. }
-                | E::Compare(_)
-                | E::WatchLocked { .. }
-                | E::OutOfMemory { .. }
-                | E::MemoryLimit { .. } => 2,
-                E::Interrupted => super::signals::requested().map_or(1, |s| s.exit_code()),
-                E::Model { .. }
-                | E::ZeroProbability { .. }
-                | E::InfiniteDivergence { .. }
-                | E::ScoreCount { .. }
-                | E::Sink(_)
-                | E::Incomparable(_) => 1,
+            CliError::Usage { .. } => ErrorKind::Usage.exit_code(),
+            CliError::Corpus(_) | CliError::Output { .. } => ErrorKind::Input.exit_code(),
+            CliError::FailedChecks { .. } => ErrorKind::Model.exit_code(),
+            CliError::Perplex(e) => match e.kind() {
+                ErrorKind::Interrupted => super::signals::requested().map_or(1, |s| s.exit_code()),
+                kind => kind.exit_code(),
             },
         }
     }
@@ -118,16 +99,8 @@ impl CliError {
 pub fn render(e: &CliError) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "error: {e}");
-    let mut source = e.source();
-    // `transparent` variants share their message with the first source: skip repeats.
-    let mut last = e.to_string();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if text != last {
-            let _ = writeln!(err, "  caused by: {text}");
-        }
-        last = text;
-        source = cause.source();
+    for cause in perplex::causes(e) {
+        let _ = writeln!(err, "  caused by: {cause}");
     }
     if let Some(hint) = e.hint() {
         let _ = writeln!(err, "  hint: {hint}");
