@@ -47,6 +47,46 @@ fn raise(
     build().unwrap_or_else(|e| e)
 }
 
+/// The library's hints name the CLI's flags (`--batch-size 1`): in Python
+/// they are keyword arguments (`batch_size=1`). Flags without a value are
+/// switches (`fast=True`).
+fn python_hint(hint: &str) -> String {
+    const SWITCHES: [&str; 3] = ["fast", "bits-per-byte", "join"];
+    let words: Vec<&str> = hint.split(' ').collect();
+    let mut out = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        let Some(rest) = word
+            .strip_prefix("--")
+            .filter(|r| r.starts_with(char::is_alphabetic))
+        else {
+            out.push(word.to_string());
+            i += 1;
+            continue;
+        };
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(rest.len());
+        let (flag, tail) = rest.split_at(end);
+        let name = flag.replace('-', "_");
+        let value = words
+            .get(i + 1)
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()));
+        match value {
+            Some(v) if tail.is_empty() => {
+                out.push(format!("{name}={v}"));
+                i += 2;
+                continue;
+            }
+            _ if SWITCHES.contains(&flag) => out.push(format!("{name}=True{tail}")),
+            _ => out.push(format!("{name}=…{tail}")),
+        }
+        i += 1;
+    }
+    out.join(" ")
+}
+
 /// The exception for `error`.
 pub fn to_py(py: Python<'_>, error: &perplex::Error) -> PyErr {
     let kind = error.kind();
@@ -54,7 +94,7 @@ pub fn to_py(py: Python<'_>, error: &perplex::Error) -> PyErr {
         return PyKeyboardInterrupt::new_err(error.to_string());
     }
     let causes = perplex::causes(error);
-    let hint = error.hint();
+    let hint = error.hint().map(|h| python_hint(&h));
     let mut message = error.to_string();
     for cause in &causes {
         message.push_str(&format!("\n  caused by: {cause}"));
@@ -154,4 +194,30 @@ pub fn panicked(py: Python<'_>, payload: &(dyn std::any::Any + Send)) -> PyErr {
         Vec::new(),
         ErrorKind::Evaluation.exit_code(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_hint;
+
+    #[test]
+    fn hints_name_keyword_arguments_not_flags() {
+        assert_eq!(
+            python_hint("use --batch-size 1 or less (results do not depend on it)"),
+            "use batch_size=1 or less (results do not depend on it)"
+        );
+        assert_eq!(
+            python_hint("use --context (or --max-length) of at most 256"),
+            "use context=… (or max_length=…) of at most 256"
+        );
+        assert_eq!(python_hint("add --bits-per-byte"), "add bits_per_byte=True");
+        assert_eq!(
+            python_hint("leave out --fast: it"),
+            "leave out fast=True: it"
+        );
+        assert_eq!(
+            python_hint("no flags here - at all"),
+            "no flags here - at all"
+        );
+    }
 }

@@ -111,3 +111,13 @@ def test_a_panic_becomes_an_internal_error(tiny):
     assert "bug" in caught.value.hint
     # and the process goes on
     assert tiny.evaluate(TEXTS, context=16).perplexity > 0
+
+
+def test_hints_name_keyword_arguments_not_cli_flags(monkeypatch):
+    # a run that cannot fit in the memory left: the hint says what to change
+    monkeypatch.setenv("PERPLEX_MAX_MEMORY", "1M")
+    model = perplex.load(TINY)
+    with pytest.raises(perplex.UsageError) as caught:
+        model.evaluate(["The cat sat on the mat."], context=32)
+    hint = caught.value.hint
+    assert "context=" in hint and "--" not in hint, hint
