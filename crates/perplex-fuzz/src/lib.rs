@@ -150,14 +150,9 @@ pub fn gguf(data: &[u8]) -> bool {
 /// A GGUF header alone (no tensors needed): its `tokenizer.ggml.*`
 /// metadata made into a tokenizer, which then encodes a few texts.
 pub fn gguf_vocab(data: &[u8]) -> bool {
-    let mut reader = std::io::Cursor::new(data);
-    let Ok(content) = candle_core::quantized::gguf_file::Content::read(&mut reader) else {
-        return false;
-    };
-    let Ok(vocab) = perplex_model::gguf_vocab::vocab_from_gguf(&content) else {
-        return false;
-    };
-    let Ok(tokenizer) = TextTokenizer::from_gguf_vocab(&vocab, "gguf:fuzz.gguf") else {
+    let path = scratch("gguf-vocab").join("vocab.gguf");
+    write(&path, data);
+    let Ok(tokenizer) = perplex_model::gguf_tokenizer(&path) else {
         return false;
     };
     exercise(&tokenizer);

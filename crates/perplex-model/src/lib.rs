@@ -274,6 +274,16 @@ fn load_tokenizer(source: &TokenizerSource) -> Result<TextTokenizer, ModelError>
     }
 }
 
+/// The tokenizer a GGUF file's metadata describes, read without its
+/// weights or its model configuration.
+pub fn gguf_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
+    let file = gguf::GgufFile::open(path)?;
+    load_tokenizer(&TokenizerSource::Gguf(
+        path.to_path_buf(),
+        Box::new(file.content),
+    ))
+}
+
 /// Like [`load`] without the tokenizer: the model and its identity.
 pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Decoder, ModelIdentity), ModelError> {
     let spec = ModelSpec::parse(spec)?;
