@@ -99,8 +99,17 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
         path: name.clone(),
         source,
     })?;
-    let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-        .map_err(|source| TokenizerError::Load { path: name, source })?;
+    // The `tokenizers` library panics on some syntax errors (its decoder's
+    // deserializer expects valid JSON) and on a `Precompiled` normalizer it
+    // cannot read: both are checked first, with the errors it would give.
+    let load_error = |source: tokenizers::Error| TokenizerError::Load {
+        path: name.clone(),
+        source,
+    };
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| load_error(e.into()))?;
+    check_precompiled(&value).map_err(|e| load_error(e.into()))?;
+    drop(value);
+    let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(load_error)?;
 
     // The components in their tokenizer.json form, to inspect without
     // depending on the library's internal fields.
@@ -130,6 +139,22 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
         post_processor_bos: leading_special_token(&post_processor),
     };
     Ok((inner, loaded))
+}
+
+/// Every object of `value` whose `type` is `Precompiled` reads as the
+/// `tokenizers` library's precompiled normalizer (it panics on one that
+/// does not, instead of returning the error).
+fn check_precompiled(value: &Value) -> Result<(), serde_json::Error> {
+    match value {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("Precompiled") {
+                serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())?;
+            }
+            map.values().try_for_each(check_precompiled)
+        }
+        Value::Array(items) => items.iter().try_for_each(check_precompiled),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a component (in tokenizer.json form) is, or contains, one of `type`.
@@ -248,6 +273,23 @@ impl Config {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Found by fuzzing (fuzz/regressions/tokenizer_json/): a syntax error
+    /// inside `decoder` made the `tokenizers` library panic; so does an
+    /// unreadable `Precompiled` normalizer (found reading its code).
+    #[test]
+    fn a_syntax_error_in_a_component_is_a_load_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("tokenizer.json");
+        for text in [
+            r#"{"version": "1.0", "decoder": {"type": "ByteLevel", "x" 1}}"#,
+            r#"{"version": "1.0", "normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}}"#,
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = from_file(&path).err().unwrap();
+            assert!(matches!(err, TokenizerError::Load { .. }), "{err:?}");
+        }
+    }
 
     #[test]
     fn post_processor_bos_is_found() {
