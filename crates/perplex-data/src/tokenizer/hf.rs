@@ -100,14 +100,14 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
         source,
     })?;
     // The `tokenizers` library panics on some syntax errors (its decoder's
-    // deserializer expects valid JSON) and on a `Precompiled` normalizer it
-    // cannot read: both are checked first, with the errors it would give.
+    // deserializer expects valid JSON) and on a few values: all are checked
+    // first, as errors of the kind it gives.
     let load_error = |source: tokenizers::Error| TokenizerError::Load {
         path: name.clone(),
         source,
     };
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| load_error(e.into()))?;
-    check_precompiled(&value).map_err(|e| load_error(e.into()))?;
+    check_for_library_panics(&value).map_err(|e| load_error(e.into()))?;
     drop(value);
     let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(load_error)?;
 
@@ -141,9 +141,37 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
     Ok((inner, loaded))
 }
 
+/// What the `tokenizers` library panics on instead of returning an error:
+/// an unreadable `Precompiled` normalizer anywhere in `value`, and a BPE
+/// merge whose second token is shorter than the model's
+/// `continuing_subword_prefix` (the library cuts the prefix off unchecked).
+fn check_for_library_panics(value: &Value) -> Result<(), serde_json::Error> {
+    check_precompiled(value)?;
+    let model = &value["model"];
+    let Some(prefix) = model["continuing_subword_prefix"].as_str() else {
+        return Ok(());
+    };
+    let merges = model["merges"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for merge in merges {
+        // `"left right"` or `["left", "right"]`
+        let right = match merge {
+            Value::String(s) => s.split_once(' ').map(|(_, right)| right),
+            _ => merge[1].as_str(),
+        };
+        if let Some(right) = right.filter(|r| !r.is_char_boundary(prefix.len())) {
+            return Err(serde::de::Error::custom(format!(
+                "merge token `{right}` is shorter than continuing_subword_prefix `{prefix}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every object of `value` whose `type` is `Precompiled` reads as the
-/// `tokenizers` library's precompiled normalizer (it panics on one that
-/// does not, instead of returning the error).
+/// library's precompiled normalizer.
 fn check_precompiled(value: &Value) -> Result<(), serde_json::Error> {
     match value {
         Value::Object(map) => {
@@ -275,8 +303,9 @@ mod tests {
     use serde_json::json;
 
     /// Found by fuzzing (fuzz/regressions/tokenizer_json/): a syntax error
-    /// inside `decoder` made the `tokenizers` library panic; so does an
-    /// unreadable `Precompiled` normalizer (found reading its code).
+    /// inside `decoder`, and a merge token shorter than the BPE's
+    /// `continuing_subword_prefix`, made the `tokenizers` library panic; so
+    /// does an unreadable `Precompiled` normalizer (found reading its code).
     #[test]
     fn a_syntax_error_in_a_component_is_a_load_error() {
         let tmp = tempfile::tempdir().unwrap();
@@ -284,6 +313,11 @@ mod tests {
         for text in [
             r#"{"version": "1.0", "decoder": {"type": "ByteLevel", "x" 1}}"#,
             r#"{"version": "1.0", "normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}}"#,
+            r#"{"model": {"type": "BPE", "continuing_subword_prefix": "@@", "vocab": {"a": 0, "b": 1},
+                "merges": ["a b"]}}"#,
+            // the cut would split `é`: invalid UTF-8 the library takes as text
+            r#"{"model": {"type": "BPE", "continuing_subword_prefix": "@", "vocab": {"a": 0, "é": 1},
+                "merges": [["a", "é"]]}}"#,
         ] {
             std::fs::write(&path, text).unwrap();
             let err = from_file(&path).err().unwrap();
