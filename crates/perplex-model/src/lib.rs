@@ -510,6 +510,17 @@ mod tests {
     }
 
     #[test]
+    fn a_gguf_tokenizer_reads_alone() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama-q8_0.gguf");
+        let tokenizer = gguf_tokenizer(&path).unwrap();
+        assert_eq!(tokenizer.vocab_size(), 384);
+        assert!(tokenizer.source().starts_with("gguf:"));
+        let err = gguf_tokenizer(Path::new("no-such.gguf")).unwrap_err();
+        assert!(err.to_string().contains("no-such.gguf"), "{err}");
+    }
+
+    #[test]
     fn hashes_are_of_the_concatenated_files() {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
