@@ -143,27 +143,36 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
 
 /// What the `tokenizers` library panics on instead of returning an error:
 /// an unreadable `Precompiled` normalizer anywhere in `value`, and a BPE
-/// merge whose second token is shorter than the model's
-/// `continuing_subword_prefix` (the library cuts the prefix off unchecked).
+/// merge whose result is not in the vocabulary (the library copies it into
+/// a buffer as long as the longest token before it looks it up, and cuts
+/// `continuing_subword_prefix` off the right token unchecked).
 fn check_for_library_panics(value: &Value) -> Result<(), serde_json::Error> {
     check_precompiled(value)?;
     let model = &value["model"];
-    let Some(prefix) = model["continuing_subword_prefix"].as_str() else {
+    let (Some(vocab), Some(merges)) = (model["vocab"].as_object(), model["merges"].as_array())
+    else {
         return Ok(());
     };
-    let merges = model["merges"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let prefix = model["continuing_subword_prefix"].as_str().unwrap_or("");
     for merge in merges {
         // `"left right"` or `["left", "right"]`
-        let right = match merge {
-            Value::String(s) => s.split_once(' ').map(|(_, right)| right),
-            _ => merge[1].as_str(),
+        let (left, right) = match merge {
+            Value::String(s) => match s.split_once(' ') {
+                Some(pair) => pair,
+                None => continue,
+            },
+            _ => match (merge[0].as_str(), merge[1].as_str()) {
+                (Some(left), Some(right)) => (left, right),
+                _ => continue,
+            },
         };
-        if let Some(right) = right.filter(|r| !r.is_char_boundary(prefix.len())) {
+        let merged = right
+            .get(prefix.len()..)
+            .map(|rest| format!("{left}{rest}"))
+            .filter(|merged| vocab.contains_key(merged));
+        if merged.is_none() {
             return Err(serde::de::Error::custom(format!(
-                "merge token `{right}` is shorter than continuing_subword_prefix `{prefix}`"
+                "the merge of `{left}` and `{right}` is not in the vocabulary"
             )));
         }
     }
@@ -303,9 +312,10 @@ mod tests {
     use serde_json::json;
 
     /// Found by fuzzing (fuzz/regressions/tokenizer_json/): a syntax error
-    /// inside `decoder`, and a merge token shorter than the BPE's
-    /// `continuing_subword_prefix`, made the `tokenizers` library panic; so
-    /// does an unreadable `Precompiled` normalizer (found reading its code).
+    /// inside `decoder`, and a merge longer than every token, made the
+    /// `tokenizers` library panic; so do a merge token shorter than the
+    /// BPE's `continuing_subword_prefix` and an unreadable `Precompiled`
+    /// normalizer (found reading its code).
     #[test]
     fn a_syntax_error_in_a_component_is_a_load_error() {
         let tmp = tempfile::tempdir().unwrap();
@@ -318,6 +328,7 @@ mod tests {
             // the cut would split `é`: invalid UTF-8 the library takes as text
             r#"{"model": {"type": "BPE", "continuing_subword_prefix": "@", "vocab": {"a": 0, "é": 1},
                 "merges": [["a", "é"]]}}"#,
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0, "bc": 1}, "merges": ["a bc"]}}"#,
         ] {
             std::fs::write(&path, text).unwrap();
             let err = from_file(&path).err().unwrap();
