@@ -153,6 +153,14 @@ pub enum ModelError {
         #[source]
         source: Box<candle_core::Error>,
     },
+    /// A GGUF file whose header parses but describes impossible tensors.
+    #[error("gguf file {path} is corrupt: {problem}")]
+    CorruptGguf {
+        /// The file.
+        path: PathBuf,
+        /// What is inconsistent.
+        problem: String,
+    },
     /// A GGUF tensor whose data could not be read (e.g. the file ends early).
     #[error("cannot read tensor `{name}` from gguf file {path}")]
     GgufTensor {
@@ -319,6 +327,7 @@ impl ModelError {
             ),
             ModelError::CorruptSafetensors { .. }
             | ModelError::Gguf { .. }
+            | ModelError::CorruptGguf { .. }
             | ModelError::GgufTensor { .. } => Some(
                 "the file may be truncated or corrupt (an interrupted download?); download it again"
                     .into(),

@@ -8,7 +8,7 @@
 //! permutation at load by moving rows, without touching their data, and then
 //! uses the same (half-split) RoPE as for Hugging Face weights.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
@@ -29,12 +29,22 @@ impl GgufFile {
     /// not know is reported by name.
     pub(crate) fn open(path: &Path) -> Result<Self, ModelError> {
         let mut reader = BufReader::new(fs_err::File::open(path)?);
+        let mut scan = HeaderScan::default();
+        // what it finds is all that matters; a walk that fails is candle's to report
+        let _ = scan_header(path, &mut scan);
+        // candle divides by the alignment (a panic on zero)
+        if scan.alignment == Some(0) {
+            return Err(ModelError::CorruptGguf {
+                path: path.to_path_buf(),
+                problem: "general.alignment is 0".into(),
+            });
+        }
         let content = match gguf_file::Content::read(&mut reader) {
             Ok(c) => c,
             Err(source) => {
                 // candle rejects the whole header on an unknown tensor type
-                // without naming the tensor: find it ourselves
-                if let Ok(Some((name, type_id))) = find_unknown_tensor_type(path) {
+                // without naming the tensor: the scan found it
+                if let Some((name, type_id)) = scan.unknown_type {
                     return Err(ModelError::UnsupportedQuantization {
                         name,
                         path: path.to_path_buf(),
@@ -47,6 +57,7 @@ impl GgufFile {
                 });
             }
         };
+        check_tensor_table(&content, path)?;
         Ok(GgufFile {
             path: path.to_path_buf(),
             content,
@@ -79,6 +90,30 @@ impl GgufFile {
             source: crate::error::candle_source(source),
         })
     }
+}
+
+/// Checks that every tensor's element count and byte size are numbers:
+/// candle's own arithmetic on them (`Shape::elem_count`, the size it reads)
+/// would overflow on dimensions such as `[2^32, 2^32]` from a corrupt header.
+/// Whether the data is in the file is checked when a tensor is read, so a
+/// header with its data cut off still inspects.
+fn check_tensor_table(content: &gguf_file::Content, path: &Path) -> Result<(), ModelError> {
+    for (name, info) in &content.tensor_infos {
+        let dims = info.shape.dims();
+        let bytes = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .and_then(|elems| {
+                (elems / info.ggml_dtype.block_size()).checked_mul(info.ggml_dtype.type_size())
+            });
+        if bytes.is_none() {
+            return Err(ModelError::CorruptGguf {
+                path: path.to_path_buf(),
+                problem: format!("tensor `{name}` has dimensions {dims:?}, too large to address"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// For output row `r` of an un-permuted (Hugging Face order) matrix of
@@ -165,110 +200,150 @@ fn known_type_id(id: u32) -> bool {
     matches!(id, 0..=3 | 6..=15 | 30)
 }
 
-/// Walks a GGUF header and returns the first tensor whose type id is not
-/// one candle reads, with that id. Only used to explain a header candle
-/// rejected, so any parse problem just yields `Ok(None)`.
-fn find_unknown_tensor_type(path: &Path) -> std::io::Result<Option<(String, u32)>> {
-    let mut r = BufReader::new(fs_err::File::open(path)?);
-    let u32_ = |r: &mut BufReader<fs_err::File>| -> std::io::Result<u32> {
-        let mut b = [0u8; 4];
-        r.read_exact(&mut b)?;
-        Ok(u32::from_le_bytes(b))
+/// What perplex reads from a GGUF header itself, beside candle's parse.
+#[derive(Debug, Default)]
+struct HeaderScan {
+    /// `general.alignment`, when stored in a type candle honours (an integer
+    /// of at most 32 bits).
+    alignment: Option<i64>,
+    /// The first tensor whose type id candle does not read, with that id.
+    unknown_type: Option<(String, u32)>,
+}
+
+/// Walks the header of `path` into `scan`, as far as it parses (a header
+/// candle rejects for another reason may stop the walk anywhere: the scan
+/// then holds what came before).
+fn scan_header(path: &Path, scan: &mut HeaderScan) -> std::io::Result<()> {
+    let mut w = Walker {
+        r: BufReader::new(fs_err::File::open(path)?),
+        v1: false,
     };
-    let read_u64 = |r: &mut BufReader<fs_err::File>| -> std::io::Result<u64> {
-        let mut b = [0u8; 8];
-        r.read_exact(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    };
-    let magic = u32_(&mut r)?;
-    if magic != 0x4655_4747 {
-        return Ok(None);
+    if w.u32()? != 0x4655_4747 {
+        return Ok(());
     }
-    let version = u32_(&mut r)?;
-    let v1 = version == 1;
-    let mut len = |r: &mut BufReader<fs_err::File>| -> std::io::Result<u64> {
-        if v1 {
-            u32_(r).map(u64::from)
+    w.v1 = w.u32()? == 1;
+    let n_tensors = w.len()?;
+    let n_kv = w.len()?;
+    for _ in 0..n_kv {
+        let key_len = w.len()?;
+        let key = if key_len <= 64 {
+            let mut key = vec![0u8; key_len as usize];
+            w.r.read_exact(&mut key)?;
+            key
         } else {
-            read_u64(r)
+            w.skip(key_len)?;
+            Vec::new()
+        };
+        let t = w.u32()?;
+        match t {
+            // u8, i8, u16, i16, u32, i32
+            0..=5 if key == b"general.alignment" => {
+                let width = [1, 1, 2, 2, 4, 4][t as usize];
+                let mut b = [0u8; 4];
+                w.r.read_exact(&mut b[..width])?;
+                let u = u32::from_le_bytes(b);
+                let signed = t % 2 == 1;
+                let shift = 32 - 8 * width as u32;
+                scan.alignment = Some(if signed {
+                    i64::from((u << shift) as i32 >> shift)
+                } else {
+                    i64::from(u)
+                });
+            }
+            _ => w.skip_value(t, 0)?,
         }
-    };
-    let n_tensors = len(&mut r)?;
-    let n_kv = len(&mut r)?;
-    fn skip(r: &mut BufReader<fs_err::File>, n: u64) -> std::io::Result<()> {
-        r.seek(SeekFrom::Current(
-            i64::try_from(n).map_err(std::io::Error::other)?,
-        ))
-        .map(|_| ())
     }
-    // a value of type `t`; arrays recurse once per element type
-    fn skip_value(
-        r: &mut BufReader<fs_err::File>,
-        t: u32,
-        len: &mut dyn FnMut(&mut BufReader<fs_err::File>) -> std::io::Result<u64>,
-        depth: usize,
-    ) -> std::io::Result<()> {
-        let fixed = match t {
-            0 | 1 | 7 => 1,
-            2 | 3 => 2,
-            4..=6 => 4,
-            10..=12 => 8,
-            _ => 0,
+    for _ in 0..n_tensors {
+        let name_len = w.len()?;
+        if name_len > 1 << 16 {
+            return Ok(());
+        }
+        let mut name = vec![0u8; name_len as usize];
+        w.r.read_exact(&mut name)?;
+        let n_dims = w.u32()?;
+        for _ in 0..n_dims {
+            w.len()?;
+        }
+        let type_id = w.u32()?;
+        w.u64()?;
+        if !known_type_id(type_id) {
+            scan.unknown_type = Some((String::from_utf8_lossy(&name).into_owned(), type_id));
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A GGUF header reader that skips what the scan does not need.
+struct Walker {
+    r: BufReader<fs_err::File>,
+    /// Version 1 stores lengths in 32 bits, later versions in 64.
+    v1: bool,
+}
+
+impl Walker {
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.r.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self) -> std::io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.r.read_exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn len(&mut self) -> std::io::Result<u64> {
+        if self.v1 {
+            self.u32().map(u64::from)
+        } else {
+            self.u64()
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        // within the buffer when it can (a vocabulary is many short strings)
+        self.r
+            .seek_relative(i64::try_from(n).map_err(std::io::Error::other)?)
+    }
+
+    /// Skips a value of type `t`; arrays recurse once per element type.
+    fn skip_value(&mut self, t: u32, depth: usize) -> std::io::Result<()> {
+        let width = |t: u32| match t {
+            0 | 1 | 7 => Some(1u64),
+            2 | 3 => Some(2),
+            4..=6 => Some(4),
+            10..=12 => Some(8),
+            _ => None,
         };
         match t {
             8 => {
-                let n = len(r)?;
-                skip(r, n)
+                let n = self.len()?;
+                self.skip(n)
             }
             9 if depth < 8 => {
-                let mut b = [0u8; 4];
-                r.read_exact(&mut b)?;
-                let elem = u32::from_le_bytes(b);
-                let n = len(r)?;
+                let elem = self.u32()?;
+                let n = self.len()?;
                 if elem == 8 || elem == 9 {
                     for _ in 0..n {
-                        skip_value(r, elem, len, depth + 1)?;
+                        self.skip_value(elem, depth + 1)?;
                     }
                     Ok(())
                 } else {
-                    let width = match elem {
-                        0 | 1 | 7 => 1,
-                        2 | 3 => 2,
-                        4..=6 => 4,
-                        10..=12 => 8,
-                        _ => return Err(std::io::Error::other("bad array type")),
-                    };
-                    skip(r, n * width)
+                    let width = width(elem).ok_or_else(|| std::io::Error::other("bad type"))?;
+                    self.skip(
+                        n.checked_mul(width)
+                            .ok_or_else(|| std::io::Error::other("too long"))?,
+                    )
                 }
             }
-            _ if fixed > 0 => skip(r, fixed),
-            _ => Err(std::io::Error::other("bad value type")),
+            _ => match width(t) {
+                Some(n) => self.skip(n),
+                None => Err(std::io::Error::other("bad value type")),
+            },
         }
     }
-    for _ in 0..n_kv {
-        let key_len = len(&mut r)?;
-        skip(&mut r, key_len)?;
-        let t = u32_(&mut r)?;
-        skip_value(&mut r, t, &mut len, 0)?;
-    }
-    for _ in 0..n_tensors {
-        let name_len = len(&mut r)?;
-        if name_len > 1 << 16 {
-            return Ok(None);
-        }
-        let mut name = vec![0u8; name_len as usize];
-        r.read_exact(&mut name)?;
-        let n_dims = u32_(&mut r)?;
-        for _ in 0..n_dims {
-            len(&mut r)?;
-        }
-        let type_id = u32_(&mut r)?;
-        read_u64(&mut r)?;
-        if !known_type_id(type_id) {
-            return Ok(Some((String::from_utf8_lossy(&name).into_owned(), type_id)));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -328,6 +403,66 @@ mod tests {
         let arch = gguf_file::Value::String("llama".into());
         let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
         gguf_file::write(&mut f, &[("general.architecture", &arch)], &refs).unwrap();
+    }
+
+    #[test]
+    fn a_zero_alignment_is_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.gguf");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let arch = gguf_file::Value::String("llama".into());
+        let zero = gguf_file::Value::U32(0);
+        gguf_file::write(
+            &mut f,
+            &[
+                ("general.architecture", &arch),
+                ("general.alignment", &zero),
+            ],
+            &[],
+        )
+        .unwrap();
+        drop(f);
+        let err = GgufFile::open(&path).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "gguf file {} is corrupt: general.alignment is 0",
+                path.display()
+            )
+        );
+    }
+
+    /// Found by fuzzing (fuzz/regressions/gguf/): dimensions whose product
+    /// overflows made candle's element count panic.
+    #[test]
+    fn dimensions_too_large_to_address_are_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("m.gguf");
+        let w = Tensor::ones((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+        write_gguf(
+            &path,
+            &[("a.weight", QTensor::quantize(&w, GgmlDType::F32).unwrap())],
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        let name = b"a.weight";
+        let at = bytes.windows(name.len()).position(|w| w == name).unwrap();
+        // name, n_dims (u32), then 2 dims (u64 each)
+        let dims_at = at + name.len() + 4;
+        for d in 0..2 {
+            let at = dims_at + 8 * d;
+            bytes[at..at + 8].copy_from_slice(&(1u64 << 32).to_le_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = GgufFile::open(&path).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "gguf file {} is corrupt: tensor `a.weight` has dimensions [4294967296, \
+                 4294967296], too large to address",
+                path.display()
+            )
+        );
+        assert!(err.hint().unwrap().contains("download it again"));
     }
 
     #[test]

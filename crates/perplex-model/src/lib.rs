@@ -275,6 +275,16 @@ fn load_tokenizer(source: &TokenizerSource) -> Result<TextTokenizer, ModelError>
     }
 }
 
+/// The tokenizer a GGUF file's metadata describes, read without its
+/// weights or its model configuration.
+pub fn gguf_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
+    let file = gguf::GgufFile::open(path)?;
+    load_tokenizer(&TokenizerSource::Gguf(
+        path.to_path_buf(),
+        Box::new(file.content),
+    ))
+}
+
 /// Like [`load`] without the tokenizer: the model and its identity.
 pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<(Decoder, ModelIdentity), ModelError> {
     let spec = ModelSpec::parse(spec)?;
@@ -526,6 +536,17 @@ mod tests {
                 path.display()
             )
         );
+    }
+
+    #[test]
+    fn a_gguf_tokenizer_reads_alone() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama-q8_0.gguf");
+        let tokenizer = gguf_tokenizer(&path).unwrap();
+        assert_eq!(tokenizer.vocab_size(), 384);
+        assert!(tokenizer.source().starts_with("gguf:"));
+        let err = gguf_tokenizer(Path::new("no-such.gguf")).unwrap_err();
+        assert!(err.to_string().contains("no-such.gguf"), "{err}");
     }
 
     #[test]

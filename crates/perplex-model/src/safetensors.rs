@@ -102,14 +102,25 @@ impl SafetensorsFile {
                      {data_len}"
                 )));
             }
+            // every user of the shape multiplies it out: it must fit
+            let elements = info
+                .shape
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+            let Some(elements) = elements.filter(|&n| usize::try_from(n).is_ok()) else {
+                return Err(corrupt(format!(
+                    "tensor `{name}` has shape {:?}, too large to address",
+                    info.shape
+                )));
+            };
             if let Some(size) = element_size(&info.dtype) {
-                let expected = info.shape.iter().product::<usize>() as u64 * size as u64;
-                if end - begin != expected {
+                let expected = elements.checked_mul(size as u64);
+                if expected != Some(end - begin) {
                     return Err(corrupt(format!(
-                        "tensor `{name}` ({} {:?}) should have {expected} bytes, the header gives \
-                         {}",
+                        "tensor `{name}` ({} {:?}) should have {} bytes, the header gives {}",
                         info.dtype,
                         info.shape,
+                        elements.saturating_mul(size as u64),
                         end - begin
                     )));
                 }
@@ -367,6 +378,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("fewer than the 8-byte header length"), "{msg}");
+    }
+
+    #[test]
+    fn shapes_too_large_to_address_are_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("model.safetensors");
+        // 2^32 * 2^32 elements wrap to 0, which matched the empty data
+        for (dtype, shape) in [
+            ("F32", "[4294967296,4294967296]"),
+            ("I4", "[4294967296,4294967296]"),
+        ] {
+            let header =
+                format!(r#"{{"a":{{"dtype":"{dtype}","shape":{shape},"data_offsets":[0,0]}}}}"#);
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(header.as_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let err = SafetensorsFile::open(&path).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "safetensors file {} is truncated or corrupt: tensor `a` has shape \
+                     [4294967296, 4294967296], too large to address",
+                    path.display()
+                )
+            );
+        }
     }
 
     #[test]

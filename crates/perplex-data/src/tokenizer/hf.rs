@@ -99,8 +99,17 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
         path: name.clone(),
         source,
     })?;
-    let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-        .map_err(|source| TokenizerError::Load { path: name, source })?;
+    // The `tokenizers` library panics on some syntax errors (its decoder's
+    // deserializer expects valid JSON) and on a few values: all are checked
+    // first, as errors of the kind it gives.
+    let load_error = |source: tokenizers::Error| TokenizerError::Load {
+        path: name.clone(),
+        source,
+    };
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| load_error(e.into()))?;
+    check_for_library_panics(&value).map_err(|e| load_error(e.into()))?;
+    drop(value);
+    let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(load_error)?;
 
     // The components in their tokenizer.json form, to inspect without
     // depending on the library's internal fields.
@@ -130,6 +139,59 @@ fn load(path: &Path) -> Result<(tokenizers::Tokenizer, Loaded), TokenizerError> 
         post_processor_bos: leading_special_token(&post_processor),
     };
     Ok((inner, loaded))
+}
+
+/// What the `tokenizers` library panics on instead of returning an error:
+/// an unreadable `Precompiled` normalizer anywhere in `value`, and a BPE
+/// merge whose result is not in the vocabulary (the library copies it into
+/// a buffer as long as the longest token before it looks it up, and cuts
+/// `continuing_subword_prefix` off the right token unchecked).
+fn check_for_library_panics(value: &Value) -> Result<(), serde_json::Error> {
+    check_precompiled(value)?;
+    let model = &value["model"];
+    let (Some(vocab), Some(merges)) = (model["vocab"].as_object(), model["merges"].as_array())
+    else {
+        return Ok(());
+    };
+    let prefix = model["continuing_subword_prefix"].as_str().unwrap_or("");
+    for merge in merges {
+        // `"left right"` or `["left", "right"]`
+        let (left, right) = match merge {
+            Value::String(s) => match s.split_once(' ') {
+                Some(pair) => pair,
+                None => continue,
+            },
+            _ => match (merge[0].as_str(), merge[1].as_str()) {
+                (Some(left), Some(right)) => (left, right),
+                _ => continue,
+            },
+        };
+        let merged = right
+            .get(prefix.len()..)
+            .map(|rest| format!("{left}{rest}"))
+            .filter(|merged| vocab.contains_key(merged));
+        if merged.is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "the merge of `{left}` and `{right}` is not in the vocabulary"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every object of `value` whose `type` is `Precompiled` reads as the
+/// library's precompiled normalizer.
+fn check_precompiled(value: &Value) -> Result<(), serde_json::Error> {
+    match value {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("Precompiled") {
+                serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())?;
+            }
+            map.values().try_for_each(check_precompiled)
+        }
+        Value::Array(items) => items.iter().try_for_each(check_precompiled),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a component (in tokenizer.json form) is, or contains, one of `type`.
@@ -248,6 +310,31 @@ impl Config {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Found by fuzzing (fuzz/regressions/tokenizer_json/): a syntax error
+    /// inside `decoder`, and a merge longer than every token, made the
+    /// `tokenizers` library panic; so do a merge token shorter than the
+    /// BPE's `continuing_subword_prefix` and an unreadable `Precompiled`
+    /// normalizer (found reading its code).
+    #[test]
+    fn a_syntax_error_in_a_component_is_a_load_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("tokenizer.json");
+        for text in [
+            r#"{"version": "1.0", "decoder": {"type": "ByteLevel", "x" 1}}"#,
+            r#"{"version": "1.0", "normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}}"#,
+            r#"{"model": {"type": "BPE", "continuing_subword_prefix": "@@", "vocab": {"a": 0, "b": 1},
+                "merges": ["a b"]}}"#,
+            // the cut would split `é`: invalid UTF-8 the library takes as text
+            r#"{"model": {"type": "BPE", "continuing_subword_prefix": "@", "vocab": {"a": 0, "é": 1},
+                "merges": [["a", "é"]]}}"#,
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0, "bc": 1}, "merges": ["a bc"]}}"#,
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = from_file(&path).err().unwrap();
+            assert!(matches!(err, TokenizerError::Load { .. }), "{err:?}");
+        }
+    }
 
     #[test]
     fn post_processor_bos_is_found() {

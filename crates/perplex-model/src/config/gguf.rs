@@ -8,9 +8,9 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 
 use super::{
-    head_dim_mismatch, layer_attentions, longrope_attention_factor, slides_in_pattern, Family,
-    FamilyRules, LayerAttention, Mlp, ModelConfig, NormKind, Positions, QueryScale, RopeScaling,
-    SlidingLayers, SUPPORTED_GGUF_ARCHITECTURES,
+    head_dim_mismatch, layer_attentions, layer_count, longrope_attention_factor, slides_in_pattern,
+    Family, FamilyRules, LayerAttention, Mlp, ModelConfig, NormKind, Positions, QueryScale,
+    RopeScaling, SlidingLayers, SUPPORTED_GGUF_ARCHITECTURES,
 };
 use crate::error::ModelError;
 
@@ -108,7 +108,8 @@ impl ModelConfig {
         };
         let hidden_size = meta.need("embedding_length")?;
         let num_heads = meta.need("attention.head_count")?;
-        let num_layers = meta.need("block_count")?;
+        let num_layers = layer_count(meta.need("block_count")?, &meta.key("block_count"))
+            .map_err(|problem| meta.bad(problem))?;
         let head_dim = gguf_head_dim(&meta, rules, hidden_size, num_heads)?;
         let max_position_embeddings = meta.uint("context_length")?.unwrap_or(2048);
         let rope_scaling = gguf_rope_scaling(&meta, &tensors, max_position_embeddings)?;

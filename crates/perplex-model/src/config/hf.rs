@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{
-    head_dim_mismatch, layer_attentions, longrope_attention_factor, slides_in_pattern, Activation,
-    Family, FamilyRules, LayerAttention, Mlp, ModelConfig, QueryScale, RopeScaling, SlidingLayers,
-    SUPPORTED_HF_ARCHITECTURES,
+    head_dim_mismatch, layer_attentions, layer_count, longrope_attention_factor, slides_in_pattern,
+    Activation, Family, FamilyRules, LayerAttention, Mlp, ModelConfig, QueryScale, RopeScaling,
+    SlidingLayers, SUPPORTED_HF_ARCHITECTURES,
 };
 use crate::error::ModelError;
 
@@ -40,6 +40,7 @@ impl ModelConfig {
         let hidden_size = need(raw.hidden_size, "hidden_size")?;
         let num_heads = need(raw.num_attention_heads, "num_attention_heads")?;
         let num_layers = need(raw.num_hidden_layers, "num_hidden_layers")?;
+        let num_layers = layer_count(num_layers, "num_hidden_layers").map_err(bad)?;
         if head_dim_mismatch(raw.head_dim, hidden_size, num_heads) {
             return Err(bad(format!(
                 "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads} \
@@ -434,6 +435,22 @@ mod tests {
         assert_eq!(c.family, Family::Llama);
         assert!(c.tie_word_embeddings);
         assert_eq!(c.max_context(), Some(8192));
+    }
+
+    /// Found by fuzzing (the GGUF twin is in fuzz/regressions/gguf/): a
+    /// huge layer count sized the per-layer table before validation.
+    #[test]
+    fn an_implausible_layer_count_is_refused() {
+        let text = SMOL.replace(
+            r#""num_hidden_layers": 30"#,
+            r#""num_hidden_layers": 134217728"#,
+        );
+        let err = ModelConfig::from_hf_json(&text, Path::new("config.json")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid model configuration in config.json: num_hidden_layers is 134217728, more \
+             than perplex supports (4096)"
+        );
     }
 
     #[test]

@@ -324,6 +324,22 @@ impl ModelConfig {
     }
 }
 
+/// More layers than any model has: a larger count is a corrupt value,
+/// refused before anything is sized by it (the per-layer table is built
+/// before the configuration is validated).
+pub(crate) const MAX_LAYERS: usize = 4096;
+
+/// `num_layers`, read from `name`, when it is at most [`MAX_LAYERS`]; else
+/// the problem.
+fn layer_count(num_layers: usize, name: &str) -> Result<usize, String> {
+    if num_layers > MAX_LAYERS {
+        return Err(format!(
+            "{name} is {num_layers}, more than perplex supports ({MAX_LAYERS})"
+        ));
+    }
+    Ok(num_layers)
+}
+
 /// One [`LayerAttention`] per entry of `sliding`: the layer slides (with
 /// `window`) when its entry says so and there is a window, and then uses the
 /// family's local RoPE if it has one.
