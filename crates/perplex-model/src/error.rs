@@ -63,6 +63,14 @@ pub enum ModelError {
         /// Shards the index lists.
         listed: usize,
     },
+    /// A shard index names a shard outside its folder (a path, not a file name).
+    #[error("{} names the shard {shard:?}, which is not a file name beside it", index.display())]
+    ShardOutsideFolder {
+        /// `model.safetensors.index.json`.
+        index: PathBuf,
+        /// The shard as named.
+        shard: String,
+    },
     /// A file could not be read (the message of the cause names the file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -318,6 +326,11 @@ impl ModelError {
                 "a model folder needs config.json and model.safetensors (or \
                  model.safetensors.index.json with its shards); PyTorch .bin checkpoints are not \
                  read"
+                    .into(),
+            ),
+            ModelError::ShardOutsideFolder { .. } => Some(
+                "the index is corrupt or was made to point elsewhere: shards are plain file \
+                 names beside it; download the model again"
                     .into(),
             ),
             ModelError::MissingShards { .. } => Some(

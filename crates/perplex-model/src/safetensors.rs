@@ -240,6 +240,18 @@ impl SafetensorsSet {
                     source,
                 })?;
             let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+            // a shard is a file beside the index, never a path elsewhere
+            let plain = |s: &str| {
+                let mut parts = Path::new(s).components();
+                matches!(parts.next(), Some(std::path::Component::Normal(_)))
+                    && parts.next().is_none()
+            };
+            if let Some(shard) = shards.iter().find(|s| !plain(s)) {
+                return Err(ModelError::ShardOutsideFolder {
+                    index,
+                    shard: shard.to_string(),
+                });
+            }
             let paths: Vec<PathBuf> = shards.into_iter().map(|s| dir.join(s)).collect();
             let missing: Vec<String> = paths
                 .iter()
@@ -412,5 +424,26 @@ mod tests {
         let err = SafetensorsSet::open_folder(tmp.path()).unwrap_err();
         assert!(err.to_string().contains("no model.safetensors"), "{err}");
         assert!(err.hint().is_some());
+    }
+
+    #[test]
+    fn an_index_naming_a_path_outside_its_folder_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = tmp.path().join("model.safetensors.index.json");
+        for shard in [
+            "../elsewhere.safetensors",
+            "/dev/zero",
+            "sub/x.safetensors",
+            "..",
+        ] {
+            let text = serde_json::json!({"weight_map": {"a": shard}}).to_string();
+            std::fs::write(&index, text).unwrap();
+            let err = SafetensorsSet::open_folder(tmp.path()).unwrap_err();
+            assert!(
+                matches!(&err, ModelError::ShardOutsideFolder { shard: s, .. } if s == shard),
+                "{shard}: {err}"
+            );
+            assert!(err.hint().is_some());
+        }
     }
 }

@@ -818,6 +818,17 @@ fn weight_cases() -> Vec<Case> {
             ix["weight_map"]["lm_head.weight"] = json!("model-00002-of-00005.safetensors")
         })
         .eval("m"),
+        case(
+            "shard-index-outside",
+            "a shard index naming a file outside its folder (`../x`, `/dev/zero`)",
+            4,
+            "names the shard \"/dev/zero\", which is not a file name beside it",
+        )
+        .fixture("tiny-llama-sharded", "m")
+        .json("m/model.safetensors.index.json", |ix| {
+            ix["weight_map"]["lm_head.weight"] = json!("/dev/zero")
+        })
+        .eval("m"),
     ]
 }
 
