@@ -33,47 +33,19 @@ pub enum EvalError {
     /// A model gives a scored token probability zero: its perplexity would
     /// be infinite.
     #[error(
-        "{} gives probability zero to token {token}{} at position {position} of document {doc}: \
-         the perplexity is infinite",
-        who(spec),
-        text.as_ref().map(|t| format!(" ({t:?})")).unwrap_or_default()
+        "{} gives probability zero to token {}{} at position {} of document {}: the perplexity \
+         is infinite",
+        .0.who(), .0.token, .0.quoted(), .0.position, .0.doc
     )]
-    ZeroProbability {
-        /// Index of the model among those run (0: the only one, or the base).
-        model: usize,
-        /// The model's spec, once known.
-        spec: Option<String>,
-        /// The document, counted from 0 (as in `--per-token` output).
-        doc: usize,
-        /// The token's position among the document's tokens, from 0.
-        position: usize,
-        /// The token id.
-        token: u32,
-        /// The token's text, once known.
-        text: Option<String>,
-    },
+    ZeroProbability(ZeroAt),
     /// A compared model rules out a token the base does not, so
     /// `KL(P_base ‖ P_other)` is infinite.
     #[error(
-        "{} gives probability zero to token {token}{}, which the base does not, at position \
-         {position} of document {doc}: the KL divergence is infinite",
-        who(spec),
-        text.as_ref().map(|t| format!(" ({t:?})")).unwrap_or_default()
+        "{} gives probability zero to token {}{}, which the base does not, at position {} of \
+         document {}: the KL divergence is infinite",
+        .0.who(), .0.token, .0.quoted(), .0.position, .0.doc
     )]
-    InfiniteDivergence {
-        /// Index of the other model (1 or more).
-        model: usize,
-        /// The model's spec, once known.
-        spec: Option<String>,
-        /// The document, counted from 0.
-        doc: usize,
-        /// The position predicted, among the document's tokens, from 0.
-        position: usize,
-        /// The token ruled out.
-        token: u32,
-        /// The token's text, once known.
-        text: Option<String>,
-    },
+    InfiniteDivergence(ZeroAt),
     /// One batch would need more memory than is available.
     #[error(
         "a batch of {windows} window{} of {len} tokens needs about {} of memory, more than the {} \
@@ -166,9 +138,49 @@ pub enum EvalError {
     Sweep(#[from] crate::sweep_error::SweepError),
 }
 
-fn who(spec: &Option<String>) -> String {
-    spec.as_ref()
-        .map_or_else(|| "the model".to_string(), |s| format!("`{s}`"))
+/// Where a model gave a token probability zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZeroAt {
+    /// Index of the model among those run (0: the only one, or the base).
+    pub model: usize,
+    /// The model's spec, once known.
+    pub spec: Option<String>,
+    /// The document, counted from 0 (as in `--per-token` output).
+    pub doc: usize,
+    /// The position predicted, among the document's tokens, from 0.
+    pub position: usize,
+    /// The token id.
+    pub token: u32,
+    /// The token's text, once known.
+    pub text: Option<String>,
+}
+
+impl ZeroAt {
+    /// Token `token` at `position` of document `doc`, under model `model`;
+    /// spec and text are filled in by [`EvalError::naming`].
+    pub(crate) fn new(model: usize, (doc, position, token): (usize, usize, u32)) -> Self {
+        ZeroAt {
+            model,
+            spec: None,
+            doc,
+            position,
+            token,
+            text: None,
+        }
+    }
+
+    fn who(&self) -> String {
+        self.spec
+            .as_ref()
+            .map_or_else(|| "the model".to_string(), |s| format!("`{s}`"))
+    }
+
+    fn quoted(&self) -> String {
+        self.text
+            .as_ref()
+            .map(|t| format!(" ({t:?})"))
+            .unwrap_or_default()
+    }
 }
 
 impl EvalError {
@@ -179,23 +191,9 @@ impl EvalError {
     /// [`ZeroProbability`]: EvalError::ZeroProbability
     /// [`InfiniteDivergence`]: EvalError::InfiniteDivergence
     pub(crate) fn naming(mut self, tokenizer: &TextTokenizer, specs: &[&str]) -> Self {
-        if let EvalError::ZeroProbability {
-            model,
-            spec,
-            token,
-            text,
-            ..
-        }
-        | EvalError::InfiniteDivergence {
-            model,
-            spec,
-            token,
-            text,
-            ..
-        } = &mut self
-        {
-            *spec = specs.get(*model).map(|s| s.to_string());
-            *text = Some(tokenizer.token_text(*token));
+        if let EvalError::ZeroProbability(at) | EvalError::InfiniteDivergence(at) = &mut self {
+            at.spec = specs.get(at.model).map(|s| s.to_string());
+            at.text = Some(tokenizer.token_text(at.token));
         }
         self
     }
@@ -220,13 +218,13 @@ impl EvalError {
                  with the window above"
                     .into(),
             ),
-            EvalError::ZeroProbability { .. } => Some(
+            EvalError::ZeroProbability(_) => Some(
                 "a model that rules a token out cannot be measured by perplexity on text that \
                  contains it: check the model's logit masks or biases (or its quantisation), or \
                  leave that document out"
                     .into(),
             ),
-            EvalError::InfiniteDivergence { .. } => Some(
+            EvalError::InfiniteDivergence(_) => Some(
                 "the compared model rules out a token the base allows (a logit mask or bias?); \
                  their perplexities can still be compared, without KL divergence: add \
                  --bits-per-byte"

@@ -56,7 +56,7 @@ pub mod training;
 pub mod watch;
 
 pub use compare::compare;
-pub use error::EvalError;
+pub use error::{EvalError, ZeroAt};
 pub use evaluate::{evaluate, Evaluation};
 pub use model::Model;
 pub use options::{CompareOptions, EvalOptions, EvalOptionsBuilder, OptionsError};

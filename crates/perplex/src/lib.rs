@@ -163,8 +163,8 @@ impl Error {
                 | E::MemoryLimit { .. } => ErrorKind::Usage,
                 E::Interrupted => ErrorKind::Interrupted,
                 E::Model { .. }
-                | E::ZeroProbability { .. }
-                | E::InfiniteDivergence { .. }
+                | E::ZeroProbability(_)
+                | E::InfiniteDivergence(_)
                 | E::ScoreCount { .. }
                 | E::Sink(_)
                 | E::Incomparable(_) => ErrorKind::Evaluation,

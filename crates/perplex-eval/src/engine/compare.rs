@@ -15,7 +15,7 @@ use perplex_core::plan::Window;
 use perplex_core::sink::Sink;
 
 use super::{drive, failed_on, locate, plan_corpus, EvalSettings, Outcome};
-use crate::error::EvalError;
+use crate::error::{EvalError, ZeroAt};
 
 /// f32 logits held at once across the models' tiles.
 const TILE_LOGITS: usize = 8 << 20;
@@ -123,22 +123,12 @@ fn unscorable(batch: &[Window], window: usize, position: usize, why: Unscorable)
             position,
             value: value.to_string(),
         }),
-        Unscorable::ZeroProbability { model } => EvalError::ZeroProbability {
-            model,
-            spec: None,
-            doc,
-            position: in_doc,
-            token: target,
-            text: None,
-        },
-        Unscorable::InfiniteDivergence { model, token } => EvalError::InfiniteDivergence {
-            model,
-            spec: None,
-            doc,
-            position: in_doc,
-            token,
-            text: None,
-        },
+        Unscorable::ZeroProbability { model } => {
+            EvalError::ZeroProbability(ZeroAt::new(model, (doc, in_doc, target)))
+        }
+        Unscorable::InfiniteDivergence { model, token } => {
+            EvalError::InfiniteDivergence(ZeroAt::new(model, (doc, in_doc, token)))
+        }
     }
 }
 

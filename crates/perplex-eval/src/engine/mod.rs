@@ -40,7 +40,7 @@ use perplex_core::plan::{plan_document, Protocol, ResolvedBos, Window};
 use perplex_core::sink::{Sink, TokenEvent};
 use perplex_core::NllStats;
 
-use crate::error::EvalError;
+use crate::error::{EvalError, ZeroAt};
 use crate::memory;
 use crate::options::EvalOptions;
 
@@ -188,15 +188,7 @@ pub(crate) fn drive(
 fn failed_on(batch: &[Window]) -> impl Fn(LmError) -> EvalError + '_ {
     move |source| match source {
         LmError::ZeroProbability { window, position } => {
-            let (doc, position, token) = locate(batch, window, position);
-            EvalError::ZeroProbability {
-                model: 0,
-                spec: None,
-                doc,
-                position,
-                token,
-                text: None,
-            }
+            EvalError::ZeroProbability(ZeroAt::new(0, locate(batch, window, position)))
         }
         source => EvalError::Model {
             doc: batch[0].doc,
@@ -307,13 +299,13 @@ pub(crate) mod tests {
                 assert!(
                     matches!(
                         err,
-                        EvalError::ZeroProbability {
+                        EvalError::ZeroProbability(ZeroAt {
                             model: 0,
                             doc: 1,
                             position: 12,
                             token: 7,
                             ..
-                        }
+                        })
                     ),
                     "{bos:?}, batch {batch}: {err:?}"
                 );
