@@ -17,6 +17,7 @@ pub mod lm;
 pub mod mock;
 pub mod plan;
 pub mod report;
+pub mod score;
 pub mod sink;
 pub mod units;
 
