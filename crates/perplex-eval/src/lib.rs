@@ -13,6 +13,7 @@
 //! | [`evaluate`](mod@evaluate) | one model on one corpus: the [`Report`](perplex_core::report::Report) |
 //! | [`compare`](mod@compare) | a base and others on the same tokens, or by bits per byte: the compare report |
 //! | [`sweep`](mod@sweep) / [`watch`](mod@watch) | every checkpoint of a training run, at once or as they appear (with a resumable state file) |
+//! | [`score`](mod@score) | per-document scores of a streamed corpus, sharded, committed as they go and resumable; [`merge`](score::merge()) of shards |
 //! | [`training`] | scoring inside a training loop, keeping the curve |
 //! | [`files`] | atomic writes of the files a run leaves |
 //! | [`memory`] | the memory a run may use, and the batch size that fits in it |
@@ -50,6 +51,7 @@ pub mod files;
 pub mod memory;
 mod model;
 pub mod options;
+pub mod score;
 pub mod sweep;
 mod sweep_error;
 pub mod training;

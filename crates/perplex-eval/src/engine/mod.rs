@@ -78,6 +78,12 @@ impl EvalSettings {
         self.batch_asked
     }
 
+    /// Marks the batch size as asked for (an error when it does not fit in
+    /// memory) or not (lowered to fit).
+    pub(crate) fn set_batch_asked(&mut self, asked: bool) {
+        self.batch_asked = asked;
+    }
+
     /// The window protocol.
     pub fn protocol(&self) -> Protocol {
         self.protocol

@@ -109,6 +109,19 @@ pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
 /// The evaluation options the arguments describe, checked by the library's
 /// builder (flag combinations only the CLI can see are checked here).
 pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptions, CliError> {
+    let (protocol, bos) = window_options(run)?;
+    Ok(EvalOptions::builder(protocol)
+        .bos(bos)
+        .batch_size(run.batch_size)
+        .max_tokens(run.max_tokens)
+        .join(input.join.then(|| input.separator.clone()))
+        .build()
+        .map_err(perplex::Error::from)?)
+}
+
+/// The protocol and BOS policy the arguments describe (and a check of
+/// `--threads`, which every command that runs a model takes).
+pub(super) fn window_options(run: &RunArgs) -> Result<(Protocol, BosPolicy), CliError> {
     if run.threads == Some(0) {
         return Err(CliError::usage(
             "--threads must be at least 1",
@@ -139,13 +152,7 @@ pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptio
         BosArg::Document => BosPolicy::Document,
         BosArg::Window => BosPolicy::Window,
     };
-    Ok(EvalOptions::builder(protocol)
-        .bos(bos)
-        .batch_size(run.batch_size)
-        .max_tokens(run.max_tokens)
-        .join(input.join.then(|| input.separator.clone()))
-        .build()
-        .map_err(perplex::Error::from)?)
+    Ok((protocol, bos))
 }
 
 /// Applies `--threads` before any compute thread starts.
