@@ -27,6 +27,8 @@
 pub mod corpus;
 pub mod counts;
 pub mod inputs;
+pub mod rows;
+pub mod stream;
 pub mod tokenized;
 pub mod tokenizer;
 
