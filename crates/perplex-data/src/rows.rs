@@ -709,7 +709,7 @@ enum Inner {
     Jsonl {
         reader: BufReader<fs_err::File>,
         line: usize,
-        first: Option<ScoreRow>,
+        first: Option<Box<ScoreRow>>,
     },
     Parquet(Box<ParquetRows>),
 }
@@ -768,7 +768,7 @@ pub fn open_rows(path: &Path) -> Result<RowReader, RowsError> {
             if let Some(first) = reader.next_jsonl()? {
                 reader.extra_columns = first.extra.iter().map(|(k, _)| k.clone()).collect();
                 if let Inner::Jsonl { first: slot, .. } = &mut reader.inner {
-                    *slot = Some(first);
+                    *slot = Some(Box::new(first));
                 }
             }
             Ok(reader)
@@ -820,7 +820,7 @@ impl RowReader {
             return Ok(None);
         };
         if let Some(row) = first.take() {
-            return Ok(Some(row));
+            return Ok(Some(*row));
         }
         let mut buf = Vec::new();
         loop {
@@ -1031,5 +1031,354 @@ impl ParquetRows {
             token_accuracy: double(11)?,
             extra,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic stream of f64s of every magnitude (xorshift64*).
+    struct Bits(u64);
+    impl Bits {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn finite(&mut self) -> f64 {
+            loop {
+                let f = f64::from_bits(self.next());
+                if f.is_finite() {
+                    return f;
+                }
+            }
+        }
+    }
+
+    fn row(i: u64, bits: &mut Bits, extra: &[&str]) -> ScoreRow {
+        let status = [
+            DocumentStatus::Scored,
+            DocumentStatus::Empty,
+            DocumentStatus::TooShort,
+            DocumentStatus::BeyondTokenLimit,
+        ][(i % 4) as usize];
+        let maybe = |bits: &mut Bits| (!bits.next().is_multiple_of(3)).then(|| bits.finite());
+        let values = [
+            ColumnValue::Text(format!("t\"{i}\n")),
+            ColumnValue::Int(-(i as i64)),
+            ColumnValue::Float(i as f64 / 3.0),
+            ColumnValue::Bool(i.is_multiple_of(2)),
+            ColumnValue::Null,
+        ];
+        ScoreRow {
+            index: i,
+            id: format!("doc é {i}"),
+            status,
+            bytes: i * 7,
+            words: i * 2,
+            tokens: i * 3,
+            scored_tokens: i * 3 / 2,
+            nll_sum: bits.finite(),
+            mean_nll: maybe(bits),
+            perplexity: maybe(bits),
+            bits_per_byte: maybe(bits),
+            token_accuracy: maybe(bits),
+            extra: extra
+                .iter()
+                .enumerate()
+                .map(|(k, name)| {
+                    (
+                        name.to_string(),
+                        values[(i as usize + k) % values.len()].clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn rows(n: u64, extra: &[&str]) -> Vec<ScoreRow> {
+        let mut bits = Bits(0x9E37_79B9_7F4A_7C15);
+        (0..n).map(|i| row(i, &mut bits, extra)).collect()
+    }
+
+    fn write_parquet(rows: &[ScoreRow], keep: &[String], metadata: &[(String, String)]) -> Vec<u8> {
+        let mut writer = ParquetRowWriter::new(Vec::new(), keep, metadata).unwrap();
+        for row in rows {
+            writer.write(row).unwrap();
+        }
+        writer.finish().unwrap()
+    }
+
+    /// `row` as Parquet reads it back: kept values as text.
+    fn as_text(mut row: ScoreRow) -> ScoreRow {
+        for (_, value) in &mut row.extra {
+            *value = match column_text(value) {
+                Some(t) => ColumnValue::Text(t),
+                None => ColumnValue::Null,
+            };
+        }
+        row
+    }
+
+    #[test]
+    fn jsonl_rows_round_trip_exactly() {
+        for row in rows(5000, &["lang", "n", "score", "flag", "none"]) {
+            let line = jsonl_row(&row);
+            assert!(!line.contains('\n'));
+            assert_eq!(parse_jsonl_row(&line).unwrap(), row, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_jsonl_row_has_a_fixed_key_order() {
+        let mut row = rows(2, &["lang"]).pop().unwrap();
+        row.nll_sum = 1.5;
+        row.mean_nll = Some(0.1);
+        row.perplexity = None;
+        row.bits_per_byte = Some(2.0);
+        row.token_accuracy = Some(1.0 / 3.0);
+        row.extra = vec![
+            ("lang".into(), ColumnValue::Text("en".into())),
+            ("n".into(), ColumnValue::Int(4)),
+            ("x".into(), ColumnValue::Float(3.0)),
+            ("b".into(), ColumnValue::Bool(false)),
+            ("z".into(), ColumnValue::Null),
+        ];
+        assert_eq!(
+            jsonl_row(&row),
+            "{\"index\":1,\"id\":\"doc é 1\",\"status\":\"empty\",\"bytes\":7,\"words\":2,\
+             \"tokens\":3,\"scored_tokens\":1,\"nll_sum\":1.5,\"mean_nll\":0.1,\
+             \"perplexity\":null,\"bits_per_byte\":2.0,\"token_accuracy\":0.3333333333333333,\
+             \"lang\":\"en\",\"n\":4,\"x\":3.0,\"b\":false,\"z\":null}"
+        );
+        assert_eq!(parse_jsonl_row(&jsonl_row(&row)).unwrap(), row);
+    }
+
+    #[test]
+    fn bad_jsonl_rows_say_what_is_wrong() {
+        let line = jsonl_row(&rows(1, &[])[0]);
+        let fault = |text: &str| match parse_jsonl_row(text).unwrap_err() {
+            RowsError::JsonlRow { fault, .. } => fault.to_string(),
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            fault(&line.replace(",\"words\":0", "")),
+            "it has no `words`"
+        );
+        assert_eq!(
+            fault(
+                &line
+                    .replace("\"empty\"", "\"done\"")
+                    .replace("\"scored\"", "\"done\"")
+            ),
+            "status `done` is not one of `scored`, `empty`, `too-short`, `beyond-token-limit`"
+        );
+        assert_eq!(
+            fault(&line.replace("\"bytes\":0", "\"bytes\":-1")),
+            "`bytes` is a number, not a non-negative integer"
+        );
+        assert_eq!(
+            fault(&line.replace("}", ",\"id\":\"b\"}")),
+            "`id` appears twice"
+        );
+        assert_eq!(fault("[1]"), "it is not one JSON object");
+        let e = parse_jsonl_row("").unwrap_err();
+        assert_eq!(e.to_string(), "the line is not a score row");
+    }
+
+    #[test]
+    fn parquet_rows_round_trip_over_several_row_groups() {
+        let keep: Vec<String> = ["lang", "n", "score", "flag", "none"]
+            .map(String::from)
+            .to_vec();
+        let names: Vec<&str> = keep.iter().map(String::as_str).collect();
+        let written = rows(20_000, &names);
+        let metadata = vec![
+            ("perplex.schema_version".to_string(), "1".to_string()),
+            ("a".to_string(), "{\"x\": 1}".to_string()),
+        ];
+        let bytes = write_parquet(&written, &keep, &metadata);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.parquet");
+        std::fs::write(&path, &bytes).unwrap();
+
+        let check = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let groups: Vec<i64> = check
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, [8192, 8192, 3616]);
+        assert!(!check
+            .metadata()
+            .file_metadata()
+            .created_by()
+            .unwrap_or("")
+            .is_empty());
+
+        let reader = open_rows(&path).unwrap();
+        assert_eq!(reader.metadata(), &metadata[..]);
+        assert_eq!(reader.extra_columns(), &keep[..]);
+        let read: Vec<ScoreRow> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(read.len(), written.len());
+        for (got, want) in read.into_iter().zip(written) {
+            assert_eq!(got, as_text(want));
+        }
+    }
+
+    #[test]
+    fn the_same_rows_give_the_same_bytes() {
+        let keep = vec!["lang".to_string()];
+        let written = rows(9000, &["lang"]);
+        let meta = [("k".to_string(), "v".to_string())];
+        let (a, b) = (
+            write_parquet(&written, &keep, &meta),
+            write_parquet(&written, &keep, &meta),
+        );
+        assert_eq!(a, b);
+        assert_eq!(&a[..4], b"PAR1");
+        let lines: Vec<String> = written.iter().map(jsonl_row).collect();
+        assert_eq!(lines, written.iter().map(jsonl_row).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn jsonl_files_read_lazily_and_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = rows(3, &["lang"]);
+        let mut text: String = written.iter().map(|r| jsonl_row(r) + "\n").collect();
+        text.insert(0, '\n');
+        let path = dir.path().join("rows.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        let reader = open_rows(&path).unwrap();
+        assert_eq!(reader.extra_columns(), ["lang".to_string()]);
+        assert!(reader.metadata().is_empty());
+        assert_eq!(reader.collect::<Result<Vec<_>, _>>().unwrap(), written);
+
+        // A run killed mid-line leaves a partial last line.
+        text.push_str("{\"index\":3,\"id\":");
+        std::fs::write(&path, &text).unwrap();
+        let e = open_rows(&path).unwrap().find_map(Result::err).unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!("`{}:5` is not a score row", path.display())
+        );
+        assert!(e.hint().unwrap().contains("partial last line"));
+
+        let e = open_rows(&dir.path().join("none.jsonl")).unwrap_err();
+        assert!(
+            matches!(&e, RowsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        );
+        assert_eq!(e.hint().unwrap(), "check the path");
+    }
+
+    #[test]
+    fn the_format_comes_from_the_extension_or_the_magic() {
+        assert_eq!(
+            RowFormat::from_path(Path::new("a/b.JSONL")),
+            Some(RowFormat::Jsonl)
+        );
+        assert_eq!(
+            RowFormat::from_path(Path::new("b.json")),
+            Some(RowFormat::Jsonl)
+        );
+        assert_eq!(
+            RowFormat::from_path(Path::new("b.pq")),
+            Some(RowFormat::Parquet)
+        );
+        assert_eq!(
+            RowFormat::from_path(Path::new("b.parquet")),
+            Some(RowFormat::Parquet)
+        );
+        assert_eq!(RowFormat::from_path(Path::new("b")), None);
+        assert_eq!(RowFormat::Parquet.name(), "parquet");
+
+        let dir = tempfile::tempdir().unwrap();
+        let written = rows(10, &[]);
+        let path = dir.path().join("rows");
+        std::fs::write(&path, write_parquet(&written, &[], &[])).unwrap();
+        assert_eq!(
+            open_rows(&path)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap(),
+            written
+        );
+        let text: String = written.iter().map(|r| jsonl_row(r) + "\n").collect();
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            open_rows(&path)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap(),
+            written
+        );
+        // An empty file is an empty JSONL file.
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(open_rows(&path).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_empty_parquet_file_has_no_rows_but_its_columns() {
+        let keep = vec!["lang".to_string()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.parquet");
+        std::fs::write(&path, write_parquet(&[], &keep, &[])).unwrap();
+        let reader = open_rows(&path).unwrap();
+        assert_eq!(reader.extra_columns(), &keep[..]);
+        assert_eq!(reader.count(), 0);
+    }
+
+    #[test]
+    fn a_parquet_file_that_is_not_a_row_file_is_refused() {
+        // A Parquet file with only an `index` column.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.parquet");
+        let schema =
+            parquet::schema::parser::parse_message_type("message m { required int64 index; }")
+                .unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let writer = SerializedFileWriter::new(
+            file,
+            Arc::new(schema),
+            Arc::new(WriterProperties::builder().build()),
+        )
+        .unwrap();
+        writer.close().unwrap();
+        let e = open_rows(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`{}` is not a score row file: it has no column `id`",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn readers_and_writers_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<RowReader>();
+        send::<ParquetRowWriter<std::fs::File>>();
+    }
+
+    #[test]
+    fn kept_columns_are_checked() {
+        let e = ParquetRowWriter::new(Vec::new(), &["id".to_string()], &[])
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "kept column `id` has the name of a score column"
+        );
+        let twice = ["a".to_string(), "a".to_string()];
+        let e = check_extra_columns(&twice).unwrap_err();
+        assert_eq!(e.to_string(), "kept column `a` is named twice");
+
+        let mut writer = ParquetRowWriter::new(Vec::new(), &["lang".to_string()], &[]).unwrap();
+        let e = writer.write(&rows(1, &[])[0]).unwrap_err();
+        assert_eq!(e.to_string(), "row 0 has kept columns none, not `lang`");
     }
 }

@@ -943,9 +943,12 @@ mod tests {
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
 
+    /// `(doc_id, text, score)`.
+    type CorpusRow<'a> = (i64, Option<&'a str>, Option<f64>);
+
     /// A Parquet corpus with a required int64 `doc_id`, an optional string
     /// `text` and an optional double `score`, one row group per slice.
-    fn write_corpus(path: &Path, groups: &[&[(i64, Option<&str>, Option<f64>)]]) {
+    fn write_corpus(path: &Path, groups: &[&[CorpusRow<'_>]]) {
         let schema = parse_message_type(
             "message corpus {
                 required int64 doc_id;
