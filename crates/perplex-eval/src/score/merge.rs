@@ -86,7 +86,6 @@ pub fn merge(rows: &[PathBuf], output: Option<&MergeOutput>) -> Result<ScoreSumm
         let file = output.summary_path();
         let json = serde_json::to_string_pretty(&merged).expect("serialisable");
         crate::files::write_atomically(&file, |w| {
-            use std::io::Write;
             w.write_all(json.as_bytes())?;
             w.write_all(b"\n")
         })

@@ -236,6 +236,7 @@ pub fn score(
     let settings = options.settings(&model.tokenizer)?;
     settings.protocol().fits(model.lm.info().max_context)?;
     let budget = batch_tokens(model.lm.as_ref(), &settings, options)?;
+    perplex_data::rows::check_extra_columns(&inputs.keep_columns).map_err(ScoreError::from)?;
     let identity = RunIdentity::new(model, inputs, options, output)?;
     let stream = inputs.open().map_err(ScoreError::from)?;
     let mut journal = match Journal::open(output, &identity)? {
@@ -252,7 +253,7 @@ pub fn score(
     let block = options.block_documents;
     let shard = options.shard;
     let end = std::thread::scope(|scope| -> Result<(u64, Hash), EvalError> {
-        scope.spawn(move || read(stream, tokenizer, shard, block, &resumed, tx));
+        let reader = scope.spawn(move || read(stream, tokenizer, shard, block, &resumed, tx));
         for message in rx {
             let block = match message {
                 Message::Block(block) => block,
@@ -285,9 +286,12 @@ pub fn score(
                 totals.processed_tokens - run_totals_start.processed_tokens,
             );
         }
-        Err(EvalError::Score(ScoreError::Input(
-            perplex_data::corpus::CorpusError::Interrupted,
-        )))
+        // the reader ends by sending `End` or `Failed`, or when the scorer
+        // hangs up: the channel can only close early if it panicked
+        match reader.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the reader stopped without a word"),
+        }
     })?;
     let (documents, hash) = end;
     let seconds = start.elapsed().as_secs_f64();
