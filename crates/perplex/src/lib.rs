@@ -164,9 +164,9 @@ impl Error {
                 E::Score(e) => {
                     use perplex_eval::score::ScoreError as S;
                     match e {
-                        S::ResumeMismatch { .. } | S::OutputExists { .. } | S::UnknownFormat { .. } => {
-                            ErrorKind::Usage
-                        }
+                        S::ResumeMismatch { .. }
+                        | S::OutputExists { .. }
+                        | S::UnknownFormat { .. } => ErrorKind::Usage,
                         _ => ErrorKind::Input,
                     }
                 }

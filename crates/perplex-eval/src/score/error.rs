@@ -174,20 +174,19 @@ impl ScoreError {
                 "the unfinished output cannot be resumed: delete {} to start over",
                 path.parent().unwrap_or(path).display()
             )),
-            ScoreError::ResumeMismatch { partial, .. } | ScoreError::CorpusChanged { partial, .. } => {
-                Some(format!(
-                    "rerun with the earlier run's model, options and inputs to resume it, or \
+            ScoreError::ResumeMismatch { partial, .. }
+            | ScoreError::CorpusChanged { partial, .. } => Some(format!(
+                "rerun with the earlier run's model, options and inputs to resume it, or \
                      delete {} (or write to another --output) to start over",
-                    partial.display()
-                ))
-            }
+                partial.display()
+            )),
             ScoreError::OutputExists { .. } => Some(
                 "write to another --output, or delete the existing output and its .summary.json"
                     .into(),
             ),
-            ScoreError::UnknownFormat { .. } => Some(
-                "name the output .parquet or .jsonl, or give --output-format".into(),
-            ),
+            ScoreError::UnknownFormat { .. } => {
+                Some("name the output .parquet or .jsonl, or give --output-format".into())
+            }
             ScoreError::NoSummary { .. } | ScoreError::BadSummary { .. } => Some(
                 "give the outputs of finished `perplex score` runs: each is written with its \
                  .summary.json beside it"

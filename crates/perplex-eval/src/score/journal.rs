@@ -164,10 +164,13 @@ impl RunIdentity {
             ),
             ("output format", self.format.clone(), now.format.clone()),
         ];
-        pairs.into_iter().find(|(_, was, now)| was != now).map(|(what, was, now)| {
-            let quote = |s: String| if s.is_empty() { "none".to_string() } else { s };
-            (what, quote(was), quote(now))
-        })
+        pairs
+            .into_iter()
+            .find(|(_, was, now)| was != now)
+            .map(|(what, was, now)| {
+                let quote = |s: String| if s.is_empty() { "none".to_string() } else { s };
+                (what, quote(was), quote(now))
+            })
     }
 }
 
@@ -180,7 +183,9 @@ fn describe(text: &str, id: &Option<String>) -> String {
 
 /// Hash of a tokenizer's full definition (vocabulary, merges, normaliser,
 /// pre-tokeniser, special tokens).
-pub fn tokenizer_hash(tokenizer: &perplex_data::tokenizer::TextTokenizer) -> perplex_core::report::Hash {
+pub fn tokenizer_hash(
+    tokenizer: &perplex_data::tokenizer::TextTokenizer,
+) -> perplex_core::report::Hash {
     let mut hasher = blake3::Hasher::new();
     match tokenizer.to_tokenizer_json(false) {
         Ok(json) => hasher.update(json.as_bytes()),
@@ -248,9 +253,9 @@ enum Record {
 #[derive(Debug)]
 pub enum Opened {
     /// An identical run already finished it: its summary.
-    Finished(ScoreSummary),
+    Finished(Box<ScoreSummary>),
     /// A journal to go on with (new, or resumed).
-    Journal(Journal),
+    Journal(Box<Journal>),
 }
 
 /// An output being written.
@@ -268,17 +273,14 @@ pub struct Journal {
 impl Journal {
     /// Opens `output` for a run of `identity`: resumes its unfinished
     /// output, starts a new one, or finds it finished.
-    pub fn open(
-        output: &ScoreOutput,
-        identity: &RunIdentity,
-    ) -> Result<Opened, EvalError> {
+    pub fn open(output: &ScoreOutput, identity: &RunIdentity) -> Result<Opened, EvalError> {
         let partial = partial_path(&output.path);
         let summary = output.summary_path();
         if !partial.exists() && output.path.exists() && summary.exists() {
             let found = read_summary(&summary)?;
             let was = RunIdentity::of_summary(&found, output.format);
             return match was.differs(identity) {
-                None => Ok(Opened::Finished(found)),
+                None => Ok(Opened::Finished(Box::new(found))),
                 Some((what, was, now)) => Err(ScoreError::OutputExists {
                     path: summary,
                     what,
@@ -316,7 +318,8 @@ impl Journal {
         } else {
             std::fs::create_dir_all(&partial).map_err(out(&partial))?;
             let json = serde_json::to_string_pretty(identity).expect("serialisable");
-            write_atomically(&run_file, |w| w.write_all(json.as_bytes())).map_err(out(&run_file))?;
+            write_atomically(&run_file, |w| w.write_all(json.as_bytes()))
+                .map_err(out(&run_file))?;
             File::create(&journal_path).map_err(out(&journal_path))?;
             (
                 Committed {
@@ -346,7 +349,8 @@ impl Journal {
             .into());
         }
         // rows written after the last commit are redone
-        rows.set_len(committed.rows_bytes).map_err(out(&rows_path))?;
+        rows.set_len(committed.rows_bytes)
+            .map_err(out(&rows_path))?;
         let journal = OpenOptions::new()
             .append(true)
             .open(&journal_path)
@@ -367,7 +371,7 @@ impl Journal {
             },
             false,
         )?;
-        Ok(Opened::Journal(journal))
+        Ok(Opened::Journal(Box::new(journal)))
     }
 
     /// What is committed.
@@ -447,10 +451,13 @@ impl Journal {
         let path = self.partial.join("journal.jsonl");
         let mut line = serde_json::to_string(record).expect("serialisable");
         line.push('\n');
-        let result = self
-            .journal
-            .write_all(line.as_bytes())
-            .and_then(|()| if sync { self.journal.sync_data() } else { Ok(()) });
+        let result = self.journal.write_all(line.as_bytes()).and_then(|()| {
+            if sync {
+                self.journal.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         result.map_err(|source| ScoreError::Output { path, source }.into())
     }
 
@@ -548,7 +555,10 @@ fn read_journal(partial: &Path, path: &Path) -> Result<(Committed, Resumption), 
     let mut resumption = Resumption::default();
     let mut begun = None;
     let mut good = 0usize;
-    let mut lines = bytes.split_inclusive(|&b| b == b'\n').enumerate().peekable();
+    let mut lines = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+        .peekable();
     while let Some((n, line)) = lines.next() {
         let last = lines.peek().is_none();
         let complete = line.ends_with(b"\n");
@@ -608,12 +618,11 @@ pub fn read_summary(path: &Path) -> Result<ScoreSummary, EvalError> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text)
-        .map_err(|source| {
-            ScoreError::BadSummary {
-                path: path.to_path_buf(),
-                source,
-            }
-            .into()
-        })
+    serde_json::from_str(&text).map_err(|source| {
+        ScoreError::BadSummary {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }

@@ -74,7 +74,9 @@ pub fn merge(rows: &[PathBuf], output: Option<&MergeOutput>) -> Result<ScoreSumm
             }
         }
     }
-    let missing: Vec<u32> = (0..count).filter(|&i| owner[i as usize].is_none()).collect();
+    let missing: Vec<u32> = (0..count)
+        .filter(|&i| owner[i as usize].is_none())
+        .collect();
     if !missing.is_empty() {
         return Err(ScoreError::MissingShards { count, missing }.into());
     }
@@ -97,7 +99,8 @@ pub fn merge(rows: &[PathBuf], output: Option<&MergeOutput>) -> Result<ScoreSumm
 /// The first thing in which two shards' runs differ.
 fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, String)> {
     let shard_count = |s: &ScoreSummary| s.shards.first().map_or(1, |s| s.count).to_string();
-    let protocol = |s: &ScoreSummary| format!("{}, BOS {}", s.protocol.description, s.protocol.bos.name());
+    let protocol =
+        |s: &ScoreSummary| format!("{}, BOS {}", s.protocol.description, s.protocol.bos.name());
     let corpus = |s: &ScoreSummary| {
         format!(
             "{} documents hashing to {} ({})",
@@ -105,7 +108,11 @@ fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, 
         )
     };
     let pairs: [(&'static str, String, String); 6] = [
-        ("model", a.model.hash.value.clone(), b.model.hash.value.clone()),
+        (
+            "model",
+            a.model.hash.value.clone(),
+            b.model.hash.value.clone(),
+        ),
         (
             "tokenizer",
             a.tokenizer_hash.value.clone(),
@@ -175,9 +182,7 @@ fn write_rows(shards: &[(PathBuf, ScoreSummary)], output: &MergeOutput) -> Resul
         }
         Some(Ok(row))
     });
-    write_row_file(output, &keep, &mut rows)?;
-    drop(rows);
-    Ok(())
+    write_row_file(output, &keep, &mut rows)
 }
 
 /// One shard's rows, read in order.

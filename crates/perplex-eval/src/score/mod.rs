@@ -138,9 +138,9 @@ impl ScoreOptions {
     }
 
     fn eval_options(&self) -> EvalOptions {
-        let windows = self.batch_size.unwrap_or_else(|| {
-            (DEFAULT_BATCH_TOKENS / self.protocol.window_len().max(1)).max(1)
-        });
+        let windows = self
+            .batch_size
+            .unwrap_or_else(|| (DEFAULT_BATCH_TOKENS / self.protocol.window_len().max(1)).max(1));
         EvalOptions::builder(self.protocol)
             .bos(self.bos)
             .batch_size(windows)
@@ -240,8 +240,8 @@ pub fn score(
     let identity = RunIdentity::new(model, inputs, options, output)?;
     let stream = inputs.open().map_err(ScoreError::from)?;
     let mut journal = match Journal::open(output, &identity)? {
-        Opened::Finished(summary) => return Ok(Scored::AlreadyDone(summary)),
-        Opened::Journal(journal) => journal,
+        Opened::Finished(summary) => return Ok(Scored::AlreadyDone(*summary)),
+        Opened::Journal(journal) => *journal,
     };
     let resumed = journal.committed().clone();
     let mut totals = resumed.totals;
@@ -265,7 +265,10 @@ pub fn score(
             }
             journal.begin(block.docs.len() as u64)?;
             let stats = score_block(lm, &block.docs, &settings, budget, &mut totals, &mut |t| {
-                progress.scored(journal.committed().rows, t.processed_tokens - run_totals_start.processed_tokens);
+                progress.scored(
+                    journal.committed().rows,
+                    t.processed_tokens - run_totals_start.processed_tokens,
+                );
                 progress.should_stop()
             })
             .map_err(|e| e.naming(tokenizer, &[&identity.model_spec]))?;
@@ -596,9 +599,14 @@ pub fn score_texts(
         for doc in documents.by_ref().take(options.block_documents) {
             docs.push(Prepared::new(doc, &model.tokenizer)?);
         }
-        let stats = score_block(model.lm.as_mut(), &docs, &settings, budget, &mut totals, &mut |_| {
-            false
-        })
+        let stats = score_block(
+            model.lm.as_mut(),
+            &docs,
+            &settings,
+            budget,
+            &mut totals,
+            &mut |_| false,
+        )
         .map_err(|e| e.naming(&model.tokenizer, &[&model.identity.spec]))?;
         for (doc, stats) in docs.drain(..).zip(&stats) {
             let mut row = ScoreRow::new(doc.index, doc.id, doc.counts, stats, whole);

@@ -84,7 +84,12 @@ fn rows_of(path: &Path) -> Vec<ScoreRow> {
     open_rows(path).unwrap().map(Result::unwrap).collect()
 }
 
-fn run(dir: &Path, name: &str, options: &ScoreOptions, progress: &mut dyn ScoreProgress) -> Result<Scored, EvalError> {
+fn run(
+    dir: &Path,
+    name: &str,
+    options: &ScoreOptions,
+    progress: &mut dyn ScoreProgress,
+) -> Result<Scored, EvalError> {
     let mut m = model(dir);
     let output = ScoreOutput::new(dir.join(name), None).unwrap();
     score(&mut m, &inputs(dir, 100), options, &output, progress)
@@ -115,7 +120,10 @@ fn every_document_scores_as_the_eval_engine_scores_it() {
         .collect();
     let protocols = [
         Protocol::Chunks { context: 16 },
-        Protocol::Sliding { context: 12, stride: 5 },
+        Protocol::Sliding {
+            context: 12,
+            stride: 5,
+        },
         Protocol::Truncate { max_length: 20 },
         Protocol::LlamaCpp { context: 8 },
     ];
@@ -151,7 +159,10 @@ fn every_document_scores_as_the_eval_engine_scores_it() {
                 )
                 .unwrap();
                 // bit for bit: the same NLLs pushed in the same order
-                assert_eq!(stats, eval.per_document, "{protocol}, {bos:?}, budget {budget}");
+                assert_eq!(
+                    stats, eval.per_document,
+                    "{protocol}, {bos:?}, budget {budget}"
+                );
                 assert_eq!(totals.processed_tokens, eval.processed_tokens);
                 assert_eq!(totals.windows, eval.windows);
             }
@@ -176,11 +187,22 @@ fn batching_by_length_wastes_less_than_batching_in_order() {
         .collect();
     let settings = engine_settings(Protocol::Truncate { max_length: 128 }, ResolvedBos::None, 1);
     let mut totals = ScoreTotals::default();
-    score_block(&mut HashLm::new(WORDS, None), &prepared, &settings, 512, &mut totals, &mut |_| false)
-        .unwrap();
+    score_block(
+        &mut HashLm::new(WORDS, None),
+        &prepared,
+        &settings,
+        512,
+        &mut totals,
+        &mut |_| false,
+    )
+    .unwrap();
     let bucketed = totals.padding_fraction().unwrap();
     // the same budget filled in document order pads each pass to its longest
-    let lens: Vec<usize> = prepared.iter().filter(|p| p.tokens.len() > 1).map(|p| p.tokens.len()).collect();
+    let lens: Vec<usize> = prepared
+        .iter()
+        .filter(|p| p.tokens.len() > 1)
+        .map(|p| p.tokens.len())
+        .collect();
     let (mut slots, mut real, mut at) = (0usize, 0usize, 0usize);
     while at < lens.len() {
         let mut longest = lens[at];
@@ -204,18 +226,30 @@ fn an_interrupted_run_resumes_to_the_same_bytes_redoing_at_most_one_block() {
     let dir = tempfile::tempdir().unwrap();
     let whole = run(dir.path(), "whole.jsonl", &options(), &mut Quiet).unwrap();
     let expected = std::fs::read(dir.path().join("whole.jsonl")).unwrap();
-    let Scored::Done(whole) = whole else { panic!("a fresh run") };
+    let Scored::Done(whole) = whole else {
+        panic!("a fresh run")
+    };
     assert_eq!(whole.totals.documents, 100);
     assert_eq!(whole.resumption, Default::default());
     for passes in [1, 5, 17] {
         let name = format!("resumed-{passes}.jsonl");
-        let err = run(dir.path(), &name, &options(), &mut StopAfter { passes, seen: 0 }).unwrap_err();
+        let err = run(
+            dir.path(),
+            &name,
+            &options(),
+            &mut StopAfter { passes, seen: 0 },
+        )
+        .unwrap_err();
         assert!(matches!(err, EvalError::Interrupted), "{err:?}");
         assert!(!dir.path().join(&name).exists());
         let Scored::Done(resumed) = run(dir.path(), &name, &options(), &mut Quiet).unwrap() else {
             panic!("resumed")
         };
-        assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), expected, "{passes}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&name)).unwrap(),
+            expected,
+            "{passes}"
+        );
         assert_eq!(resumed.totals, whole.totals);
         assert_eq!(resumed.resumption.runs, 1);
         assert!(resumed.resumption.redone_documents <= 7);
@@ -230,7 +264,12 @@ fn an_interrupted_run_resumes_to_the_same_bytes_redoing_at_most_one_block() {
 fn a_journal_cut_mid_line_resumes_from_its_last_commit() {
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), "whole.jsonl", &options(), &mut Quiet).unwrap();
-    let err = run(dir.path(), "cut.jsonl", &options(), &mut StopAfter { passes: 9, seen: 0 });
+    let err = run(
+        dir.path(),
+        "cut.jsonl",
+        &options(),
+        &mut StopAfter { passes: 9, seen: 0 },
+    );
     assert!(err.is_err());
     let partial = journal::partial_path(&dir.path().join("cut.jsonl"));
     // a kill during the write of a commit line, and rows past the last commit
@@ -254,7 +293,13 @@ fn a_journal_cut_mid_line_resumes_from_its_last_commit() {
 #[test]
 fn a_resume_with_other_options_or_another_corpus_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), "out.jsonl", &options(), &mut StopAfter { passes: 3, seen: 0 }).unwrap_err();
+    run(
+        dir.path(),
+        "out.jsonl",
+        &options(),
+        &mut StopAfter { passes: 3, seen: 0 },
+    )
+    .unwrap_err();
     let other = ScoreOptions::new(Protocol::Chunks { context: 32 })
         .unwrap()
         .bos(BosPolicy::None)
@@ -262,7 +307,13 @@ fn a_resume_with_other_options_or_another_corpus_is_refused() {
         .unwrap();
     let err = run(dir.path(), "out.jsonl", &other, &mut Quiet).unwrap_err();
     assert!(
-        matches!(&err, EvalError::Score(ScoreError::ResumeMismatch { what: "protocol", .. })),
+        matches!(
+            &err,
+            EvalError::Score(ScoreError::ResumeMismatch {
+                what: "protocol",
+                ..
+            })
+        ),
         "{err:?}"
     );
     assert_eq!(
@@ -277,13 +328,17 @@ fn a_resume_with_other_options_or_another_corpus_is_refused() {
     let text = corpus_text(100).replacen("w1", "w2", 1);
     std::fs::write(dir.path().join("corpus.txt"), text).unwrap();
     let err = run(dir.path(), "out.jsonl", &options(), &mut Quiet).unwrap_err();
-    assert!(matches!(err, EvalError::Score(ScoreError::CorpusChanged { .. })), "{err:?}");
+    assert!(
+        matches!(err, EvalError::Score(ScoreError::CorpusChanged { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn shards_merge_into_the_unsharded_run() {
     let dir = tempfile::tempdir().unwrap();
-    let Scored::Done(whole) = run(dir.path(), "whole.parquet", &options(), &mut Quiet).unwrap() else {
+    let Scored::Done(whole) = run(dir.path(), "whole.parquet", &options(), &mut Quiet).unwrap()
+    else {
         panic!()
     };
     let mut outputs: Vec<PathBuf> = Vec::new();
@@ -295,10 +350,16 @@ fn shards_merge_into_the_unsharded_run() {
     }
     let out = ScoreOutput::new(dir.path().join("merged.parquet"), None).unwrap();
     let merged = merge(&outputs, Some(&out)).unwrap();
-    assert_eq!(rows_of(&out.path), rows_of(&dir.path().join("whole.parquet")));
+    assert_eq!(
+        rows_of(&out.path),
+        rows_of(&dir.path().join("whole.parquet"))
+    );
     assert_eq!(merged.totals.documents, whole.totals.documents);
     assert_eq!(merged.totals.stats.count, whole.totals.stats.count);
-    let (a, b) = (merged.figures.perplexity.unwrap(), whole.figures.perplexity.unwrap());
+    let (a, b) = (
+        merged.figures.perplexity.unwrap(),
+        whole.figures.perplexity.unwrap(),
+    );
     assert!((a / b - 1.0).abs() <= 1e-12, "{a} vs {b}");
     assert_eq!(merged.corpus.hash, whole.corpus.hash);
     assert_eq!(out.format, RowFormat::Parquet);
@@ -307,10 +368,23 @@ fn shards_merge_into_the_unsharded_run() {
     assert_eq!(err.to_string(), "1 of 3 shards is missing: 1");
     let twice = [outputs[0].clone(), outputs[0].clone(), outputs[1].clone()];
     let err = merge(&twice, None).unwrap_err();
-    assert!(matches!(err, EvalError::Score(ScoreError::DuplicateShard { .. })), "{err:?}");
-    let err = merge(&[outputs[0].clone(), dir.path().join("whole.parquet")], None).unwrap_err();
     assert!(
-        matches!(err, EvalError::Score(ScoreError::ShardsDiffer { what: "shard count", .. })),
+        matches!(err, EvalError::Score(ScoreError::DuplicateShard { .. })),
+        "{err:?}"
+    );
+    let err = merge(
+        &[outputs[0].clone(), dir.path().join("whole.parquet")],
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EvalError::Score(ScoreError::ShardsDiffer {
+                what: "shard count",
+                ..
+            })
+        ),
         "{err:?}"
     );
 }

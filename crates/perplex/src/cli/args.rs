@@ -136,7 +136,12 @@ pub struct ScoreArgs {
     pub shard: Option<String>,
 
     /// Documents per committed block: an interrupted run redoes at most one.
-    #[arg(long, value_name = "N", default_value_t = 256, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
     pub block: usize,
 
     /// How windows are built and run.

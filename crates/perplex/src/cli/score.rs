@@ -70,9 +70,15 @@ pub fn run(args: ScoreArgs) -> Result<(), CliError> {
     match &scored {
         Scored::AlreadyDone(_) => note(
             args.quiet,
-            &format!("{} is already complete; its summary:", output.path.display()),
+            &format!(
+                "{} is already complete; its summary:",
+                output.path.display()
+            ),
         ),
-        Scored::Done(_) => note(args.quiet, &format!("rows written to {}", output.path.display())),
+        Scored::Done(_) => note(
+            args.quiet,
+            &format!("rows written to {}", output.path.display()),
+        ),
     }
     print_summary(scored.summary(), args.format)
 }
@@ -232,8 +238,14 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "3"),
             ("JOB_COMPLETION_INDEX", "0"),
         ];
-        assert_eq!(shard(Some("2/4"), &env(&slurm)).unwrap(), Shard::new(2, 4).unwrap());
-        assert_eq!(shard(None, &env(&slurm)).unwrap(), Shard::new(1, 3).unwrap());
+        assert_eq!(
+            shard(Some("2/4"), &env(&slurm)).unwrap(),
+            Shard::new(2, 4).unwrap()
+        );
+        assert_eq!(
+            shard(None, &env(&slurm)).unwrap(),
+            Shard::new(1, 3).unwrap()
+        );
         let k8s = [("JOB_COMPLETION_INDEX", "7"), ("PERPLEX_SHARD_COUNT", "8")];
         assert_eq!(shard(None, &env(&k8s)).unwrap(), Shard::new(7, 8).unwrap());
         assert_eq!(shard(None, &env(&[])).unwrap(), Shard::WHOLE);
@@ -242,15 +254,25 @@ mod tests {
     #[test]
     fn a_bad_shard_is_a_usage_error_naming_its_source() {
         let e = shard(Some("4/4"), &env(&[])).unwrap_err();
-        assert!(e.to_string().starts_with("--shard shard 4/4 does not exist"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("--shard shard 4/4 does not exist"),
+            "{e}"
+        );
         let e = shard(None, &env(&[("JOB_COMPLETION_INDEX", "1")])).unwrap_err();
         assert!(e.to_string().contains("PERPLEX_SHARD_COUNT"), "{e}");
         let e = shard(
             None,
-            &env(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")]),
+            &env(&[
+                ("SLURM_ARRAY_TASK_ID", "x"),
+                ("SLURM_ARRAY_TASK_COUNT", "2"),
+            ]),
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "SLURM_ARRAY_TASK_ID=\"x\" is not a shard number");
+        assert_eq!(
+            e.to_string(),
+            "SLURM_ARRAY_TASK_ID=\"x\" is not a shard number"
+        );
     }
 
     #[test]
