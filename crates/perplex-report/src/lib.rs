@@ -187,6 +187,10 @@ impl<W: Write, F: Fn(u32) -> String> Sink for PerTokenJsonl<W, F> {
         serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 #[cfg(test)]

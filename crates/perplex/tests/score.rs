@@ -325,3 +325,73 @@ fn a_missing_column_is_named_before_the_model_loads() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("text"), "{err}");
 }
+
+#[test]
+fn an_eval_killed_at_any_moment_resumes_to_the_same_report_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(dir.path());
+    let model = format!("mock:slow:{}", tokenizer());
+    let args = |name: &str| -> Vec<String> {
+        let d = dir.path();
+        [
+            "eval",
+            "-m",
+            &model,
+            "--file",
+            corpus.to_str().unwrap(),
+            "--split",
+            "lines",
+            "-c",
+            "16",
+            "--bos",
+            "none",
+            "--batch-size",
+            "2",
+            "--format",
+            "json",
+            "-o",
+            d.join(format!("{name}.json")).to_str().unwrap(),
+            "--per-token",
+            d.join(format!("{name}.tokens.jsonl")).to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let read = |name: &str| {
+        let mut report: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        report["timing"] = Value::Null;
+        let tokens = std::fs::read(dir.path().join(format!("{name}.tokens.jsonl"))).unwrap();
+        (report, tokens)
+    };
+    let out = common::perplex().args(args("whole")).output().unwrap();
+    assert!(out.status.success(), "{}", common::render(&out));
+    let (report, tokens) = read("whole");
+    for (k, delay) in [300u64, 2500, 5000].into_iter().enumerate() {
+        let name = format!("killed-{k}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_perplex"))
+            .args(args(&name))
+            .current_dir(common::workspace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(!dir.path().join(format!("{name}.json")).exists());
+        let out = common::perplex().args(args(&name)).output().unwrap();
+        assert!(out.status.success(), "{}", common::render(&out));
+        let (r, t) = read(&name);
+        assert_eq!(r, report, "killed after {delay} ms");
+        assert!(
+            t == tokens,
+            "killed after {delay} ms: the per-token files differ"
+        );
+        assert!(!dir.path().join(format!("{name}.json.partial")).exists());
+    }
+}
