@@ -201,6 +201,9 @@ pub struct ScoreCorpus {
     pub text: String,
     /// The id column, when one was named.
     pub id_column: Option<String>,
+    /// Input columns copied into the rows.
+    #[serde(default)]
+    pub keep_columns: Vec<String>,
     /// Documents in the whole corpus (every shard reads them all).
     pub documents: u64,
     /// Hash over every document's id and text, in corpus order: the same

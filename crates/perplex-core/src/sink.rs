@@ -35,6 +35,12 @@ pub trait Sink {
     fn should_stop(&self) -> bool {
         false
     }
+
+    /// Hands everything received so far to the operating system (a resumable
+    /// run saves its progress only after its sink flushed).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A sink that ignores everything.

@@ -175,6 +175,138 @@ pub enum CorpusError {
         /// What the field holds, e.g. `a number`.
         found: &'static str,
     },
+    /// A Parquet file could not be opened or decoded.
+    #[error("could not read `{name}` as parquet")]
+    Parquet {
+        /// The file.
+        name: String,
+        /// The decoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A Parquet file lacks a column the stream was asked to read.
+    #[error(
+        "`{name}` has no {role} column `{column}`; its columns are {}",
+        quoted(columns)
+    )]
+    MissingColumn {
+        /// The file.
+        name: String,
+        /// The column asked for.
+        column: String,
+        /// What the column was asked for.
+        role: ColumnRole,
+        /// The file's top-level columns, in schema order.
+        columns: Vec<String>,
+    },
+    /// A Parquet column holds values that cannot serve its role.
+    #[error("`{name}`: the {role} column `{column}` holds {found}, not {expected}")]
+    ColumnType {
+        /// The file.
+        name: String,
+        /// The column.
+        column: String,
+        /// What the column was asked for.
+        role: ColumnRole,
+        /// Its type, e.g. `INT64` or `a nested group`.
+        found: String,
+        /// What the role needs, e.g. `strings`.
+        expected: &'static str,
+    },
+    /// A record's id is missing or null.
+    #[error("`{name}` {at} has no id: `{column}` is {found}")]
+    MissingId {
+        /// The file.
+        name: String,
+        /// The JSONL line or Parquet row.
+        at: Position,
+        /// The id field or column.
+        column: String,
+        /// `missing` or `null`.
+        found: &'static str,
+    },
+    /// A record's id is neither a string nor an integer.
+    #[error("`{name}` {at}: id `{column}` is {found}, not a string or an integer")]
+    IdType {
+        /// The file.
+        name: String,
+        /// The JSONL line or Parquet row.
+        at: Position,
+        /// The id field or column.
+        column: String,
+        /// What it holds, e.g. `a number` (not an integer).
+        found: &'static str,
+    },
+    /// A Parquet value that should be text is not UTF-8.
+    #[error("`{name}` {at}: column `{column}` holds bytes that are not UTF-8 text")]
+    ParquetNotUtf8 {
+        /// The file.
+        name: String,
+        /// The row.
+        at: Position,
+        /// The column.
+        column: String,
+    },
+}
+
+/// What a column or field of the input was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnRole {
+    /// The document text.
+    Text,
+    /// The document id.
+    Id,
+    /// A column copied into the score rows.
+    Kept,
+}
+
+impl ColumnRole {
+    /// The flag that names a column in this role.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ColumnRole::Text => "--text-column",
+            ColumnRole::Id => "--id-column",
+            ColumnRole::Kept => "--keep-columns",
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ColumnRole::Text => "text",
+            ColumnRole::Id => "id",
+            ColumnRole::Kept => "kept",
+        })
+    }
+}
+
+/// Where in a file a record is: a JSONL line (from 1) or a Parquet row
+/// (from 0, the record's position in its file, as in its default id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// 1-based line of a JSONL file.
+    Line(usize),
+    /// 0-based row of a Parquet file.
+    Row(u64),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Line(line) => write!(f, "line {line}"),
+            Position::Row(row) => write!(f, "row {row}"),
+        }
+    }
+}
+
+/// `a`, `b` → "`a`, `b`"; nothing → "none".
+fn quoted(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    let names: Vec<String> = names.iter().map(|k| format!("`{k}`")).collect();
+    names.join(", ")
 }
 
 impl CorpusError {
@@ -221,6 +353,33 @@ impl CorpusError {
             CorpusError::JsonlNotString { .. } => {
                 Some("choose a field that holds the text with `--field`".to_owned())
             }
+            CorpusError::Parquet { .. } => Some(
+                "check that the file is a complete Parquet file (it starts and ends with `PAR1`); \
+                 a file still being written has no footer yet"
+                    .to_owned(),
+            ),
+            CorpusError::MissingColumn { role, .. } => Some(format!(
+                "choose one of the file's columns with `{}` (names are case-sensitive)",
+                role.flag()
+            )),
+            CorpusError::ColumnType { role, .. } => Some(match role {
+                ColumnRole::Text => "choose a column of strings with `--text-column`".to_owned(),
+                ColumnRole::Id => {
+                    "choose a column of strings or integers with `--id-column`, or leave it out \
+                     to number documents `<file>:<n>`"
+                        .to_owned()
+                }
+                ColumnRole::Kept => format!("leave the column out of `{}`", role.flag()),
+            }),
+            CorpusError::MissingId { .. } | CorpusError::IdType { .. } => Some(
+                "every record needs a string or integer id; choose another column with \
+                 `--id-column`, or leave it out to number documents `<file>:<n>`"
+                    .to_owned(),
+            ),
+            CorpusError::ParquetNotUtf8 { .. } => Some(
+                "perplex reads UTF-8 text only; re-encode the column when writing the file"
+                    .to_owned(),
+            ),
         }
     }
 }
@@ -418,7 +577,7 @@ pub fn parse_jsonl(text: &str, name: &str, field: &str) -> Result<Vec<Document>,
     Ok(docs)
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -11,7 +11,13 @@
 //! - [`inputs`]: the inputs a user names, read into one [`Corpus`] with its
 //!   sources and split;
 //! - [`tokenized`]: a corpus tokenised for one tokenizer, with the identity
-//!   (sources, split, counts, hash) every report records.
+//!   (sources, split, counts, hash) every report records;
+//! - [`stream`]: documents streamed from text, JSONL and Parquet files with
+//!   bounded memory (one line or one Parquet row group at a time), with ids
+//!   and kept columns, every file checked before the first document;
+//! - [`rows`]: score row files (one [`perplex_core::score::ScoreRow`] per
+//!   document) written and read as JSON Lines or Parquet, a fixed column
+//!   contract with exact, byte-deterministic output.
 //!
 //! ```
 //! use perplex_data::corpus::{join, split_text, Split};
@@ -27,6 +33,8 @@
 pub mod corpus;
 pub mod counts;
 pub mod inputs;
+pub mod rows;
+pub mod stream;
 pub mod tokenized;
 pub mod tokenizer;
 

@@ -136,6 +136,9 @@ pub enum EvalError {
     /// A run folder that cannot be swept or watched.
     #[error(transparent)]
     Sweep(#[from] crate::sweep_error::SweepError),
+    /// A score run's inputs or outputs, or a merge's shards.
+    #[error(transparent)]
+    Score(#[from] crate::score::ScoreError),
 }
 
 /// Where a model gave a token probability zero.
@@ -304,6 +307,7 @@ impl EvalError {
                     .into(),
             ),
             EvalError::Sweep(e) => Some(e.hint()),
+            EvalError::Score(e) => e.hint(),
         }
     }
 }

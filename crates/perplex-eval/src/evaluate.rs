@@ -18,6 +18,7 @@ use perplex_core::sink::Sink;
 use perplex_data::tokenizer::TextTokenizer;
 use perplex_data::{Corpus, TokenizedCorpus};
 
+use crate::checkpoint::{EvalIdentity, EvalJournal};
 use crate::engine::{self, EvalSettings, Outcome};
 use crate::error::EvalError;
 use crate::model::Model;
@@ -31,13 +32,27 @@ pub fn evaluate(
     options: &EvalOptions,
     sink: &mut dyn Sink,
 ) -> Result<Report, EvalError> {
+    evaluate_saving(model, corpus, options, sink, None)
+}
+
+/// [`evaluate`], resuming from `journal`'s last save and saving as it goes
+/// ([`crate::checkpoint`]; open the journal with
+/// [`Evaluation::resume_identity`]).
+pub fn evaluate_saving(
+    model: &mut Model,
+    corpus: &Corpus,
+    options: &EvalOptions,
+    sink: &mut dyn Sink,
+    journal: Option<&mut EvalJournal>,
+) -> Result<Report, EvalError> {
     let evaluation = Evaluation::new(&model.tokenizer, corpus, options)?;
-    let mut report = evaluation.run(
+    let mut report = evaluation.run_saving(
         model.lm.as_mut(),
         &model.tokenizer,
         &model.identity,
         model.threads,
         sink,
+        journal,
     )?;
     report.warnings = model.warnings(options);
     Ok(report)
@@ -112,9 +127,24 @@ impl<'c> Evaluation<'c> {
         threads: usize,
         sink: &mut dyn Sink,
     ) -> Result<Report, EvalError> {
+        self.run_saving(lm, tokenizer, identity, threads, sink, None)
+    }
+
+    /// [`run`](Self::run), resuming from `journal`'s last save and saving as
+    /// it goes ([`crate::checkpoint`]).
+    pub fn run_saving(
+        &self,
+        lm: &mut dyn CausalLm,
+        tokenizer: &TextTokenizer,
+        identity: &ModelIdentity,
+        threads: usize,
+        sink: &mut dyn Sink,
+        journal: Option<&mut EvalJournal>,
+    ) -> Result<Report, EvalError> {
         let start = Instant::now();
-        let outcome = engine::score(lm, self.corpus.tokens(), &self.settings(), sink)
-            .map_err(|e| e.naming(tokenizer, &[&identity.spec]))?;
+        let outcome =
+            engine::score_saving(lm, self.corpus.tokens(), &self.settings(), sink, journal)
+                .map_err(|e| e.naming(tokenizer, &[&identity.spec]))?;
         self.check_scored(&outcome)?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(self.report(identity, tokenizer, &outcome, threads, seconds))
@@ -235,6 +265,31 @@ impl<'c> Evaluation<'c> {
                 }
             })
             .collect()
+    }
+
+    /// What identifies a run of this evaluation with a model: what a
+    /// resumed run must match ([`crate::checkpoint`]).
+    pub fn resume_identity(
+        &self,
+        model: &ModelIdentity,
+        tokenizer: &TextTokenizer,
+        per_token: bool,
+    ) -> EvalIdentity {
+        let info = self.protocol_info(1);
+        EvalIdentity {
+            model_hash: model.hash.value.clone(),
+            tokenizer_hash: crate::score::journal::tokenizer_hash(tokenizer).value,
+            sources: self.corpus.source().sources.clone(),
+            corpus_hash: self.corpus.hash().clone(),
+            protocol: format!(
+                "{}, BOS {}, token limit {}",
+                info.description,
+                info.bos.name(),
+                info.max_tokens
+                    .map_or("none".to_string(), |n| n.to_string())
+            ),
+            per_token,
+        }
     }
 
     /// The corpus identity reports record.

@@ -34,6 +34,50 @@ pub fn write_atomically(
     result
 }
 
+/// A file written under a temporary name and renamed over `path` on
+/// [`commit`](AtomicFile::commit): for writers that need to own their
+/// output (e.g. a Parquet writer). Dropped uncommitted, the temporary file
+/// is removed and `path` is untouched.
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let tmp = temporary(path);
+        let file = BufWriter::new(std::fs::File::create(&tmp)?);
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+        })
+    }
+
+    /// The file being written.
+    pub fn writer(&mut self) -> &mut BufWriter<std::fs::File> {
+        self.file.as_mut().expect("open until committed")
+    }
+
+    /// Flushes the file to disk and renames it over `path`.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let file = self.file.take().expect("open until committed");
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 fn temporary(path: &Path) -> PathBuf {
     path.with_extension("tmp")
 }
@@ -49,6 +93,22 @@ mod tests {
         assert!(!Path::new("/dev/null.tmp").exists());
         let full = write_atomically(Path::new("/dev/full"), |out| out.write_all(b"x"));
         assert_eq!(full.unwrap_err().kind(), std::io::ErrorKind::StorageFull);
+    }
+
+    #[test]
+    fn an_atomic_file_appears_whole_on_commit_and_not_at_all_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.parquet");
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.writer().write_all(b"rows").unwrap();
+        assert!(!path.exists());
+        file.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"rows");
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.writer().write_all(b"half").unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), b"rows");
+        assert!(!temporary(&path).exists());
     }
 
     #[test]

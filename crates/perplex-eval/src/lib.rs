@@ -13,7 +13,9 @@
 //! | [`evaluate`](mod@evaluate) | one model on one corpus: the [`Report`](perplex_core::report::Report) |
 //! | [`compare`](mod@compare) | a base and others on the same tokens, or by bits per byte: the compare report |
 //! | [`sweep`](mod@sweep) / [`watch`](mod@watch) | every checkpoint of a training run, at once or as they appear (with a resumable state file) |
+//! | [`score`](mod@score) | per-document scores of a streamed corpus, sharded, committed as they go and resumable; [`merge`](score::merge()) of shards |
 //! | [`training`] | scoring inside a training loop, keeping the curve |
+//! | [`checkpoint`] | an eval's progress saved as it goes, so a killed run resumes |
 //! | [`files`] | atomic writes of the files a run leaves |
 //! | [`memory`] | the memory a run may use, and the batch size that fits in it |
 //!
@@ -42,6 +44,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod checkpoint;
 pub mod compare;
 pub mod engine;
 mod error;
@@ -50,6 +53,7 @@ pub mod files;
 pub mod memory;
 mod model;
 pub mod options;
+pub mod score;
 pub mod sweep;
 mod sweep_error;
 pub mod training;
@@ -57,7 +61,7 @@ pub mod watch;
 
 pub use compare::compare;
 pub use error::{EvalError, ZeroAt};
-pub use evaluate::{evaluate, Evaluation};
+pub use evaluate::{evaluate, evaluate_saving, Evaluation};
 pub use model::Model;
 pub use options::{CompareOptions, EvalOptions, EvalOptionsBuilder, OptionsError};
 pub use perplex_core::sink::{CollectSink, NullSink, Sink, TokenEvent};

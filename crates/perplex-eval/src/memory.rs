@@ -124,6 +124,17 @@ pub(crate) fn fit_batch(
 ) -> Result<usize, EvalError> {
     let wanted = settings.batch_size().min(windows.len()).max(1);
     let len = windows.iter().map(|w| w.tokens.len()).max().unwrap_or(0);
+    fit_windows(need, wanted, len, settings)
+}
+
+/// The windows of `len` tokens per batch to run with: `wanted` when they
+/// fit in memory, else (for a default batch size) the most that do.
+pub(crate) fn fit_windows(
+    need: impl Fn(usize, usize) -> Option<u64>,
+    wanted: usize,
+    len: usize,
+    settings: &EvalSettings,
+) -> Result<usize, EvalError> {
     let Some(needed) = need(wanted, len) else {
         return Ok(settings.batch_size());
     };

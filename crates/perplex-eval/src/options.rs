@@ -16,6 +16,9 @@ pub enum OptionsError {
     /// Zero windows per forward pass.
     #[error("the batch size must be at least 1")]
     ZeroBatch,
+    /// Zero documents per committed block.
+    #[error("a block must hold at least 1 document")]
+    ZeroBlock,
     /// A confidence that is not a probability strictly between 0 and 1.
     #[error("confidence {0} is not between 0 and 1")]
     Confidence(f64),
@@ -33,6 +36,7 @@ impl OptionsError {
             }
             OptionsError::Protocol(_) => None,
             OptionsError::ZeroBatch => Some("use --batch-size 1 or more".into()),
+            OptionsError::ZeroBlock => Some("use --block 1 or more".into()),
             OptionsError::Confidence(_) => Some("use e.g. --confidence 0.95".into()),
         }
     }

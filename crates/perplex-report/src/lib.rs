@@ -15,12 +15,14 @@ use perplex_core::sink::{Sink, TokenEvent};
 mod compare;
 mod inspect;
 mod plot;
+mod score;
 mod sweep;
 mod table;
 
 pub use compare::{verdict_line, write_compare, COMPARE_CSV_COLUMNS};
 pub use inspect::{write_inspection_json, write_inspection_table};
 pub use plot::{sweep_png, sweep_svg};
+pub use score::write_score_summary;
 pub use sweep::{write_sweep, SWEEP_CSV_COLUMNS};
 pub use table::write_table;
 
@@ -184,6 +186,10 @@ impl<W: Write, F: Fn(u32) -> String> Sink for PerTokenJsonl<W, F> {
         });
         serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

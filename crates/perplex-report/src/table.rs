@@ -205,7 +205,7 @@ fn write_documents(r: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// Six significant digits, the precision the numbers deserve in a table.
-fn sig(x: f64) -> String {
+pub(crate) fn sig(x: f64) -> String {
     if !x.is_finite() {
         return x.to_string();
     }
@@ -218,7 +218,7 @@ fn sig(x: f64) -> String {
 }
 
 /// `1234567` → `1,234,567`.
-fn group(n: u64) -> String {
+pub(crate) fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

@@ -40,7 +40,7 @@ pub use perplex_report as output;
 pub use perplex_core::report;
 pub use perplex_data::{Corpus, Inputs};
 pub use perplex_eval::{
-    compare, sweep, training, watch, CompareOptions, EvalError, EvalOptions, Model,
+    compare, score, sweep, training, watch, CompareOptions, EvalError, EvalOptions, Model,
 };
 pub use resolve::{inspect_model, resolve_model};
 
@@ -161,6 +161,15 @@ impl Error {
                 | E::WatchLocked { .. }
                 | E::OutOfMemory { .. }
                 | E::MemoryLimit { .. } => ErrorKind::Usage,
+                E::Score(e) => {
+                    use perplex_eval::score::ScoreError as S;
+                    match e {
+                        S::ResumeMismatch { .. }
+                        | S::OutputExists { .. }
+                        | S::UnknownFormat { .. } => ErrorKind::Usage,
+                        _ => ErrorKind::Input,
+                    }
+                }
                 E::Interrupted => ErrorKind::Interrupted,
                 E::Model { .. }
                 | E::ZeroProbability(_)
@@ -288,6 +297,38 @@ impl Evaluator {
             corpus,
             options,
             sink,
+        )?)
+    }
+
+    /// Scores every document of `inputs` into `output`, one row each,
+    /// resuming an interrupted run (see [`perplex_eval::score`](mod@perplex_eval::score)).
+    pub fn score(
+        &mut self,
+        inputs: &perplex_data::stream::StreamInputs,
+        options: &perplex_eval::score::ScoreOptions,
+        output: &perplex_eval::score::ScoreOutput,
+        progress: &mut dyn perplex_eval::score::ScoreProgress,
+    ) -> Result<perplex_eval::score::Scored, Error> {
+        Ok(perplex_eval::score::score(
+            &mut self.model,
+            inputs,
+            options,
+            output,
+            progress,
+        )?)
+    }
+
+    /// Scores documents held in memory and returns their rows (what
+    /// [`Evaluator::score`] writes for them).
+    pub fn score_texts(
+        &mut self,
+        documents: Vec<perplex_data::stream::SourceDocument>,
+        options: &perplex_eval::score::ScoreOptions,
+    ) -> Result<Vec<perplex_core::score::ScoreRow>, Error> {
+        Ok(perplex_eval::score::score_texts(
+            &mut self.model,
+            documents,
+            options,
         )?)
     }
 

@@ -78,6 +78,12 @@ impl EvalSettings {
         self.batch_asked
     }
 
+    /// Marks the batch size as asked for (an error when it does not fit in
+    /// memory) or not (lowered to fit).
+    pub(crate) fn set_batch_asked(&mut self, asked: bool) {
+        self.batch_asked = asked;
+    }
+
     /// The window protocol.
     pub fn protocol(&self) -> Protocol {
         self.protocol
@@ -90,7 +96,7 @@ impl EvalSettings {
 }
 
 /// What a run produced besides the sink's output.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// Statistics per document, in input order.
     pub per_document: Vec<NllStats>,
@@ -213,12 +219,31 @@ pub fn score<M: CausalLm + ?Sized>(
     settings: &EvalSettings,
     sink: &mut dyn Sink,
 ) -> Result<Outcome, EvalError> {
+    score_saving(model, docs, settings, sink, None)
+}
+
+/// [`score`], resuming from `journal`'s last save and saving as it goes
+/// (see [`crate::checkpoint`]).
+pub fn score_saving<M: CausalLm + ?Sized>(
+    model: &mut M,
+    docs: &[Vec<u32>],
+    settings: &EvalSettings,
+    sink: &mut dyn Sink,
+    mut journal: Option<&mut crate::checkpoint::EvalJournal>,
+) -> Result<Outcome, EvalError> {
     settings.protocol.fits(model.info().max_context)?;
     let lengths: Vec<usize> = docs.iter().map(Vec::len).collect();
     let windows = plan_corpus(docs, settings);
-    let mut outcome = Outcome::empty(&lengths, settings.max_tokens);
+    let resumed = journal.as_ref().and_then(|j| j.resumed().cloned());
+    let (done, mut outcome) = match resumed {
+        Some(c) if c.windows <= windows.len() && c.outcome.per_document.len() == docs.len() => {
+            (c.windows, c.outcome)
+        }
+        _ => (0, Outcome::empty(&lengths, settings.max_tokens)),
+    };
     let batch_size = memory::fit_batch(|w, l| model.working_memory(w, l), &windows, settings)?;
-    drive(&windows, batch_size, sink, |batch, refs, sink| {
+    let mut scored = done;
+    let driven = drive(&windows[done..], batch_size, sink, |batch, refs, sink| {
         let scores = model.score_batch(refs).map_err(failed_on(batch))?;
         for (window, scores) in batch.iter().zip(&scores) {
             if scores.len() != window.scored() {
@@ -241,8 +266,17 @@ pub fn score<M: CausalLm + ?Sized>(
             }
             outcome.count(window);
         }
+        scored += batch.len();
+        if let Some(journal) = journal.as_deref_mut() {
+            journal.save(scored, &outcome, sink, false)?;
+        }
         Ok(())
-    })?;
+    });
+    if let (Err(EvalError::Interrupted), Some(journal)) = (&driven, journal) {
+        // asked to stop between batches: keep everything scored so far
+        journal.save(scored, &outcome, sink, true)?;
+    }
+    driven?;
     outcome.total_up();
     Ok(outcome)
 }

@@ -27,6 +27,10 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Watch a training run: evaluate each new checkpoint once it is completely written, keep a state file so a restart resumes, and rewrite the report (and plot) after each.
     Watch(Box<WatchArgs>),
+    /// Score every document of a corpus of any size (JSONL, text or Parquet, streamed) and write one row per document as it goes: for data filtering, sharded across machines, resumable after a kill.
+    Score(Box<ScoreArgs>),
+    /// Merge the outputs of `perplex score --shard I/N` runs into the corpus result (exact) and, with --output, the rows in corpus order.
+    Merge(MergeArgs),
     /// Show what a model declares (architecture, storage, context, tokenizer, BOS/EOS) and check its tokenizer against its weights, without loading the weights.
     Inspect(InspectArgs),
 }
@@ -82,6 +86,122 @@ pub struct EvalArgs {
     /// Write every scored token (document, position, token id, text, NLL) to this JSONL file as the run goes.
     #[arg(long, value_name = "PATH")]
     pub per_token: Option<PathBuf>,
+}
+
+/// Arguments of `perplex score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model: a Hugging Face folder, a .gguf file, a hub repo id `org/name[@revision]` found in the local HF cache, or BASE+ADAPTER with a PEFT LoRA adapter folder.
+    #[arg(short, long, value_name = "MODEL")]
+    pub model: String,
+
+    /// Parquet files, read a row group at a time; the text is read from --text-column.
+    #[arg(long, value_name = "PATH")]
+    pub parquet: Vec<PathBuf>,
+
+    /// JSONL files, one JSON object per line; the text is read from --text-column.
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Vec<PathBuf>,
+
+    /// Text files; see --split.
+    #[arg(short, long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+
+    /// How text files become documents.
+    #[arg(long, value_enum, default_value_t = SplitArg::Lines)]
+    pub split: SplitArg,
+
+    /// The Parquet column or JSONL field that holds the text.
+    #[arg(long, value_name = "NAME", default_value = "text", alias = "field")]
+    pub text_column: String,
+
+    /// The column or field that holds each document's id [default: `<file>:<n>`, n counting from 0 in each file].
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+
+    /// Input columns or fields to copy into each row (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub keep_columns: Vec<String>,
+
+    /// Where the rows go: .parquet or .jsonl (or see --output-format); `{shard}` in the name becomes the shard, e.g. 00002-of-00016. A summary is written beside it as <output>.summary.json. Rerunning the same command after an interruption resumes.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Format of the rows [default: from --output's extension].
+    #[arg(long, value_enum)]
+    pub output_format: Option<RowFormatArg>,
+
+    /// Score only shard I of N (documents whose index modulo N is I) [default: from SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN) and SLURM_ARRAY_TASK_COUNT, or from JOB_COMPLETION_INDEX and PERPLEX_SHARD_COUNT; else the whole corpus].
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Documents per committed block: an interrupted run redoes at most one.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
+    pub block: usize,
+
+    /// How windows are built and run.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormatArg::Table)]
+    pub format: SummaryFormatArg,
+
+    /// No progress or notes on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `perplex merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' row files (each with its .summary.json beside it).
+    #[arg(value_name = "SHARD_OUTPUT", required = true)]
+    pub shards: Vec<PathBuf>,
+
+    /// Also write the rows of every shard, in corpus order, to this .parquet or .jsonl file (and the merged summary beside it).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Format of the merged rows [default: from --output's extension].
+    #[arg(long, value_enum)]
+    pub output_format: Option<RowFormatArg>,
+
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormatArg::Table)]
+    pub format: SummaryFormatArg,
+}
+
+/// Row file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RowFormatArg {
+    /// Apache Parquet.
+    Parquet,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl From<RowFormatArg> for perplex_data::rows::RowFormat {
+    fn from(format: RowFormatArg) -> Self {
+        match format {
+            RowFormatArg::Parquet => perplex_data::rows::RowFormat::Parquet,
+            RowFormatArg::Jsonl => perplex_data::rows::RowFormat::Jsonl,
+        }
+    }
+}
+
+/// Summary formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormatArg {
+    /// A readable table.
+    Table,
+    /// The versioned JSON summary (as written beside the rows).
+    Json,
 }
 
 /// Arguments of `perplex compare`.

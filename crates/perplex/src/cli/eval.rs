@@ -33,6 +33,34 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
     // Read every input and open every output before loading the model, so a
     // typo fails in milliseconds rather than after a long run.
     let corpus = read_corpus(texts, &input)?;
+    if let Some(report_path) = output.output.as_deref().filter(|p| resumable(p)) {
+        if let Some(path) = &per_token {
+            check_writable(path)?;
+        }
+        check_writable(report_path)?;
+        set_threads(run.threads);
+        let evaluator = Evaluator::load_with(&model, &run.load_options())?;
+        note(output.quiet, &format!("loaded {model}"));
+        for warning in evaluator.warnings(&options) {
+            super::error::render_warning(&warning);
+        }
+        let format = output.format.into();
+        return evaluate_resumably(
+            evaluator.into_model(),
+            &corpus,
+            &options,
+            report_path,
+            per_token.as_deref(),
+            output.quiet,
+            |report, out| {
+                let mut report = report.clone();
+                if let (Some(b), Some(ppl)) = (&bands, report.summary.perplexity) {
+                    report.interpretation = Some(b.label(ppl));
+                }
+                write_report(&report, format, out)
+            },
+        );
+    }
     let per_token_file = per_token
         .as_deref()
         .map(|path| create(path).map(|f| (path.to_path_buf(), f)))
@@ -89,6 +117,68 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
     write_output(&output, |out| write_report(&report, format, out))
 }
 
+/// Whether a report path is a regular file (or not yet there), so that the
+/// run's progress can be saved beside it; a device or pipe is not.
+fn resumable(path: &Path) -> bool {
+    std::fs::metadata(path).map_or(true, |m| m.is_file())
+}
+
+/// `perplex eval --output REPORT`: progress saved beside the report as the
+/// run goes, a rerun resuming from the last save ([`perplex_eval::checkpoint`]).
+fn evaluate_resumably(
+    mut model: perplex::Model,
+    corpus: &Corpus,
+    options: &EvalOptions,
+    report_path: &Path,
+    per_token: Option<&Path>,
+    quiet: bool,
+    write: impl FnOnce(&perplex::EvalReport, &mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), CliError> {
+    use perplex_eval::checkpoint::EvalJournal;
+    let evaluation = perplex_eval::Evaluation::new(&model.tokenizer, corpus, options)?;
+    let identity =
+        evaluation.resume_identity(&model.identity, &model.tokenizer, per_token.is_some());
+    let mut journal = EvalJournal::open(report_path, &identity)?;
+    if let Some(c) = journal.resumed() {
+        note(
+            quiet,
+            &format!(
+                "resuming: {} windows were scored by an earlier run",
+                c.windows
+            ),
+        );
+    }
+    let tokenizer = model.tokenizer.clone();
+    let mut tokens = journal
+        .tokens_file()?
+        .map(|file| PerTokenJsonl::new(BufWriter::new(file), move |id| tokenizer.token_text(id)));
+    let mut null = NullSink;
+    let sink: &mut dyn Sink = match tokens.as_mut() {
+        Some(t) => t,
+        None => &mut null,
+    };
+    let mut progress = ProgressSink::new(sink, quiet);
+    let result = evaluation.run_saving(
+        model.lm.as_mut(),
+        &model.tokenizer,
+        &model.identity,
+        model.threads,
+        &mut progress,
+        Some(&mut journal),
+    );
+    progress.finish();
+    let mut report = result?;
+    report.warnings = model.warnings(options);
+    if let Some(t) = tokens {
+        t.finish().map_err(|source| CliError::Output {
+            path: per_token.unwrap_or(report_path).to_path_buf(),
+            source,
+        })?;
+    }
+    journal.finish(report_path, |out| write(&report, out), per_token)?;
+    Ok(())
+}
+
 /// The bands `--bands` asks for, checked.
 pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
     labels
@@ -109,6 +199,19 @@ pub(super) fn bands(labels: &LabelArgs) -> Result<Option<Bands>, CliError> {
 /// The evaluation options the arguments describe, checked by the library's
 /// builder (flag combinations only the CLI can see are checked here).
 pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptions, CliError> {
+    let (protocol, bos) = window_options(run)?;
+    Ok(EvalOptions::builder(protocol)
+        .bos(bos)
+        .batch_size(run.batch_size)
+        .max_tokens(run.max_tokens)
+        .join(input.join.then(|| input.separator.clone()))
+        .build()
+        .map_err(perplex::Error::from)?)
+}
+
+/// The protocol and BOS policy the arguments describe (and a check of
+/// `--threads`, which every command that runs a model takes).
+pub(super) fn window_options(run: &RunArgs) -> Result<(Protocol, BosPolicy), CliError> {
     if run.threads == Some(0) {
         return Err(CliError::usage(
             "--threads must be at least 1",
@@ -139,13 +242,7 @@ pub(super) fn eval_options(run: &RunArgs, input: &InputArgs) -> Result<EvalOptio
         BosArg::Document => BosPolicy::Document,
         BosArg::Window => BosPolicy::Window,
     };
-    Ok(EvalOptions::builder(protocol)
-        .bos(bos)
-        .batch_size(run.batch_size)
-        .max_tokens(run.max_tokens)
-        .join(input.join.then(|| input.separator.clone()))
-        .build()
-        .map_err(perplex::Error::from)?)
+    Ok((protocol, bos))
 }
 
 /// Applies `--threads` before any compute thread starts.

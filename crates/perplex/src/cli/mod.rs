@@ -12,6 +12,7 @@ mod error;
 mod eval;
 mod inspect;
 mod progress;
+mod score;
 mod signals;
 mod sweep;
 mod watch;
@@ -56,6 +57,8 @@ pub fn main() -> ExitCode {
         args::Command::Eval(args) => eval::run(*args),
         args::Command::Compare(args) => compare::run(*args),
         args::Command::Inspect(args) => inspect::run(args),
+        args::Command::Score(args) => score::run(*args),
+        args::Command::Merge(args) => score::merge(args),
         args::Command::Sweep(args) => sweep::run(*args),
         args::Command::Watch(args) => watch::run(*args),
     };

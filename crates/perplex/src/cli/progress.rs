@@ -51,4 +51,8 @@ impl Sink for ProgressSink<'_> {
     fn should_stop(&self) -> bool {
         super::signals::requested().is_some() || self.inner.should_stop()
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
