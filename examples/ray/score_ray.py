@@ -29,12 +29,15 @@ leave at least one of the cluster's CPUs unreserved, or the read never
 starts and the run waits forever (on a 2-CPU machine, ``--workers 2
 --worker-cpus 0.5``). ``--batch-size`` documents go to a worker at a time;
 a worker gets whole blocks of the corpus, and Ray reads a Parquet file as
-one block, so a corpus of fewer files than workers leaves some idle:
-``--blocks N`` repartitions it into N blocks first.
+one block (and small files together), so a corpus of fewer files than
+workers leaves some idle: ``--blocks N`` repartitions it into N blocks
+first.
 
 Connects to the Ray cluster of ``RAY_ADDRESS`` when it is set, else starts a
-local one (``--num-cpus`` CPUs). Needs ``ray[data]``, ``pyarrow`` and
-``perplex-lm`` (the ``perplex`` module) on every node.
+local one (``--num-cpus`` CPUs). Needs ``ray[data]``, ``pyarrow``,
+``aiohttp`` and ``perplex-lm`` (the ``perplex`` module) on every node: Ray
+2.60 lists several input files on threads that may fail with "cannot import
+name 'HTTPFileSystem'" when aiohttp is not installed.
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ def score_corpus(
 
     ds = ray.data.read_parquet(list(paths))
     if blocks:
-        # Ray reads a Parquet file as one block, and a block goes to one worker
+        # Ray reads a Parquet file (or several small ones) as one block, and a
+        # block goes to one worker
         ds = ds.repartition(blocks)
     scored = ds.map_batches(
         PerplexScorer,

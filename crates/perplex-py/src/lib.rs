@@ -18,12 +18,16 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use perplex::core::plan::{BosPolicy, Protocol};
+use perplex::core::report::DocumentStatus;
+use perplex::core::score::ScoreRow;
+use perplex::eval::score::ScoreOptions;
 use perplex::{CompareOptions, Corpus, EvalOptions, Inputs};
 use perplex_data::corpus::Split;
+use perplex_data::stream::SourceDocument;
 use perplex_model::{Compute, LoadOptions};
 use perplex_report::Format;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use errors::{detached, usage, with_sink, Failure};
 use sink::{PerToken, PySink};
@@ -82,39 +86,14 @@ impl Settings {
     /// The options, checked by the library's builder (the CLI's mapping of
     /// its flags, with the names of the Python keywords).
     fn options(&self, py: Python<'_>) -> PyResult<EvalOptions> {
-        let context = self.context;
-        let protocol = match self.protocol.as_str() {
-            "truncate" => Protocol::Truncate {
-                max_length: self.max_length,
-            },
-            "chunks" => Protocol::Chunks { context },
-            "sliding" => Protocol::Sliding {
-                context,
-                stride: self.stride.unwrap_or((context / 2).max(1)),
-            },
-            "llama-cpp" => Protocol::LlamaCpp { context },
-            other => {
-                return Err(usage(
-                    py,
-                    format!("protocol={other:?} is not a protocol"),
-                    "use protocol=\"chunks\", \"sliding\", \"truncate\" or \"llama-cpp\"",
-                ))
-            }
-        };
-        if self.stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
-            return Err(usage(
-                py,
-                "stride applies only to protocol=\"sliding\"".into(),
-                "add protocol=\"sliding\", or leave stride out",
-            ));
-        }
-        let bos: BosPolicy = serde_json::from_value(self.bos.clone().into()).map_err(|_| {
-            usage(
-                py,
-                format!("bos={:?} is not a BOS policy", self.bos),
-                "use bos=\"auto\", \"none\", \"document\" or \"window\"",
-            )
-        })?;
+        let protocol = protocol(
+            py,
+            &self.protocol,
+            self.context,
+            self.stride,
+            self.max_length,
+        )?;
+        let bos = bos_policy(py, &self.bos)?;
         EvalOptions::builder(protocol)
             .bos(bos)
             .batch_size(self.batch_size)
@@ -122,6 +101,114 @@ impl Settings {
             .join(self.join.clone())
             .build()
             .map_err(|e| errors::to_py(py, &perplex::Error::from(e)))
+    }
+}
+
+/// The protocol named by the Python keywords, with its lengths.
+fn protocol(
+    py: Python<'_>,
+    name: &str,
+    context: usize,
+    stride: Option<usize>,
+    max_length: usize,
+) -> PyResult<Protocol> {
+    let protocol = match name {
+        "truncate" => Protocol::Truncate { max_length },
+        "chunks" => Protocol::Chunks { context },
+        "sliding" => Protocol::Sliding {
+            context,
+            stride: stride.unwrap_or((context / 2).max(1)),
+        },
+        "llama-cpp" => Protocol::LlamaCpp { context },
+        other => {
+            return Err(usage(
+                py,
+                format!("protocol={other:?} is not a protocol"),
+                "use protocol=\"chunks\", \"sliding\", \"truncate\" or \"llama-cpp\"",
+            ))
+        }
+    };
+    if stride.is_some() && !matches!(protocol, Protocol::Sliding { .. }) {
+        return Err(usage(
+            py,
+            "stride applies only to protocol=\"sliding\"".into(),
+            "add protocol=\"sliding\", or leave stride out",
+        ));
+    }
+    Ok(protocol)
+}
+
+/// The BOS policy named by the Python keyword.
+fn bos_policy(py: Python<'_>, name: &str) -> PyResult<BosPolicy> {
+    serde_json::from_value(name.into()).map_err(|_| {
+        usage(
+            py,
+            format!("bos={name:?} is not a BOS policy"),
+            "use bos=\"auto\", \"none\", \"document\" or \"window\"",
+        )
+    })
+}
+
+/// How `perplex.Scorer` scores, as `perplex/_api.py` passes it (a dict).
+#[derive(Debug, FromPyObject)]
+#[pyo3(from_item_all)]
+struct ScoreSettings {
+    protocol: String,
+    context: usize,
+    stride: Option<usize>,
+    max_length: usize,
+    bos: String,
+    batch_size: Option<usize>,
+}
+
+impl ScoreSettings {
+    fn options(&self, py: Python<'_>) -> PyResult<ScoreOptions> {
+        let protocol = protocol(
+            py,
+            &self.protocol,
+            self.context,
+            self.stride,
+            self.max_length,
+        )?;
+        let bos = bos_policy(py, &self.bos)?;
+        let to_py = |e| errors::to_py(py, &perplex::Error::from(e));
+        ScoreOptions::new(protocol)
+            .map_err(to_py)?
+            .bos(bos)
+            .batch_size(self.batch_size)
+            .map_err(to_py)
+    }
+}
+
+/// The rows as columns (name → list), in the order of `perplex score`'s
+/// row files.
+fn row_columns(py: Python<'_>, rows: &[ScoreRow]) -> PyResult<Py<PyDict>> {
+    let dict = PyDict::new(py);
+    macro_rules! column {
+        ($name:literal, $f:expr) => {
+            dict.set_item($name, PyList::new(py, rows.iter().map($f))?)?;
+        };
+    }
+    column!("index", |r| r.index);
+    column!("id", |r| r.id.as_str());
+    column!("status", |r| status_name(r.status));
+    column!("bytes", |r| r.bytes);
+    column!("words", |r| r.words);
+    column!("tokens", |r| r.tokens);
+    column!("scored_tokens", |r| r.scored_tokens);
+    column!("nll_sum", |r| r.nll_sum);
+    column!("mean_nll", |r| r.mean_nll);
+    column!("perplexity", |r| r.perplexity);
+    column!("bits_per_byte", |r| r.bits_per_byte);
+    column!("token_accuracy", |r| r.token_accuracy);
+    Ok(dict.unbind())
+}
+
+/// The status as the row files write it (`scored`, `empty`, `too-short`).
+fn status_name(status: DocumentStatus) -> String {
+    match serde_json::to_value(status) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{status:?}"),
     }
 }
 
@@ -206,6 +293,47 @@ impl Model {
         detached(py, || {
             self.with(|m| Ok(ids.iter().map(|&id| m.tokenizer.token_text(id)).collect()))
         })
+    }
+
+    /// Scores documents held in memory: `perplex score`'s rows for them, as
+    /// columns. `texts`, `ids` and `indices` are of one length (checked
+    /// by `perplex/_api.py`, and again here).
+    fn score_rows(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        ids: Vec<String>,
+        indices: Vec<u64>,
+        settings: ScoreSettings,
+    ) -> PyResult<Py<PyDict>> {
+        if ids.len() != texts.len() || indices.len() != texts.len() {
+            return Err(usage(
+                py,
+                format!(
+                    "{} texts, {} ids and {} indices",
+                    texts.len(),
+                    ids.len(),
+                    indices.len()
+                ),
+                "give one id and one index per text",
+            ));
+        }
+        let options = settings.options(py)?;
+        let documents = texts
+            .into_iter()
+            .zip(ids)
+            .zip(indices)
+            .map(|((text, id), index)| SourceDocument {
+                index,
+                id,
+                text,
+                extra: Vec::new(),
+            })
+            .collect();
+        let rows = detached(py, || {
+            self.with(|m| Ok(perplex_eval::score::score_texts(m, documents, &options)?))
+        })?;
+        row_columns(py, &rows)
     }
 
     /// Evaluates the inputs: the report's JSON, and the per-token columns

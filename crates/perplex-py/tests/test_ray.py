@@ -39,8 +39,8 @@ def _load(path: Path, name: str):
 
 
 def _corpus(folder: Path, parts: int) -> list:
-    """The corpus maker's documents, written as ``parts`` Parquet files (Ray
-    gives each file to one worker, so several files spread the work)."""
+    """The corpus maker's documents, written as ``parts`` Parquet files (the
+    corpus of several files a real run reads)."""
     import pyarrow.parquet as pq
 
     maker = _load(ROOT / "scripts" / "make-score-corpus.py", "make_score_corpus")
@@ -84,6 +84,7 @@ def test_ray_recipe_matches_one_process(tmp_path, cli, monkeypatch):
             workers=2,
             worker_cpus=0.5,  # the read tasks need a CPU of the two
             batch_size=16,
+            blocks=8,  # Ray reads small files as one block, which one worker would get
             keep_columns=["source_len"],
             worker_column="worker",
         )

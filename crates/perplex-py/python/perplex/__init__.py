@@ -12,6 +12,7 @@ reports::
     report.to_json()                                   # = perplex eval --format json
 
     model.score(texts)                                 # one row per document (pyarrow or numpy)
+    perplex.Scorer("model.gguf").score(texts, ids=ids) # perplex score's rows, for batch pipelines
     perplex.compare("base", "base+adapter", texts=texts)
     perplex.sweep("output_dir", texts=texts)           # every checkpoint-N of a Trainer run
 
@@ -21,7 +22,7 @@ Errors are :mod:`perplex.errors` exceptions carrying the command's hint.
 """
 
 from . import errors
-from ._api import Model, compare, load, sweep
+from ._api import Model, Scorer, compare, load, sweep
 from ._perplex import __version__
 from ._report import CompareReport, Record, Report, SweepReport
 from .errors import (
@@ -39,6 +40,7 @@ __all__ = [
     "compare",
     "sweep",
     "Model",
+    "Scorer",
     "Report",
     "CompareReport",
     "SweepReport",

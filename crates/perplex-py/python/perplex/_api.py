@@ -21,7 +21,7 @@ from . import _perplex
 from ._report import CompareReport, Report, SweepReport
 from .errors import InputError, PerplexWarning, UsageError
 
-__all__ = ["Model", "load", "compare", "sweep"]
+__all__ = ["Model", "Scorer", "load", "compare", "sweep"]
 
 Texts = Union[str, "os.PathLike[str]", Iterable[str], None]
 Progress = Union[None, bool, Callable[[int, int], Any]]
@@ -343,6 +343,113 @@ def load(model: Union[str, "os.PathLike[str]"], *, fast: bool = False, threads: 
             hint="give a folder, a .gguf file, a hub id org/name, or BASE+ADAPTER",
         )
     return Model(_perplex.Model.load(os.fspath(model), bool(fast), _threads(threads)))
+
+
+class Scorer:
+    """Scores batches of documents held in memory, one row per document:
+    ``perplex score``'s rows, for data pipelines that hand over batches
+    (Ray Data's ``map_batches``, a dataframe's chunks)::
+
+        scorer = perplex.Scorer("model.gguf", protocol="chunks", context=512)
+        rows = scorer.score(["The cat sat.", "Rust is a language."], ids=["a", "b"])
+        rows["perplexity"]                     # one value per document (None: not scored)
+
+    ``model`` is a model spec (loaded once, with ``fast`` and ``threads`` as
+    :func:`load` takes them) or a loaded :class:`Model`. The protocol
+    keywords are ``perplex score``'s flags (``protocol``, ``context``,
+    ``stride``, ``max_length``, ``bos``, ``batch_size``). A document is
+    scored alone, exactly as ``perplex score`` and ``perplex eval`` score
+    it, whatever else is in the batch: its ``nll_sum`` is the same number
+    in any batch, process or machine.
+    """
+
+    def __init__(
+        self,
+        model: Union[str, "os.PathLike[str]", Model],
+        protocol: str = "chunks",
+        context: int = 512,
+        bos: str = "auto",
+        batch_size: Optional[int] = None,
+        *,
+        stride: Optional[int] = None,
+        max_length: int = 512,
+        fast: bool = False,
+        threads: Optional[int] = None,
+    ) -> None:
+        self.model = model if isinstance(model, Model) else load(model, fast=fast, threads=threads)
+        self._settings = {
+            "protocol": _name("protocol", protocol),
+            "context": _count("context", context, 0, False),
+            "stride": _count("stride", stride, 0, True),
+            "max_length": _count("max_length", max_length, 0, False),
+            "bos": _name("bos", bos),
+            "batch_size": _count("batch_size", batch_size, 0, True),
+        }
+        # the engine checks the options (an unknown protocol, a zero batch)
+        # now rather than at the first batch
+        self.model._native.score_rows([], [], [], self._settings)
+
+    def __repr__(self) -> str:
+        return f"Scorer({self.model.spec!r}, protocol={self._settings['protocol']!r})"
+
+    def score(
+        self,
+        texts: Sequence[str],
+        ids: Optional[Sequence[Any]] = None,
+        indices: Optional[Sequence[int]] = None,
+    ) -> Dict[str, List[Any]]:
+        """One row per text, as columns: a dict of column name → list, the
+        columns of ``perplex score``'s row files in their order (``index``,
+        ``id``, ``status``, ``bytes``, ``words``, ``tokens``,
+        ``scored_tokens``, ``nll_sum``, ``mean_nll``, ``perplexity``,
+        ``bits_per_byte``, ``token_accuracy``; None where undefined).
+
+        ``ids`` (strings; integers are written in decimal) default to the
+        indices; ``indices`` (each document's position in the whole corpus)
+        default to 0, 1, 2, … within this call. A ``None`` text is an empty
+        document, as ``perplex score`` reads a null.
+        """
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+            raise InputError(
+                f"texts is {type(texts).__name__}, not a list of strings",
+                hint="give the batch's texts as a list of str",
+            )
+        texts = ["" if t is None else t for t in texts]
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(
+                    f"texts[{i}] is {type(t).__name__} {t!r:.60}, not a string",
+                    hint="every text must be a str (decode bytes first; str(x) for other values)",
+                )
+        if indices is None:
+            indices = list(range(len(texts)))
+        else:
+            indices = list(indices)
+            for i, n in enumerate(indices):
+                if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                    raise InputError(
+                        f"indices[{i}] is {n!r}, not a corpus position",
+                        hint="give each document's position as an integer >= 0",
+                    )
+            indices = [int(n) for n in indices]
+        if ids is None:
+            ids = [str(n) for n in indices]
+        else:
+            ids = list(ids)
+            for i, d in enumerate(ids):
+                if isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+                    ids[i] = str(int(d))
+                elif not isinstance(d, str):
+                    raise InputError(
+                        f"ids[{i}] is {type(d).__name__} {d!r:.60}, not a string or an integer",
+                        hint="give each document's id as a str (or an int)",
+                    )
+        if not len(ids) == len(indices) == len(texts):
+            raise InputError(
+                f"{len(texts)} texts, {len(ids)} ids and {len(indices)} indices",
+                hint="give one id and one index per text, or leave them out",
+            )
+        return self.model._native.score_rows(texts, ids, indices, self._settings)
 
 
 def compare(

@@ -23,6 +23,14 @@ class Settings(TypedDict):
     batch_size: Optional[int]
     join: Optional[str]
 
+class ScoreSettings(TypedDict):
+    protocol: str
+    context: int
+    stride: Optional[int]
+    max_length: int
+    bos: str
+    batch_size: Optional[int]
+
 Progress = Optional[Callable[[int, int], Any]]
 
 class Model:
@@ -41,6 +49,9 @@ class Model:
         per_token: bool = False,
         progress: Progress = None,
     ) -> Tuple[str, Optional[Dict[str, bytes]]]: ...
+    def score_rows(
+        self, texts: List[str], ids: List[str], indices: List[int], settings: ScoreSettings
+    ) -> Dict[str, List[Any]]: ...
 
 def compare(
     models: List[Model],
