@@ -140,7 +140,7 @@ pub enum ScoreError {
         missing: Vec<u32>,
     },
     /// A shard's rows disagree with its summary (a file replaced or cut).
-    #[error("{} holds {rows} rows, but its summary counts {expected}", path.display())]
+    #[error("{} holds {rows} row{}, but its summary counts {expected}", path.display(), if *rows == 1 { "" } else { "s" })]
     RowCount {
         /// The rows file.
         path: PathBuf,

@@ -130,11 +130,24 @@ impl RunIdentity {
         }
     }
 
+    /// The model as compared: its weights' hash (a moved file is the same
+    /// model), or its spec when it has none (a mock).
+    fn model(&self) -> String {
+        if self.model_hash.is_empty() {
+            format!("`{}`", self.model_spec)
+        } else {
+            format!(
+                "weights {}",
+                &self.model_hash[..self.model_hash.len().min(16)]
+            )
+        }
+    }
+
     /// The first field in which `self` (an earlier run) differs from `now`:
     /// what, as it was, as it is now.
     pub fn differs(&self, now: &RunIdentity) -> Option<(&'static str, String, String)> {
         let pairs: [(&'static str, String, String); 9] = [
-            ("model", self.model_hash.clone(), now.model_hash.clone()),
+            ("model", self.model(), now.model()),
             (
                 "tokenizer",
                 self.tokenizer_hash.value.clone(),

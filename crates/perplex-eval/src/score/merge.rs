@@ -130,6 +130,17 @@ fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, 
     pairs.into_iter().find(|(_, x, y)| x != y)
 }
 
+/// A model as merges compare it: its weights' hash, or its spec when it
+/// has none (a mock).
+fn model(s: &ScoreSummary) -> String {
+    let hash = &s.model.hash.value;
+    if hash.is_empty() {
+        format!("`{}`", s.model.spec)
+    } else {
+        format!("weights {}", &hash[..hash.len().min(16)])
+    }
+}
+
 fn merged_summary(shards: &[(PathBuf, ScoreSummary)]) -> ScoreSummary {
     let first = &shards[0].1;
     let mut totals = ScoreTotals::default();
