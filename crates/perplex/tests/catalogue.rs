@@ -1443,6 +1443,17 @@ fn score_cases() -> Vec<Case> {
         .file("c.txt", "a b c")
         .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "no-such-dir/o.jsonl"]),
         case(
+            "score-output-device",
+            "`perplex score -o /dev/null` (a device, not a file)",
+            2,
+            "/dev/null is not a file",
+        )
+        .file("c.txt", "a b c")
+        .args(&[
+            "score", "-m", "{hash}", "--file", "c.txt", "-o", "/dev/null", "--output-format",
+            "jsonl",
+        ]),
+        case(
             "score-resume-other-model",
             "a rerun into an unfinished output made with another model",
             2,

@@ -395,3 +395,41 @@ fn an_eval_killed_at_any_moment_resumes_to_the_same_report_and_tokens() {
         assert!(!dir.path().join(format!("{name}.json.partial")).exists());
     }
 }
+
+#[test]
+fn documents_batched_together_score_as_each_alone() {
+    let mut evaluator = Evaluator::load(common::fixture("tiny-llama").to_str().unwrap()).unwrap();
+    let words = [
+        "river", "boats", "drift", "under", "the", "old", "stone", "bridge", "at", "dusk",
+    ];
+    let docs: Vec<SourceDocument> = (0..24usize)
+        .map(|d| SourceDocument {
+            index: d as u64,
+            id: d.to_string(),
+            text: (0..1 + (d * 13) % 70)
+                .map(|i| words[(d + i * 3) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" "),
+            extra: Vec::new(),
+        })
+        .collect();
+    for protocol in [
+        Protocol::Chunks { context: 32 },
+        Protocol::Truncate { max_length: 48 },
+    ] {
+        let options = ScoreOptions::new(protocol)
+            .unwrap()
+            .bos(BosPolicy::Document);
+        let together = evaluator.score_texts(docs.clone(), &options).unwrap();
+        for (doc, row) in docs.iter().zip(&together) {
+            let alone = evaluator.score_texts(vec![doc.clone()], &options).unwrap();
+            let (a, b) = (alone[0].nll_sum, row.nll_sum);
+            assert_eq!(alone[0].scored_tokens, row.scored_tokens);
+            assert!(
+                (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                "{protocol} document {}: {a} alone, {b} batched",
+                doc.index
+            );
+        }
+    }
+}
