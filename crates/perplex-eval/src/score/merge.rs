@@ -108,11 +108,7 @@ fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, 
         )
     };
     let pairs: [(&'static str, String, String); 6] = [
-        (
-            "model",
-            a.model.hash.value.clone(),
-            b.model.hash.value.clone(),
-        ),
+        ("model", model(a), model(b)),
         (
             "tokenizer",
             a.tokenizer_hash.value.clone(),
@@ -130,15 +126,8 @@ fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, 
     pairs.into_iter().find(|(_, x, y)| x != y)
 }
 
-/// A model as merges compare it: its weights' hash, or its spec when it
-/// has none (a mock).
 fn model(s: &ScoreSummary) -> String {
-    let hash = &s.model.hash.value;
-    if hash.is_empty() {
-        format!("`{}`", s.model.spec)
-    } else {
-        format!("weights {}", &hash[..hash.len().min(16)])
-    }
+    super::journal::model_name(&s.model.spec, &s.model.hash.value)
 }
 
 fn merged_summary(shards: &[(PathBuf, ScoreSummary)]) -> ScoreSummary {
