@@ -119,10 +119,6 @@ impl EvalJournal {
         let partial = partial_path(report);
         let run_file = partial.join("run.json");
         let checkpoint_file = partial.join("checkpoint.json");
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EvalError::from(ScoreError::Output { path, source })
-        };
         let damaged = |path: &Path, e: serde_json::Error| {
             EvalError::from(ScoreError::Journal {
                 path: path.to_path_buf(),
@@ -132,7 +128,7 @@ impl EvalJournal {
         };
         let mut resumed = None;
         if run_file.exists() {
-            let text = std::fs::read_to_string(&run_file).map_err(io(&run_file))?;
+            let text = std::fs::read_to_string(&run_file).map_err(ScoreError::on(&run_file))?;
             let was: EvalIdentity =
                 serde_json::from_str(&text).map_err(|e| damaged(&run_file, e))?;
             if let Some((what, was, now)) = was.differs(identity) {
@@ -145,15 +141,16 @@ impl EvalJournal {
                 .into());
             }
             if checkpoint_file.exists() {
-                let text =
-                    std::fs::read_to_string(&checkpoint_file).map_err(io(&checkpoint_file))?;
+                let text = std::fs::read_to_string(&checkpoint_file)
+                    .map_err(ScoreError::on(&checkpoint_file))?;
                 resumed =
                     Some(serde_json::from_str(&text).map_err(|e| damaged(&checkpoint_file, e))?);
             }
         } else {
-            std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+            std::fs::create_dir_all(&partial).map_err(ScoreError::on(&partial))?;
             let json = serde_json::to_string_pretty(identity).expect("serialisable");
-            write_atomically(&run_file, |w| w.write_all(json.as_bytes())).map_err(io(&run_file))?;
+            write_atomically(&run_file, |w| w.write_all(json.as_bytes()))
+                .map_err(ScoreError::on(&run_file))?;
         }
         Ok(EvalJournal {
             tokens: identity.per_token.then(|| partial.join("tokens.jsonl")),
@@ -244,15 +241,12 @@ impl EvalJournal {
         write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
         per_token: Option<&Path>,
     ) -> Result<(), EvalError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EvalError::from(ScoreError::Output { path, source })
-        };
         if let (Some(from), Some(to)) = (&self.tokens, per_token) {
-            let mut tokens = File::open(from).map_err(io(from))?;
-            write_atomically(to, |w| std::io::copy(&mut tokens, w).map(|_| ())).map_err(io(to))?;
+            let mut tokens = File::open(from).map_err(ScoreError::on(from))?;
+            write_atomically(to, |w| std::io::copy(&mut tokens, w).map(|_| ()))
+                .map_err(ScoreError::on(to))?;
         }
-        write_atomically(report, write).map_err(io(report))?;
-        std::fs::remove_dir_all(&self.partial).map_err(io(&self.partial))
+        write_atomically(report, write).map_err(ScoreError::on(report))?;
+        std::fs::remove_dir_all(&self.partial).map_err(ScoreError::on(&self.partial))
     }
 }

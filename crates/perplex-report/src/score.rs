@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use perplex_core::score::ScoreSummary;
 
-use crate::table::{group, sig};
+use crate::table::{group, model_line, sig};
 use crate::Format;
 
 /// Writes `summary` as a table or JSON (`Format::Csv` is not offered for
@@ -26,18 +26,10 @@ pub fn write_score_summary(
 }
 
 fn write_table(s: &ScoreSummary, out: &mut dyn Write) -> io::Result<()> {
-    let m = &s.model;
     let t = &s.totals;
     let f = &s.figures;
     let plural = |n: u64, one: &str| format!("{} {one}{}", group(n), if n == 1 { "" } else { "s" });
-    writeln!(
-        out,
-        "model      {} ({}, {}, {} parameters)",
-        m.spec,
-        m.format,
-        m.architecture,
-        group(m.parameters)
-    )?;
+    model_line(&s.model, out)?;
     writeln!(
         out,
         "protocol   {}, BOS {}, {}",

@@ -33,14 +33,7 @@ pub fn write_table(r: &Report, out: &mut dyn Write) -> io::Result<()> {
 fn write_header(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let m = &r.model;
-    writeln!(
-        out,
-        "model      {} ({}, {}, {} parameters)",
-        m.spec,
-        m.format,
-        m.architecture,
-        group(m.parameters)
-    )?;
+    model_line(m, out)?;
     writeln!(
         out,
         "weights    {}; computed in {} on {}",
@@ -82,6 +75,21 @@ fn write_header(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         corpus.push_str(", joined");
     }
     writeln!(out, "corpus     {corpus}")
+}
+
+/// `model      SPEC (FORMAT, ARCHITECTURE, N parameters)`.
+pub(crate) fn model_line(
+    m: &perplex_core::report::ModelIdentity,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "model      {} ({}, {}, {} parameters)",
+        m.spec,
+        m.format,
+        m.architecture,
+        group(m.parameters)
+    )
 }
 
 /// The corpus metrics, one labelled row each.

@@ -11,7 +11,7 @@
 //! | [`perplex_core`] | windows, the [`CausalLm`] seam, accumulators, sinks, the report schema |
 //! | [`perplex_model`] | model loading and forward passes (the only one naming candle) |
 //! | [`perplex_hub`] | `org/name[@revision]` hub ids: the local hub cache, downloads |
-//! | [`perplex_eval`] | a run end to end: options, batching, scoring, reports, compare, sweep, watch |
+//! | [`perplex_eval`] | a run end to end: options, batching, scoring, reports, compare, sweep, watch, per-document scores of streamed corpora and their merge |
 //! | [`perplex_report`] | table, JSON, CSV, per-token and plot writers |
 //!
 //! ```no_run

@@ -397,6 +397,7 @@ fn cases() -> Vec<Case> {
         flag_cases,
         parse_cases,
         output_cases,
+        score_cases,
         sweep_cases,
         watch_and_signal_cases,
     ] {
@@ -1315,7 +1316,312 @@ fn corpus_cases() -> Vec<Case> {
     ]
 }
 
-/// Text in another encoding.
+/// `perplex score` and `perplex merge`: corpora, shards, resumes, merges.
+fn score_cases() -> Vec<Case> {
+    vec![
+        case("score-no-input", "`perplex score` without an input", 2, "no input: give --parquet")
+            .args(&["score", "-m", "{hash}", "-o", "o.jsonl"]),
+        case(
+            "score-output-format",
+            "`perplex score -o scores.csv` (neither Parquet nor JSONL)",
+            2,
+            "cannot tell the format of scores.csv",
+        )
+        .file("c.txt", "a b c")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "scores.csv"]),
+        case(
+            "score-max-tokens",
+            "`perplex score --max-tokens`",
+            2,
+            "--max-tokens does not apply to `perplex score`",
+        )
+        .file("c.txt", "a b c")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl", "--max-tokens", "5"]),
+        case("score-block-zero", "`perplex score --block 0`", 2, "a block must hold at least 1 document")
+            .file("c.txt", "a b c")
+            .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl", "--block", "0"]),
+        case("score-shard-out-of-range", "`--shard 3/3`", 2, "--shard shard 3/3 does not exist")
+            .file("c.txt", "a b c")
+            .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl", "--shard", "3/3"]),
+        case("score-shard-syntax", "`--shard 2` (no count)", 2, "`2` is not a shard")
+            .file("c.txt", "a b c")
+            .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl", "--shard", "2"]),
+        case(
+            "score-slurm-env-bad",
+            "a Slurm array task id that is not a number",
+            2,
+            "SLURM_ARRAY_TASK_ID=\"x\" is not a shard number",
+        )
+        .file("c.txt", "a b c")
+        .env("SLURM_ARRAY_TASK_ID", "x")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl"]),
+        case(
+            "score-indexed-job-no-count",
+            "a Kubernetes Indexed Job without PERPLEX_SHARD_COUNT",
+            2,
+            "JOB_COMPLETION_INDEX is set but PERPLEX_SHARD_COUNT is not",
+        )
+        .file("c.txt", "a b c")
+        .env("JOB_COMPLETION_INDEX", "1")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl"]),
+        case(
+            "score-parquet-not-parquet",
+            "a `--parquet` file that is not Parquet",
+            3,
+            "x.parquet",
+        )
+        .file("x.parquet", "id,text\n1,hello\n")
+        .args(&["score", "-m", "{hash}", "--parquet", "x.parquet", "-o", "o.jsonl"]),
+        case(
+            "score-parquet-truncated",
+            "a Parquet file cut short",
+            3,
+            "c.parquet",
+        )
+        .step(|dir| {
+            rows_parquet(&dir.join("c.parquet"));
+            let bytes = read(&dir.join("c.parquet"));
+            write(&dir.join("c.parquet"), &bytes[..bytes.len() / 2]);
+        })
+        .args(&["score", "-m", "{hash}", "--parquet", "c.parquet", "-o", "o.jsonl"]),
+        case(
+            "score-parquet-no-text-column",
+            "a Parquet file without the `--text-column`",
+            3,
+            "has no text column `text`",
+        )
+        .step(|dir| rows_parquet(&dir.join("c.parquet")))
+        .args(&["score", "-m", "{hash}", "--parquet", "c.parquet", "-o", "o.jsonl"]),
+        case(
+            "score-parquet-text-not-string",
+            "a `--text-column` of integers",
+            3,
+            "c.parquet",
+        )
+        .step(|dir| rows_parquet(&dir.join("c.parquet")))
+        .args(&[
+            "score", "-m", "{hash}", "--parquet", "c.parquet", "--text-column", "bytes", "-o",
+            "o.jsonl",
+        ]),
+        case(
+            "score-parquet-no-id-column",
+            "an `--id-column` the file does not have",
+            3,
+            "c.parquet",
+        )
+        .step(|dir| rows_parquet(&dir.join("c.parquet")))
+        .args(&[
+            "score", "-m", "{hash}", "--parquet", "c.parquet", "--text-column", "id",
+            "--id-column", "doc", "-o", "o.jsonl",
+        ]),
+        case(
+            "score-jsonl-no-field",
+            "JSONL records without the `--text-column` field",
+            3,
+            "docs.jsonl",
+        )
+        .file("docs.jsonl", "{\"body\": \"a b c\"}\n")
+        .args(&["score", "-m", "{hash}", "--jsonl", "docs.jsonl", "-o", "o.jsonl"]),
+        case(
+            "score-keep-column-clash",
+            "`--keep-columns` naming a score column (`perplexity`)",
+            3,
+            "perplexity",
+        )
+        .file("docs.jsonl", "{\"text\": \"a b c\", \"perplexity\": 3}\n")
+        .args(&[
+            "score", "-m", "{hash}", "--jsonl", "docs.jsonl", "--keep-columns", "perplexity",
+            "-o", "o.parquet",
+        ]),
+        case(
+            "score-output-missing-folder",
+            "`perplex score -o` into a folder that does not exist",
+            3,
+            "could not write no-such-dir/o.jsonl",
+        )
+        .file("c.txt", "a b c")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "no-such-dir/o.jsonl"]),
+        case(
+            "score-output-device",
+            "`perplex score -o /dev/null` (a device, not a file)",
+            2,
+            "/dev/null is not a file",
+        )
+        .file("c.txt", "a b c")
+        .args(&[
+            "score", "-m", "{hash}", "--file", "c.txt", "-o", "/dev/null", "--output-format",
+            "jsonl",
+        ]),
+        case(
+            "score-resume-other-model",
+            "a rerun into an unfinished output made with another model",
+            2,
+            "holds the unfinished output of a run with another model",
+        )
+        .file("c.txt", "a b c")
+        .step(|dir| {
+            score_into(dir, &["--file", "c.txt", "-o", "o.jsonl"]);
+            // as the killed run of another model would have left it
+            let out = dir.join("o.jsonl");
+            let summary = dir.join("o.jsonl.summary.json");
+            let mut run: Value = serde_json::from_slice(&read(&summary)).unwrap();
+            std::fs::remove_file(&out).unwrap();
+            std::fs::remove_file(&summary).unwrap();
+            std::fs::create_dir(dir.join("o.jsonl.partial")).unwrap();
+            run = json!({
+                "model_spec": "other.gguf", "model_hash": "0123456789abcdef0123", "tokenizer_hash": run["tokenizer_hash"],
+                "protocol": run["protocol"]["protocol"], "bos": run["protocol"]["bos"],
+                "shard": {"index": 0, "count": 1}, "block_documents": 256,
+                "sources": run["corpus"]["sources"], "text": run["corpus"]["text"],
+                "id_column": null, "keep_columns": [], "format": "jsonl"
+            });
+            write(&dir.join("o.jsonl.partial/run.json"), run.to_string().as_bytes());
+        })
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl"]),
+        case(
+            "score-journal-damaged",
+            "an unfinished output whose run.json is not JSON",
+            3,
+            "the journal",
+        )
+        .file("c.txt", "a b c")
+        .step(|dir| std::fs::create_dir(dir.join("o.jsonl.partial")).unwrap())
+        .file("o.jsonl.partial/run.json", "{\"model\": tru")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl"]),
+        case(
+            "score-summary-damaged",
+            "a finished output whose summary is not a summary",
+            3,
+            "is not a perplex score summary",
+        )
+        .file("c.txt", "a b c")
+        .file("o.jsonl", "")
+        .file("o.jsonl.summary.json", "[1, 2]")
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl"]),
+        case(
+            "score-corpus-changed",
+            "a rerun after the committed part of the corpus changed",
+            3,
+            "the corpus changed since",
+        )
+        .file("c.txt", "a b c\nb c d\nc d e\nd e f")
+        .step(|dir| {
+            score_into(dir, &["--file", "c.txt", "-o", "o.jsonl", "--block", "1"]);
+            // unfinish it: a run stopped after its first block
+            let partial = dir.join("o.jsonl.partial");
+            std::fs::create_dir(&partial).unwrap();
+            let summary: Value =
+                serde_json::from_slice(&read(&dir.join("o.jsonl.summary.json"))).unwrap();
+            std::fs::remove_file(dir.join("o.jsonl.summary.json")).unwrap();
+            let run = json!({
+                "model_spec": summary["model"]["spec"], "model_hash": summary["model"]["hash"]["value"],
+                "tokenizer_hash": summary["tokenizer_hash"], "protocol": summary["protocol"]["protocol"],
+                "bos": summary["protocol"]["bos"], "shard": {"index": 0, "count": 1},
+                "block_documents": 1, "sources": summary["corpus"]["sources"],
+                "text": summary["corpus"]["text"], "id_column": null, "keep_columns": [],
+                "format": "jsonl"
+            });
+            write(&partial.join("run.json"), run.to_string().as_bytes());
+            let rows = String::from_utf8(read(&dir.join("o.jsonl"))).unwrap();
+            let first = rows.lines().next().unwrap().to_string() + "\n";
+            write(&partial.join("rows.jsonl"), first.as_bytes());
+            let commit = json!({"commit": 0, "read": 1, "prefix": "00", "rows": 1,
+                "rows_bytes": first.len(), "totals": summary["totals"]});
+            write(&partial.join("journal.jsonl"), format!("{commit}\n").as_bytes());
+            std::fs::remove_file(dir.join("o.jsonl")).unwrap();
+        })
+        .args(&["score", "-m", "{hash}", "--file", "c.txt", "-o", "o.jsonl", "--block", "1"]),
+        case(
+            "merge-no-summary",
+            "`perplex merge` of a file without its .summary.json",
+            3,
+            "has no summary",
+        )
+        .file("s.jsonl", "")
+        .args(&["merge", "s.jsonl"]),
+        case(
+            "merge-missing-shard",
+            "`perplex merge` of 1 of 2 shards",
+            3,
+            "1 of 2 shards is missing: 1",
+        )
+        .file("c.txt", "a b c\nb c d\nc d e")
+        .step(|dir| score_into(dir, &["--file", "c.txt", "-o", "s0.jsonl", "--shard", "0/2"]))
+        .args(&["merge", "s0.jsonl"]),
+        case(
+            "merge-duplicate-shard",
+            "`perplex merge` given the same shard twice",
+            3,
+            "shard 0/2 is given twice",
+        )
+        .file("c.txt", "a b c\nb c d\nc d e")
+        .step(|dir| score_into(dir, &["--file", "c.txt", "-o", "s0.jsonl", "--shard", "0/2"]))
+        .args(&["merge", "s0.jsonl", "s0.jsonl"]),
+        case(
+            "merge-different-runs",
+            "`perplex merge` of shards scored with different protocols",
+            3,
+            "come from runs with another protocol",
+        )
+        .file("c.txt", "a b c\nb c d\nc d e")
+        .step(|dir| {
+            score_into(dir, &["--file", "c.txt", "-o", "s0.jsonl", "--shard", "0/2"]);
+            score_into(dir, &["--file", "c.txt", "-o", "s1.jsonl", "--shard", "1/2", "-c", "8"]);
+        })
+        .args(&["merge", "s0.jsonl", "s1.jsonl"]),
+        case(
+            "merge-rows-cut",
+            "`perplex merge -o` of a shard whose rows file lost a row",
+            3,
+            "holds 1 row, but its summary counts 2",
+        )
+        .file("c.txt", "a b c\nb c d\nc d e\nd e f")
+        .step(|dir| {
+            score_into(dir, &["--file", "c.txt", "-o", "s0.jsonl", "--shard", "0/2"]);
+            score_into(dir, &["--file", "c.txt", "-o", "s1.jsonl", "--shard", "1/2"]);
+            let rows = String::from_utf8(read(&dir.join("s1.jsonl"))).unwrap();
+            let first = rows.lines().next().unwrap().to_string() + "\n";
+            write(&dir.join("s1.jsonl"), first.as_bytes());
+        })
+        .args(&["merge", "s0.jsonl", "s1.jsonl", "-o", "all.jsonl"]),
+    ]
+}
+
+/// A Parquet file with string and integer columns (a score row file:
+/// `index`, `id`, `status`, `bytes`, …), and no `text` column.
+fn rows_parquet(path: &Path) {
+    use perplex::core::score::{DocumentCounts, ScoreRow};
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = perplex::data::rows::ParquetRowWriter::new(file, &[], &[]).unwrap();
+    for i in 0..3u64 {
+        let counts = DocumentCounts {
+            bytes: 5,
+            words: 1,
+            tokens: 1,
+        };
+        let row = ScoreRow::new(i, format!("doc {i}"), counts, &Default::default(), true);
+        writer.write(&row).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// Runs `perplex score -m {hash} ARGS` in `dir`, which must succeed.
+fn score_into(dir: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_perplex"))
+        .args(["score", "-m", &expand("{hash}"), "-q"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Text in another encoding./// Text in another encoding.
 fn encoding_cases() -> Vec<Case> {
     vec![
         case(

@@ -8,7 +8,6 @@
 
 mod common;
 
-use perplex::core::{BosPolicy, Protocol};
 use perplex::eval::engine::{plan_corpus, EvalSettings};
 use perplex::eval::CollectSink;
 use perplex::{Corpus, EvalOptions, Evaluator};
@@ -38,31 +37,7 @@ fn f64s(v: &Value) -> Vec<f64> {
 }
 
 fn options(case: &Value) -> EvalOptions {
-    let p = &case["params"];
-    let n = |k: &str| p[k].as_u64().unwrap() as usize;
-    let protocol = match case["protocol"].as_str().unwrap() {
-        "truncate" => Protocol::Truncate {
-            max_length: n("max_length"),
-        },
-        "chunks" => Protocol::Chunks {
-            context: n("context"),
-        },
-        "sliding" => Protocol::Sliding {
-            context: n("max_length"),
-            stride: n("stride"),
-        },
-        "llama-cpp" => Protocol::LlamaCpp {
-            context: n("n_ctx"),
-        },
-        other => panic!("unknown protocol {other}"),
-    };
-    let bos = match case["bos"].as_str().unwrap() {
-        "none" => BosPolicy::None,
-        // llama.cpp's "BOS at the start, replacing each chunk's first token"
-        // is what `document` resolves to under the llama-cpp protocol.
-        "document" | "chunk" => BosPolicy::Document,
-        other => panic!("unknown bos {other}"),
-    };
+    let (protocol, bos) = common::golden_protocol(case);
     EvalOptions::builder(protocol)
         .bos(bos)
         .batch_size(3)

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use perplex::core::{BosPolicy, Protocol};
@@ -100,28 +99,7 @@ fn per_document_figures_match_transformers() {
             )],
             None => continue,
         };
-        let p = &case["params"];
-        let n = |k: &str| p[k].as_u64().unwrap() as usize;
-        let protocol = match case["protocol"].as_str().unwrap() {
-            "truncate" => Protocol::Truncate {
-                max_length: n("max_length"),
-            },
-            "chunks" => Protocol::Chunks {
-                context: n("context"),
-            },
-            "sliding" => Protocol::Sliding {
-                context: n("max_length"),
-                stride: n("stride"),
-            },
-            "llama-cpp" => Protocol::LlamaCpp {
-                context: n("n_ctx"),
-            },
-            other => panic!("unknown protocol {other}"),
-        };
-        let bos = match case["bos"].as_str().unwrap() {
-            "none" => BosPolicy::None,
-            _ => BosPolicy::Document,
-        };
+        let (protocol, bos) = common::golden_protocol(case);
         let model = case["model"].as_str().unwrap();
         let mut evaluator = Evaluator::load(common::fixture(model).to_str().unwrap()).unwrap();
         let options = ScoreOptions::new(protocol).unwrap().bos(bos);
@@ -170,14 +148,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_bytes() {
     for (k, delay) in [100u64, 1500, 3000, 4800].into_iter().enumerate() {
         let out = dir.path().join(format!("killed-{k}.jsonl"));
         let args = score_args(&model, &corpus, &out);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_perplex"))
-            .args(&args)
-            .current_dir(common::workspace())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_quiet(&args);
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -273,14 +244,7 @@ fn a_rerun_with_another_protocol_is_refused_naming_both() {
     let model = format!("mock:slow:{}", tokenizer());
     let out = dir.path().join("out.jsonl");
     let args = score_args(&model, &corpus, &out);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perplex"))
-        .args(&args)
-        .current_dir(common::workspace())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_quiet(&args);
     let partial = PathBuf::from(format!("{}.partial", out.display()));
     let started = Instant::now();
     while !partial.join("run.json").exists() && started.elapsed() < Duration::from_secs(10) {
@@ -372,14 +336,7 @@ fn an_eval_killed_at_any_moment_resumes_to_the_same_report_and_tokens() {
     let (report, tokens) = read("whole");
     for (k, delay) in [300u64, 2500, 5000].into_iter().enumerate() {
         let name = format!("killed-{k}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_perplex"))
-            .args(args(&name))
-            .current_dir(common::workspace())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_quiet(&args(&name));
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -393,5 +350,43 @@ fn an_eval_killed_at_any_moment_resumes_to_the_same_report_and_tokens() {
             "killed after {delay} ms: the per-token files differ"
         );
         assert!(!dir.path().join(format!("{name}.json.partial")).exists());
+    }
+}
+
+#[test]
+fn documents_batched_together_score_as_each_alone() {
+    let mut evaluator = Evaluator::load(common::fixture("tiny-llama").to_str().unwrap()).unwrap();
+    let words = [
+        "river", "boats", "drift", "under", "the", "old", "stone", "bridge", "at", "dusk",
+    ];
+    let docs: Vec<SourceDocument> = (0..24usize)
+        .map(|d| SourceDocument {
+            index: d as u64,
+            id: d.to_string(),
+            text: (0..1 + (d * 13) % 70)
+                .map(|i| words[(d + i * 3) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" "),
+            extra: Vec::new(),
+        })
+        .collect();
+    for protocol in [
+        Protocol::Chunks { context: 32 },
+        Protocol::Truncate { max_length: 48 },
+    ] {
+        let options = ScoreOptions::new(protocol)
+            .unwrap()
+            .bos(BosPolicy::Document);
+        let together = evaluator.score_texts(docs.clone(), &options).unwrap();
+        for (doc, row) in docs.iter().zip(&together) {
+            let alone = evaluator.score_texts(vec![doc.clone()], &options).unwrap();
+            let (a, b) = (alone[0].nll_sum, row.nll_sum);
+            assert_eq!(alone[0].scored_tokens, row.scored_tokens);
+            assert!(
+                (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                "{protocol} document {}: {a} alone, {b} batched",
+                doc.index
+            );
+        }
     }
 }

@@ -140,7 +140,7 @@ pub enum ScoreError {
         missing: Vec<u32>,
     },
     /// A shard's rows disagree with its summary (a file replaced or cut).
-    #[error("{} holds {rows} rows, but its summary counts {expected}", path.display())]
+    #[error("{} holds {rows} row{}, but its summary counts {expected}", path.display(), if *rows == 1 { "" } else { "s" })]
     RowCount {
         /// The rows file.
         path: PathBuf,
@@ -162,6 +162,17 @@ fn list(missing: &[u32]) -> String {
 }
 
 impl ScoreError {
+    /// What an I/O error on `path` is to a run: [`ScoreError::Output`].
+    pub(crate) fn on(path: &std::path::Path) -> impl Fn(std::io::Error) -> crate::EvalError + '_ {
+        move |source| {
+            ScoreError::Output {
+                path: path.to_path_buf(),
+                source,
+            }
+            .into()
+        }
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {

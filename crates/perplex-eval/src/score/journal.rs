@@ -130,11 +130,17 @@ impl RunIdentity {
         }
     }
 
+    /// The model as compared: its weights' hash (a moved file is the same
+    /// model), or its spec when it has none (a mock).
+    fn model(&self) -> String {
+        model_name(&self.model_spec, &self.model_hash)
+    }
+
     /// The first field in which `self` (an earlier run) differs from `now`:
     /// what, as it was, as it is now.
     pub fn differs(&self, now: &RunIdentity) -> Option<(&'static str, String, String)> {
         let pairs: [(&'static str, String, String); 9] = [
-            ("model", self.model_hash.clone(), now.model_hash.clone()),
+            ("model", self.model(), now.model()),
             (
                 "tokenizer",
                 self.tokenizer_hash.value.clone(),
@@ -171,6 +177,16 @@ impl RunIdentity {
                 let quote = |s: String| if s.is_empty() { "none".to_string() } else { s };
                 (what, quote(was), quote(now))
             })
+    }
+}
+
+/// A model as resumes and merges compare it: its weights' hash (a moved
+/// file is the same model), or its spec when it has none (a mock).
+pub(crate) fn model_name(spec: &str, hash: &str) -> String {
+    if hash.is_empty() {
+        format!("`{spec}`")
+    } else {
+        format!("weights {}", &hash[..hash.len().min(16)])
     }
 }
 
@@ -290,15 +306,11 @@ impl Journal {
                 .into()),
             };
         }
-        let out = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EvalError::from(ScoreError::Output { path, source })
-        };
         let run_file = partial.join("run.json");
         let rows_path = partial.join("rows.jsonl");
         let journal_path = partial.join("journal.jsonl");
         let (committed, resumption) = if run_file.exists() {
-            let text = std::fs::read_to_string(&run_file).map_err(out(&run_file))?;
+            let text = std::fs::read_to_string(&run_file).map_err(ScoreError::on(&run_file))?;
             let was: RunIdentity =
                 serde_json::from_str(&text).map_err(|e| ScoreError::Journal {
                     path: run_file.clone(),
@@ -316,11 +328,11 @@ impl Journal {
             }
             read_journal(&partial, &journal_path)?
         } else {
-            std::fs::create_dir_all(&partial).map_err(out(&partial))?;
+            std::fs::create_dir_all(&partial).map_err(ScoreError::on(&partial))?;
             let json = serde_json::to_string_pretty(identity).expect("serialisable");
             write_atomically(&run_file, |w| w.write_all(json.as_bytes()))
-                .map_err(out(&run_file))?;
-            File::create(&journal_path).map_err(out(&journal_path))?;
+                .map_err(ScoreError::on(&run_file))?;
+            File::create(&journal_path).map_err(ScoreError::on(&journal_path))?;
             (
                 Committed {
                     partial: partial.clone(),
@@ -335,8 +347,8 @@ impl Journal {
             .read(true)
             .write(true)
             .open(&rows_path)
-            .map_err(out(&rows_path))?;
-        let length = rows.metadata().map_err(out(&rows_path))?.len();
+            .map_err(ScoreError::on(&rows_path))?;
+        let length = rows.metadata().map_err(ScoreError::on(&rows_path))?.len();
         if length < committed.rows_bytes {
             return Err(ScoreError::Journal {
                 path: journal_path,
@@ -350,11 +362,11 @@ impl Journal {
         }
         // rows written after the last commit are redone
         rows.set_len(committed.rows_bytes)
-            .map_err(out(&rows_path))?;
+            .map_err(ScoreError::on(&rows_path))?;
         let journal = OpenOptions::new()
             .append(true)
             .open(&journal_path)
-            .map_err(out(&journal_path))?;
+            .map_err(ScoreError::on(&journal_path))?;
         let mut journal = Journal {
             output: output.clone(),
             partial,
@@ -473,13 +485,9 @@ impl Journal {
         } = self;
         drop(rows);
         let rows_path = partial.join("rows.jsonl");
-        let out = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EvalError::from(ScoreError::Output { path, source })
-        };
-        let reader = BufReader::new(File::open(&rows_path).map_err(out(&rows_path))?);
+        let reader = BufReader::new(File::open(&rows_path).map_err(ScoreError::on(&rows_path))?);
         let mut rows = reader.lines().enumerate().map(|(n, line)| {
-            let line = line.map_err(out(&rows_path))?;
+            let line = line.map_err(ScoreError::on(&rows_path))?;
             parse_jsonl_row(&line).map_err(|e| {
                 ScoreError::Journal {
                     path: rows_path.clone(),
@@ -496,8 +504,8 @@ impl Journal {
             w.write_all(json.as_bytes())?;
             w.write_all(b"\n")
         })
-        .map_err(out(&summary_file))?;
-        std::fs::remove_dir_all(&partial).map_err(out(&partial))
+        .map_err(ScoreError::on(&summary_file))?;
+        std::fs::remove_dir_all(&partial).map_err(ScoreError::on(&partial))
     }
 }
 

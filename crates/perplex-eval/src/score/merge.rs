@@ -108,11 +108,7 @@ fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, 
         )
     };
     let pairs: [(&'static str, String, String); 6] = [
-        (
-            "model",
-            a.model.hash.value.clone(),
-            b.model.hash.value.clone(),
-        ),
+        ("model", model(a), model(b)),
         (
             "tokenizer",
             a.tokenizer_hash.value.clone(),
@@ -128,6 +124,10 @@ fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, 
         ("shard count", shard_count(a), shard_count(b)),
     ];
     pairs.into_iter().find(|(_, x, y)| x != y)
+}
+
+fn model(s: &ScoreSummary) -> String {
+    super::journal::model_name(&s.model.spec, &s.model.hash.value)
 }
 
 fn merged_summary(shards: &[(PathBuf, ScoreSummary)]) -> ScoreSummary {

@@ -127,13 +127,13 @@ impl ScoreOptions {
         self.protocol
     }
 
-    /// The shard.
-    pub fn shard_of(&self) -> Shard {
+    /// The part of the corpus scored.
+    pub fn scored_shard(&self) -> Shard {
         self.shard
     }
 
-    /// Documents per block.
-    pub fn documents_per_block(&self) -> usize {
+    /// Documents per committed block.
+    pub fn block_size(&self) -> usize {
         self.block_documents
     }
 
@@ -235,7 +235,7 @@ pub fn score(
     let start = Instant::now();
     let settings = options.settings(&model.tokenizer)?;
     settings.protocol().fits(model.lm.info().max_context)?;
-    let budget = batch_tokens(model.lm.as_ref(), &settings, options)?;
+    let budget = batch_tokens(model.lm.as_ref(), &settings)?;
     perplex_data::rows::check_extra_columns(&inputs.keep_columns).map_err(ScoreError::from)?;
     let identity = RunIdentity::new(model, inputs, options, output)?;
     let stream = inputs.open().map_err(ScoreError::from)?;
@@ -334,11 +334,7 @@ pub fn score(
 
 /// The token budget of one forward pass: the asked batch of full-length
 /// windows, or the default, lowered to fit in memory.
-fn batch_tokens(
-    lm: &dyn CausalLm,
-    settings: &EvalSettings,
-    options: &ScoreOptions,
-) -> Result<usize, EvalError> {
+fn batch_tokens(lm: &dyn CausalLm, settings: &EvalSettings) -> Result<usize, EvalError> {
     let len = settings.protocol().window_len();
     let windows = crate::memory::fit_windows(
         |w, l| lm.working_memory(w, l),
@@ -346,7 +342,6 @@ fn batch_tokens(
         len,
         settings,
     )?;
-    let _ = options;
     Ok(windows * len)
 }
 
@@ -588,7 +583,7 @@ pub fn score_texts(
 ) -> Result<Vec<ScoreRow>, EvalError> {
     let settings = options.settings(&model.tokenizer)?;
     settings.protocol().fits(model.lm.info().max_context)?;
-    let budget = batch_tokens(model.lm.as_ref(), &settings, options)?;
+    let budget = batch_tokens(model.lm.as_ref(), &settings)?;
     let whole = settings.protocol().covers_whole_documents();
     let mut rows = Vec::with_capacity(documents.len());
     let mut totals = ScoreTotals::default();

@@ -60,6 +60,13 @@ pub fn run(args: ScoreArgs) -> Result<(), CliError> {
     let output = ScoreOutput::new(path, args.output_format.map(Into::into))
         .map_err(|e| perplex::Error::Eval(e.into()))?;
     super::eval::check_writable(&output.path)?;
+    if std::fs::metadata(&output.path).is_ok_and(|m| !m.is_file()) {
+        return Err(CliError::usage(
+            format!("{} is not a file", output.path.display()),
+            "score writes its rows, its summary and its progress beside them as files: give \
+             a file path",
+        ));
+    }
     set_threads(args.run.threads);
     let mut evaluator = Evaluator::load_with(&args.model, &args.run.load_options())?;
     note(args.quiet, &format!("loaded {}", args.model));

@@ -73,3 +73,51 @@ pub(crate) use snapshot;
 /// not), which the golden tests bound; snapshots pin the layout.
 #[allow(dead_code)] // not every test binary snapshots real models
 pub const FOUR_DECIMALS: (&str, &str) = (r"(\d\.\d{4})\d+", "$1…");
+
+/// The protocol and BOS policy of a `goldens.json` "protocols" case, as
+/// `scripts/make_fixtures.py` names them.
+pub fn golden_protocol(
+    case: &serde_json::Value,
+) -> (perplex::core::Protocol, perplex::core::BosPolicy) {
+    use perplex::core::{BosPolicy, Protocol};
+    let p = &case["params"];
+    let n = |k: &str| p[k].as_u64().unwrap() as usize;
+    let protocol = match case["protocol"].as_str().unwrap() {
+        "truncate" => Protocol::Truncate {
+            max_length: n("max_length"),
+        },
+        "chunks" => Protocol::Chunks {
+            context: n("context"),
+        },
+        "sliding" => Protocol::Sliding {
+            context: n("max_length"),
+            stride: n("stride"),
+        },
+        "llama-cpp" => Protocol::LlamaCpp {
+            context: n("n_ctx"),
+        },
+        other => panic!("unknown protocol {other}"),
+    };
+    let bos = match case["bos"].as_str().unwrap() {
+        "none" => BosPolicy::None,
+        // llama.cpp's "BOS at the start, replacing each chunk's first token"
+        // is what `document` resolves to under the llama-cpp protocol.
+        "document" | "chunk" => BosPolicy::Document,
+        other => panic!("unknown bos {other}"),
+    };
+    (protocol, bos)
+}
+
+/// Starts the `perplex` binary with `args`, all standard streams closed
+/// (a run to kill or wait for).
+pub fn spawn_quiet(args: &[String]) -> std::process::Child {
+    use std::process::Stdio;
+    std::process::Command::new(env!("CARGO_BIN_EXE_perplex"))
+        .args(args)
+        .current_dir(workspace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
