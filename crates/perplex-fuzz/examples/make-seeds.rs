@@ -26,8 +26,8 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 use perplex_core::accum::NllStats;
 use perplex_core::score::{ColumnValue, DocumentCounts, ScoreRow, ScoreTotals};
 use perplex_data::rows::{jsonl_row, ParquetRowWriter};
@@ -316,7 +316,12 @@ fn parquet_seeds(seeds: &mut Seeds) -> Result<(), Error> {
             .build(),
         vec![vec![
             optional(Column::I32(vec![1, 2, 4]), &[1, 1, 0, 1]),
-            required(Column::Bytes(vec![b"prefix one", b"prefix two", b"\xff\xfe", b"x"])),
+            required(Column::Bytes(vec![
+                b"prefix one",
+                b"prefix two",
+                b"\xff\xfe",
+                b"x",
+            ])),
             optional(Column::Bool(vec![true, false]), &[1, 0, 1, 0]),
         ]],
     )?;
@@ -400,8 +405,20 @@ fn sample_rows(keep: &[&str]) -> Vec<ScoreRow> {
     };
     let mut rows = vec![
         ScoreRow::new(0, "docs.jsonl:0".into(), counts(17, 4), &stats, true),
-        ScoreRow::new(1, "docs.jsonl:1".into(), counts(0, 0), &NllStats::new(), true),
-        ScoreRow::new(2, "b-2 \"quoted\" é".into(), counts(3, 1), &NllStats::new(), false),
+        ScoreRow::new(
+            1,
+            "docs.jsonl:1".into(),
+            counts(0, 0),
+            &NllStats::new(),
+            true,
+        ),
+        ScoreRow::new(
+            2,
+            "b-2 \"quoted\" é".into(),
+            counts(3, 1),
+            &NllStats::new(),
+            false,
+        ),
         ScoreRow::new(u64::MAX >> 1, "last".into(), counts(40, 9), &stats, false),
     ];
     rows[3].status = perplex_core::report::DocumentStatus::BeyondTokenLimit;
@@ -446,11 +463,23 @@ fn score_parquet_files() -> Result<Vec<Vec<u8>>, Error> {
             required(n(5)),
             required(n(4)),
             required(Column::F64(vec![3.5; rows])),
-            optional(Column::F64(vec![0.875]), &[&[1i16][..], &vec![0; rows - 1]].concat()),
+            optional(
+                Column::F64(vec![0.875]),
+                &[&[1i16][..], &vec![0; rows - 1]].concat(),
+            ),
             optional(Column::F64(vec![]), &vec![0; rows]),
-            optional(Column::F64(vec![0.42]), &[&[1i16][..], &vec![0; rows - 1]].concat()),
-            optional(Column::F64(vec![0.5]), &[&[1i16][..], &vec![0; rows - 1]].concat()),
-            optional(texts(&["kept"]), &[&[1i16][..], &vec![0; rows - 1]].concat()),
+            optional(
+                Column::F64(vec![0.42]),
+                &[&[1i16][..], &vec![0; rows - 1]].concat(),
+            ),
+            optional(
+                Column::F64(vec![0.5]),
+                &[&[1i16][..], &vec![0; rows - 1]].concat(),
+            ),
+            optional(
+                texts(&["kept"]),
+                &[&[1i16][..], &vec![0; rows - 1]].concat(),
+            ),
         ]
     };
     files.push(parquet_file(
@@ -490,7 +519,11 @@ fn row_seeds(seeds: &mut Seeds) -> Result<(), Error> {
         line.replace("\"index\":0", "\"index\":-1"),
         line.replace("{\"index\":0,", "{\"index\":0,\"index\":1,"),
         line.replace("\"mean_nll\":", "\"mean_nll\": 1e400, \"y\":"),
-        format!("{} {{\"nested\":[1,{{\"a\":null}}]}}", &line[..line.len() - 1]).replace("} {", ",\"obj\":"),
+        format!(
+            "{} {{\"nested\":[1,{{\"a\":null}}]}}",
+            &line[..line.len() - 1]
+        )
+        .replace("} {", ",\"obj\":"),
     ] {
         seeds.add(t, format!("{line}\n{fault}\n").as_bytes())?;
     }
@@ -528,7 +561,12 @@ fn journal_seeds(seeds: &mut Seeds) -> Result<(), Error> {
             for row in *block {
                 totals.add_row(row, &NllStats::new());
             }
-            journal.commit(block, journal.committed().read + block.len() as u64, "b3f0", &totals)?;
+            journal.commit(
+                block,
+                journal.committed().read + block.len() as u64,
+                "b3f0",
+                &totals,
+            )?;
         }
         if run == 0 {
             journal.begin(2)?;
@@ -544,7 +582,11 @@ fn journal_seeds(seeds: &mut Seeds) -> Result<(), Error> {
         seeds.add_after(t, 1, &extra_rows)?;
     }
     seeds.add_after(t, 1, b"{\"run\":1}\n{\"begin\":0,\"documents\":2}\n\0")?;
-    seeds.add_after(t, 0, b"{\"run\":1}\n{\"begin\":0,\"documents\":2}\n{\"run\":2}")?;
+    seeds.add_after(
+        t,
+        0,
+        b"{\"run\":1}\n{\"begin\":0,\"documents\":2}\n{\"run\":2}",
+    )?;
     seeds.add_after(t, 0, b"{\"run\":1}\nnot json\n{\"run\":2}\n")?;
 
     let mut stats = NllStats::new();
@@ -563,7 +605,12 @@ fn journal_seeds(seeds: &mut Seeds) -> Result<(), Error> {
     };
     let json = serde_json::to_string(&checkpoint)?;
     seeds.add_after(t, 2, json.as_bytes())?;
-    seeds.add_after(t, 2, json.replace("\"token_bytes\":20", "\"token_bytes\":4096").as_bytes())?;
+    seeds.add_after(
+        t,
+        2,
+        json.replace("\"token_bytes\":20", "\"token_bytes\":4096")
+            .as_bytes(),
+    )?;
     seeds.add_after(t, 2, &json.as_bytes()[..json.len() / 2])?;
     Ok(())
 }

@@ -27,10 +27,10 @@ use perplex_core::{CausalLm, WindowRef};
 use perplex_data::corpus::{self, Split};
 use perplex_data::rows::{jsonl_row, open_rows, parse_jsonl_row};
 use perplex_data::stream::StreamInputs;
+use perplex_data::tokenizer::TextTokenizer;
 use perplex_eval::checkpoint::{EvalIdentity, EvalJournal};
 use perplex_eval::score::journal::{Journal, Opened, RunIdentity};
 use perplex_eval::score::ScoreOutput;
-use perplex_data::tokenizer::TextTokenizer;
 use perplex_model::lora::LoraAdapter;
 use perplex_model::{LoadOptions, ModelConfig};
 
@@ -381,6 +381,7 @@ fn uncompressed(path: &Path) -> bool {
 /// A score row file, as `rows.parquet` and as `rows.jsonl`, opened with
 /// `open_rows` and read row by row; a row read from JSONL must come back
 /// equal, and as the same line, from the line `jsonl_row` writes for it.
+/// Accepted means a row was read (an empty file is a valid file of no rows).
 pub fn score_rows(data: &[u8]) -> bool {
     let dir = scratch("score-rows");
     let parquet = read_rows(&dir.join("rows.parquet"), data);
@@ -396,14 +397,18 @@ fn read_rows(path: &Path, data: &[u8]) -> bool {
     let jsonl = path.extension().is_some_and(|e| e == "jsonl");
     let _ = reader.metadata();
     let extra_columns = reader.extra_columns().to_vec();
+    let mut read = false;
     for (n, row) in reader.take(MAX_RECORDS).enumerate() {
         let Ok(row) = row else {
             break;
         };
+        read = true;
         if n == 0 || !jsonl {
             let names: Vec<&String> = row.extra.iter().map(|(name, _)| name).collect();
             assert!(
-                names.iter().eq(extra_columns.iter().collect::<Vec<_>>().iter()),
+                names
+                    .iter()
+                    .eq(extra_columns.iter().collect::<Vec<_>>().iter()),
                 "row {n} has kept columns {names:?}, the file {extra_columns:?}"
             );
         }
@@ -415,7 +420,7 @@ fn read_rows(path: &Path, data: &[u8]) -> bool {
             assert_eq!(jsonl_row(&again), line);
         }
     }
-    true
+    read
 }
 
 /// The run `score_journal` resumes.
