@@ -423,6 +423,19 @@ mod tests {
     }
 
     #[test]
+    fn a_column_chunk_at_a_negative_offset_is_an_error() {
+        // the fuzz input that found it: a mode byte, then the file
+        let input = include_bytes!(
+            "../../../fuzz/regressions/parquet_documents/negative-column-chunk-offset"
+        );
+        let e = read_all(input[1..].to_vec()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Parquet error: column chunk 0 starts at -19 and is 38 bytes long"
+        );
+    }
+
+    #[test]
     fn an_all_null_delta_page_with_no_values_is_read() {
         let file = delta_file(&[], &[0, 0, 0]);
         assert_eq!(read_all(file).unwrap(), 3);
