@@ -1,18 +1,24 @@
 //! Parquet data pages checked before the parquet crate decodes them.
 //!
-//! The parquet crate's column decoder panics on some damaged pages: a
-//! `DELTA_BINARY_PACKED` page whose header declares no values while its
-//! definition levels say it holds some (an index out of range; an integer
-//! underflow with overflow checks), a dictionary-encoded data page before
-//! any dictionary page (an `expect`), and a dictionary or data page of PLAIN
-//! byte arrays that ends before the values it declares (a slice out of
-//! range); and its page reader panics on a column chunk whose offset or size
-//! in the footer is negative. [`CheckedRowGroup`] wraps a row group so that
+//! The parquet crate's column decoder panics on some damaged pages:
+//! - a `DELTA_BINARY_PACKED` page whose header declares no values while its
+//!   definition levels say it holds some (an index out of range; an integer
+//!   underflow with overflow checks);
+//! - a dictionary-encoded data page before any dictionary page (an
+//!   `expect`);
+//! - a dictionary or data page of PLAIN byte arrays that ends before the
+//!   values it declares (a slice out of range);
+//! - a version 2 data page whose levels are longer than the page (a slice
+//!   out of range);
+//!
+//! and its page reader on a column chunk whose offset or size in the footer
+//! is negative (an `assert!`). [`CheckedRowGroup`] wraps a row group so that
 //! every chunk is checked before its pages are read, and every page on its
-//! way to the decoder: such a chunk or page is a `ParquetError` instead. Everything else reaches the decoder unchanged, at the cost of
-//! walking the lengths of a byte array page and the first bytes of a delta
-//! page. The non-null values of a page are counted from its RLE definition
-//! levels; with the deprecated BIT_PACKED levels every level counts.
+//! way to the decoder: such a chunk or page is a `ParquetError` instead.
+//! Everything else reaches the decoder unchanged, at the cost of walking the
+//! lengths of a byte array page and the first bytes of a delta page. The
+//! non-null values of a page are counted from its RLE definition levels;
+//! with the deprecated BIT_PACKED levels every level counts.
 
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::bloom_filter::Sbbf;
@@ -129,6 +135,22 @@ impl CheckedPages {
                 plain_byte_arrays(buf, *num_values as usize)?;
             }
             return Ok(());
+        }
+        if let Page::DataPageV2 {
+            buf,
+            def_levels_byte_len,
+            rep_levels_byte_len,
+            ..
+        } = page
+        {
+            // the decoder slices the levels out unchecked
+            let levels = u64::from(*def_levels_byte_len) + u64::from(*rep_levels_byte_len);
+            if levels > buf.len() as u64 {
+                return Err(ParquetError::General(format!(
+                    "a data page's levels take {levels} bytes of its {}",
+                    buf.len()
+                )));
+            }
         }
         let encoding = page.encoding();
         if matches!(
@@ -432,6 +454,17 @@ mod tests {
         assert_eq!(
             e,
             "Parquet error: column chunk 0 starts at -19 and is 38 bytes long"
+        );
+    }
+
+    #[test]
+    fn a_v2_page_whose_levels_are_longer_than_the_page_is_an_error() {
+        let input =
+            include_bytes!("../../../fuzz/regressions/parquet_documents/v2-levels-past-the-page");
+        let e = read_all(input[1..].to_vec()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Parquet error: a data page's levels take 2 bytes of its 0"
         );
     }
 
