@@ -33,6 +33,7 @@
 pub mod corpus;
 pub mod counts;
 pub mod inputs;
+mod pages;
 pub mod rows;
 pub mod stream;
 pub mod tokenized;

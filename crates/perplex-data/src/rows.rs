@@ -63,7 +63,7 @@ use parquet::basic::{Compression, LogicalType, Repetition, Type as PhysicalType}
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::FileReader;
+use parquet::file::reader::{FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::Field;
@@ -72,6 +72,7 @@ use perplex_core::report::DocumentStatus;
 use perplex_core::score::{ColumnValue, ScoreRow};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
+use crate::pages::CheckedRowGroup;
 use crate::stream::{field_column_value, json_column_value};
 
 /// The score columns, in file order; kept columns follow.
@@ -959,6 +960,8 @@ impl ParquetRows {
             .reader
             .get_row_group(self.next_group)
             .map_err(parquet_error)?;
+        // pages the parquet crate would panic on are errors (see `pages`)
+        let group = CheckedRowGroup(group);
         let rows = group.get_row_iter(None).map_err(parquet_error)?;
         let mut decoded = VecDeque::new();
         for row in rows {

@@ -64,13 +64,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parquet::basic::{ConvertedType, Repetition, Type as PhysicalType};
-use parquet::file::reader::FileReader;
+use parquet::file::reader::{FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::record::{Field, Row};
 use parquet::schema::types::Type;
 use perplex_core::score::ColumnValue;
 
 use crate::corpus::{decode_utf8, json_kind, ColumnRole, CorpusError, Position, Split};
+use crate::pages::CheckedRowGroup;
 
 /// The files of a stream and the columns to read from them.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -727,6 +728,8 @@ impl ParquetSource {
             .reader
             .get_row_group(self.next_group)
             .map_err(|e| parquet_error(&name, e))?;
+        // pages the parquet crate would panic on are errors (see `pages`)
+        let group = CheckedRowGroup(group);
         self.next_group += 1;
         let rows = group
             .get_row_iter(Some(self.projection.clone()))

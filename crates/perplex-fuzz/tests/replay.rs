@@ -94,4 +94,7 @@ replay_tests!(
     tokenizer_json,
     corpus,
     trainer_state,
+    parquet_documents,
+    score_rows,
+    score_journal,
 );

@@ -587,7 +587,28 @@ fn read_journal(partial: &Path, path: &Path) -> Result<(Committed, Resumption), 
             }
         };
         good += line.len();
+        // numbers no run writes, which would overflow once counted on
+        let damaged = |why: String| ScoreError::Journal {
+            path: path.to_path_buf(),
+            line: n + 1,
+            why,
+        };
         match record {
+            Record::Run { run } if run == u32::MAX => {
+                return Err(damaged(format!("run {run} cannot be followed by another")).into())
+            }
+            // the next commit is block `commit + 1`, and then counts one more
+            Record::Commit { commit, .. } if commit.checked_add(2).is_none() => {
+                return Err(damaged(format!("block {commit} cannot be followed by another")).into())
+            }
+            Record::Commit {
+                rows, rows_bytes, ..
+            } if rows > rows_bytes => {
+                return Err(damaged(format!(
+                    "{rows} rows cannot take {rows_bytes} bytes (each takes a line)"
+                ))
+                .into())
+            }
             Record::Run { run } => resumption.runs = run,
             Record::Begin { documents, .. } => begun = Some(documents),
             Record::Commit {
@@ -633,4 +654,49 @@ pub fn read_summary(path: &Path) -> Result<ScoreSummary, EvalError> {
         }
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read_journal` of a journal of `lines`, or its error's message.
+    fn read(lines: &str) -> Result<(Committed, Resumption), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, lines).unwrap();
+        read_journal(dir.path(), &path)
+            .map_err(|e| e.to_string().replace(&format!("{} ", path.display()), ""))
+    }
+
+    fn commit(block: u64, rows: u64, rows_bytes: u64) -> String {
+        let totals = serde_json::to_string(&ScoreTotals::default()).unwrap();
+        format!(
+            "{{\"commit\":{block},\"read\":2,\"prefix\":\"ab\",\"rows\":{rows},\
+             \"rows_bytes\":{rows_bytes},\"totals\":{totals}}}\n"
+        )
+    }
+
+    #[test]
+    fn counts_that_would_overflow_when_resumed_are_damage() {
+        let (committed, resumption) =
+            read(&format!("{{\"run\":2}}\n{}", commit(4, 2, 300))).unwrap();
+        assert_eq!((committed.blocks, committed.rows), (5, 2));
+        assert_eq!(resumption.runs, 2);
+
+        assert_eq!(
+            read("{\"run\":1}\n{\"run\":4294967295}\n").unwrap_err(),
+            "the journal is damaged at line 2: run 4294967295 cannot be followed by another"
+        );
+        assert_eq!(
+            read(&commit(u64::MAX - 1, 2, 300)).unwrap_err(),
+            "the journal is damaged at line 1: block 18446744073709551614 cannot be followed \
+             by another"
+        );
+        assert_eq!(
+            read(&commit(0, u64::MAX, 300)).unwrap_err(),
+            "the journal is damaged at line 1: 18446744073709551615 rows cannot take 300 bytes \
+             (each takes a line)"
+        );
+    }
 }
