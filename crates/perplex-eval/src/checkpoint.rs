@@ -32,6 +32,8 @@ use perplex_core::sink::Sink;
 use crate::engine::Outcome;
 use crate::error::EvalError;
 use crate::files::write_atomically;
+use crate::score::journal::Difference;
+use crate::score::journal::{claim, read_record};
 use crate::score::ScoreError;
 
 /// The least time between two saves.
@@ -55,7 +57,7 @@ pub struct EvalIdentity {
 }
 
 impl EvalIdentity {
-    fn differs(&self, now: &EvalIdentity) -> Option<(&'static str, String, String)> {
+    fn differs(&self, now: &EvalIdentity) -> Option<Difference> {
         let pairs: [(&'static str, String, String); 5] = [
             ("model", self.model_hash.clone(), now.model_hash.clone()),
             (
@@ -117,41 +119,13 @@ impl EvalJournal {
     /// resumes it, or starts it.
     pub fn open(report: &Path, identity: &EvalIdentity) -> Result<Self, EvalError> {
         let partial = partial_path(report);
-        let run_file = partial.join("run.json");
         let checkpoint_file = partial.join("checkpoint.json");
-        let damaged = |path: &Path, e: serde_json::Error| {
-            EvalError::from(ScoreError::Journal {
-                path: path.to_path_buf(),
-                line: e.line(),
-                why: e.to_string(),
-            })
-        };
-        let mut resumed = None;
-        if run_file.exists() {
-            let text = std::fs::read_to_string(&run_file).map_err(ScoreError::on(&run_file))?;
-            let was: EvalIdentity =
-                serde_json::from_str(&text).map_err(|e| damaged(&run_file, e))?;
-            if let Some((what, was, now)) = was.differs(identity) {
-                return Err(ScoreError::ResumeMismatch {
-                    partial,
-                    what,
-                    was,
-                    now,
-                }
-                .into());
-            }
-            if checkpoint_file.exists() {
-                let text = std::fs::read_to_string(&checkpoint_file)
-                    .map_err(ScoreError::on(&checkpoint_file))?;
-                resumed =
-                    Some(serde_json::from_str(&text).map_err(|e| damaged(&checkpoint_file, e))?);
-            }
+        let resuming = claim(&partial, identity, EvalIdentity::differs)?;
+        let resumed = if resuming && checkpoint_file.exists() {
+            Some(read_record(&checkpoint_file)?)
         } else {
-            std::fs::create_dir_all(&partial).map_err(ScoreError::on(&partial))?;
-            let json = serde_json::to_string_pretty(identity).expect("serialisable");
-            write_atomically(&run_file, |w| w.write_all(json.as_bytes()))
-                .map_err(ScoreError::on(&run_file))?;
-        }
+            None
+        };
         Ok(EvalJournal {
             tokens: identity.per_token.then(|| partial.join("tokens.jsonl")),
             partial,

@@ -153,8 +153,13 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_bytes() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let partial = PathBuf::from(format!("{}.partial", out.display()));
-        let committed = std::fs::read_to_string(partial.join("rows.jsonl"))
-            .map(|s| s.lines().count())
+        // the rows of the last commit line (rows written after it are redone)
+        let committed = std::fs::read_to_string(partial.join("journal.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|r| r["rows"].as_u64().filter(|_| r.get("commit").is_some()))
+            .next_back()
             .unwrap_or(0);
         let resumed = finish(&args);
         assert_eq!(

@@ -58,6 +58,9 @@ pub fn partial_path(rows: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How two runs differ: what, as it was, as it is now.
+pub type Difference = (&'static str, String, String);
+
 /// What identifies a run: a resumed run must match it field for field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunIdentity {
@@ -138,7 +141,7 @@ impl RunIdentity {
 
     /// The first field in which `self` (an earlier run) differs from `now`:
     /// what, as it was, as it is now.
-    pub fn differs(&self, now: &RunIdentity) -> Option<(&'static str, String, String)> {
+    pub fn differs(&self, now: &RunIdentity) -> Option<Difference> {
         let pairs: [(&'static str, String, String); 9] = [
             ("model", self.model(), now.model()),
             (
@@ -306,32 +309,11 @@ impl Journal {
                 .into()),
             };
         }
-        let run_file = partial.join("run.json");
         let rows_path = partial.join("rows.jsonl");
         let journal_path = partial.join("journal.jsonl");
-        let (committed, resumption) = if run_file.exists() {
-            let text = std::fs::read_to_string(&run_file).map_err(ScoreError::on(&run_file))?;
-            let was: RunIdentity =
-                serde_json::from_str(&text).map_err(|e| ScoreError::Journal {
-                    path: run_file.clone(),
-                    line: e.line(),
-                    why: e.to_string(),
-                })?;
-            if let Some((what, was, now)) = was.differs(identity) {
-                return Err(ScoreError::ResumeMismatch {
-                    partial,
-                    what,
-                    was,
-                    now,
-                }
-                .into());
-            }
+        let (committed, resumption) = if claim(&partial, identity, RunIdentity::differs)? {
             read_journal(&partial, &journal_path)?
         } else {
-            std::fs::create_dir_all(&partial).map_err(ScoreError::on(&partial))?;
-            let json = serde_json::to_string_pretty(identity).expect("serialisable");
-            write_atomically(&run_file, |w| w.write_all(json.as_bytes()))
-                .map_err(ScoreError::on(&run_file))?;
             File::create(&journal_path).map_err(ScoreError::on(&journal_path))?;
             (
                 Committed {
@@ -641,12 +623,52 @@ fn read_journal(partial: &Path, path: &Path) -> Result<(Committed, Resumption), 
     Ok((committed, resumption))
 }
 
+/// Claims the unfinished-output folder `partial` for a run of `identity`:
+/// starts it (creates the folder and writes `run.json`; returns false), or
+/// checks that the run that left it had the same identity (true: resume).
+pub(crate) fn claim<T: Serialize + serde::de::DeserializeOwned>(
+    partial: &Path,
+    identity: &T,
+    differs: fn(&T, &T) -> Option<Difference>,
+) -> Result<bool, EvalError> {
+    let run_file = partial.join("run.json");
+    if !run_file.exists() {
+        std::fs::create_dir_all(partial).map_err(ScoreError::on(partial))?;
+        let json = serde_json::to_string_pretty(identity).expect("serialisable");
+        write_atomically(&run_file, |w| w.write_all(json.as_bytes()))
+            .map_err(ScoreError::on(&run_file))?;
+        return Ok(false);
+    }
+    let was: T = read_record(&run_file)?;
+    match differs(&was, identity) {
+        None => Ok(true),
+        Some((what, was, now)) => Err(ScoreError::ResumeMismatch {
+            partial: partial.to_path_buf(),
+            what,
+            was,
+            now,
+        }
+        .into()),
+    }
+}
+
+/// Reads the JSON record `path` of an unfinished output; one that does not
+/// parse is a damaged journal.
+pub(crate) fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(ScoreError::on(path))?;
+    serde_json::from_str(&text).map_err(|e| {
+        ScoreError::Journal {
+            path: path.to_path_buf(),
+            line: e.line(),
+            why: e.to_string(),
+        }
+        .into()
+    })
+}
+
 /// Reads a summary written by a finished run.
 pub fn read_summary(path: &Path) -> Result<ScoreSummary, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScoreError::Output {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(ScoreError::on(path))?;
     serde_json::from_str(&text).map_err(|source| {
         ScoreError::BadSummary {
             path: path.to_path_buf(),

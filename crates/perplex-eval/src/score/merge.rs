@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use perplex_core::score::{Resumption, ScoreFigures, ScoreRow, ScoreSummary, ScoreTotals, Shard};
 use perplex_data::rows::{open_rows, RowReader};
 
-use super::journal::{read_summary, summary_path, write_row_file};
+use super::journal::{read_summary, summary_path, write_row_file, Difference};
 use super::{ScoreError, ScoreOutput};
 use crate::error::EvalError;
 
@@ -97,7 +97,7 @@ pub fn merge(rows: &[PathBuf], output: Option<&MergeOutput>) -> Result<ScoreSumm
 }
 
 /// The first thing in which two shards' runs differ.
-fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<(&'static str, String, String)> {
+fn differs(a: &ScoreSummary, b: &ScoreSummary) -> Option<Difference> {
     let shard_count = |s: &ScoreSummary| s.shards.first().map_or(1, |s| s.count).to_string();
     let protocol =
         |s: &ScoreSummary| format!("{}, BOS {}", s.protocol.description, s.protocol.bos.name());

@@ -277,8 +277,7 @@ pub fn score(
                 .into_iter()
                 .zip(&stats)
                 .map(|(doc, stats)| {
-                    let mut row = ScoreRow::new(doc.index, doc.id, doc.counts, stats, whole);
-                    row.extra = doc.extra;
+                    let row = doc.into_row(stats, whole);
                     totals.add_row(&row, stats);
                     row
                 })
@@ -356,6 +355,14 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The document's row, with `stats` its scores; `whole` when the
+    /// protocol scores whole documents.
+    fn into_row(self, stats: &NllStats, whole: bool) -> ScoreRow {
+        let mut row = ScoreRow::new(self.index, self.id, self.counts, stats, whole);
+        row.extra = self.extra;
+        row
+    }
+
     /// Tokenises `doc`.
     pub(crate) fn new(doc: SourceDocument, tokenizer: &TextTokenizer) -> Result<Self, EvalError> {
         let tokens = tokenizer.encode(&doc.text).map_err(|source| {
@@ -603,11 +610,11 @@ pub fn score_texts(
             &mut |_| false,
         )
         .map_err(|e| e.naming(&model.tokenizer, &[&model.identity.spec]))?;
-        for (doc, stats) in docs.drain(..).zip(&stats) {
-            let mut row = ScoreRow::new(doc.index, doc.id, doc.counts, stats, whole);
-            row.extra = doc.extra;
-            rows.push(row);
-        }
+        rows.extend(
+            docs.drain(..)
+                .zip(&stats)
+                .map(|(doc, stats)| doc.into_row(stats, whole)),
+        );
     }
     Ok(rows)
 }
