@@ -27,6 +27,14 @@ file), ``text`` (string) and ``source_len`` (int64: the text's length in
 UTF-8 bytes, which `perplex score` reports as ``bytes``, so a kept
 ``source_len`` column checks that rows and documents line up).
 
+``--words N`` writes documents of consecutive text instead: the source's
+rows in order, cut into pieces of N words give or take a fifth (drawn with
+the seed), the short documents of a throughput benchmark (150 words are
+about 200 tokens for SmolLM2's tokenizer).
+
+``--jsonl FILE`` also writes the same documents as JSON lines with the same
+fields, for tools that read JSONL (`perplex eval --jsonl`).
+
 ``--repeat K`` writes the ``--docs`` documents K times over (same texts,
 new ids), for measuring memory and throughput on a larger corpus. Rows are
 written in row groups of ``--row-group`` rows, so readers can stream them.
@@ -37,6 +45,7 @@ Needs python3 and pyarrow.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -82,6 +91,20 @@ def documents(rows: list[str], count: int, seed: int) -> list[str]:
     return docs
 
 
+def pieces(rows: list[str], count: int, words: int, seed: int) -> list[str]:
+    """``count`` documents of about ``words`` words each (within a fifth),
+    cut from ``rows`` in order, wrapping around at the end."""
+    rng = random.Random(seed)
+    stream = [w for r in rows for w in r.split()]
+    docs, at = [], 0
+    for _ in range(count):
+        n = rng.randint(max(1, words - words // 5), words + words // 5)
+        piece = [stream[(at + i) % len(stream)] for i in range(n)]
+        at = (at + n) % len(stream)
+        docs.append(" ".join(piece))
+    return docs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path, help="the Parquet file to write")
@@ -89,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="write the documents K times over (default 1)")
     ap.add_argument("--seed", type=int, default=20261207, help="the random seed (default 20261207)")
     ap.add_argument("--source", type=Path, default=None, help="the WikiText file (default: the shared reference copy)")
+    ap.add_argument("--words", type=int, default=None, help="documents of about N words of consecutive text")
+    ap.add_argument("--jsonl", type=Path, default=None, help="also write the documents as JSON lines to this file")
     ap.add_argument("--row-group", type=int, default=1000, help="rows per Parquet row group (default 1000)")
     args = ap.parse_args(argv)
 
-    if args.docs < 1 or args.repeat < 1 or args.row_group < 1:
-        ap.error("--docs, --repeat and --row-group must be at least 1")
+    if args.docs < 1 or args.repeat < 1 or args.row_group < 1 or (args.words is not None and args.words < 1):
+        ap.error("--docs, --repeat, --row-group and --words must be at least 1")
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -113,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make-score-corpus: the source {source} has no non-empty line", file=sys.stderr)
         return 2
 
-    docs = documents(rows, args.docs, args.seed)
+    if args.words is None:
+        docs = documents(rows, args.docs, args.seed)
+    else:
+        docs = pieces(rows, args.docs, args.words, args.seed)
     lens = [len(d.encode("utf-8")) for d in docs]
     schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_len", pa.int64())])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
                     row_group_size=args.row_group,
                 )
     tmp.replace(args.out)
+    if args.jsonl is not None:
+        tmp = args.jsonl.with_name(args.jsonl.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            n = 0
+            for _ in range(args.repeat):
+                for doc, size in zip(docs, lens):
+                    line = {"id": f"wiki-{n:07d}", "text": doc, "source_len": size}
+                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    n += 1
+        tmp.replace(args.jsonl)
     total = sum(lens) * args.repeat
     print(f"make-score-corpus: wrote {args.out}: {len(docs) * args.repeat} documents, {total} bytes of text", file=sys.stderr)
     return 0

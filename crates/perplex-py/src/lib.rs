@@ -14,6 +14,11 @@
 mod errors;
 mod sink;
 
+/// The Rust side's allocator, as in the `perplex` binary: glibc's malloc lets
+/// the memory of a long scoring run creep up with its corpus.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 
