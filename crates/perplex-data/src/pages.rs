@@ -10,15 +10,30 @@
 //!   values it declares (a slice out of range);
 //! - a version 2 data page whose levels are longer than the page (a slice
 //!   out of range);
+//! - a `DELTA_LENGTH_BYTE_ARRAY` page whose lengths are negative or run past
+//!   the page's end, or whose last block of lengths ends past it (a slice
+//!   out of range), and a `DELTA_BYTE_ARRAY` page whose prefix lengths end
+//!   past it or that has fewer suffixes than prefixes (an `expect`);
+//! - a delta-encoded page whose block is too large to address (with
+//!   overflow checks, an overflow), or with a varint longer than 10 bytes
+//!   (an `assert!`);
 //!
 //! and its page reader on a column chunk whose offset or size in the footer
-//! is negative (an `assert!`). [`CheckedRowGroup`] wraps a row group so that
-//! every chunk is checked before its pages are read, and every page on its
-//! way to the decoder: such a chunk or page is a `ParquetError` instead.
-//! Everything else reaches the decoder unchanged, at the cost of walking the
-//! lengths of a byte array page and the first bytes of a delta page. The
-//! non-null values of a page are counted from its RLE definition levels;
-//! with the deprecated BIT_PACKED levels every level counts.
+//! is negative (an `assert!`). Its decoder also sizes buffers from declared
+//! counts before reading them: the dictionary from a dictionary page's, the
+//! lengths of a delta-encoded byte array page from theirs. A dictionary page
+//! must hold the values it declares, and a delta-encoded byte array page
+//! may declare no more values than its levels hold nor than 256 a byte of
+//! the page (at least 65,536), so what the decoder allocates is bounded by
+//! the page's size.
+//!
+//! [`CheckedRowGroup`] wraps a row group so that every chunk is checked
+//! before its pages are read, and every page on its way to the decoder: such
+//! a chunk or page is a `ParquetError` instead. Everything else reaches the
+//! decoder unchanged, at the cost of walking the lengths of a byte array
+//! page and the blocks of a delta page. The non-null values of a page are
+//! counted from its RLE definition levels; with the deprecated BIT_PACKED
+//! levels every level counts.
 
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::bloom_filter::Sbbf;
@@ -888,10 +903,11 @@ mod tests {
             let file = byte_array_file(&values, encoding);
             assert_eq!(read_strings(file).unwrap(), owned(&values), "{encoding}");
         }
-        // more than one block of lengths, all nulls
+        // more than one block of lengths
         let many: Vec<Option<&str>> = (0..700).map(|i| ["ab", "", "xyz"][i % 3].into()).collect();
         let file = byte_array_file(&many, Encoding::DELTA_LENGTH_BYTE_ARRAY);
         assert_eq!(read_strings(file).unwrap(), owned(&many));
+        // only nulls
         let file = byte_array_file(&[None, None], Encoding::DELTA_LENGTH_BYTE_ARRAY);
         assert_eq!(read_strings(file).unwrap(), [None, None]);
     }
