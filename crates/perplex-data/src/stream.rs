@@ -887,25 +887,36 @@ pub(crate) fn field_column_value(field: &Field) -> Option<ColumnValue> {
         Field::Group(_) | Field::ListInternal(_) | Field::MapInternal(_) => {
             ColumnValue::Text(field_json(field)?.to_string())
         }
-        // the parquet crate renders these through chrono and panics on one
-        // out of its range (about 262,000 years either side of 1970): those
-        // are kept as their number
+        other => match unrenderable(other) {
+            Some(n) => ColumnValue::Int(n),
+            None => ColumnValue::Text(other.to_string()),
+        },
+    })
+}
+
+/// The number of a date or timestamp the parquet crate cannot render: it
+/// renders them through chrono and panics on one out of its range (about
+/// 262,000 years either side of 1970).
+fn unrenderable(field: &Field) -> Option<i64> {
+    match *field {
         Field::Date(days)
             if Utc
-                .timestamp_opt(i64::from(*days) * 86_400, 0)
+                .timestamp_opt(i64::from(days) * 86_400, 0)
                 .single()
                 .is_none() =>
         {
-            ColumnValue::Int(i64::from(*days))
+            Some(i64::from(days))
         }
-        Field::TimestampMillis(ms) if Utc.timestamp_millis_opt(*ms).single().is_none() => {
-            ColumnValue::Int(*ms)
-        }
-        Field::TimestampMicros(us) if Utc.timestamp_micros(*us).single().is_none() => {
-            ColumnValue::Int(*us)
-        }
-        other => ColumnValue::Text(other.to_string()),
-    })
+        Field::TimestampMillis(ms) if Utc.timestamp_millis_opt(ms).single().is_none() => Some(ms),
+        Field::TimestampMicros(us) if Utc.timestamp_micros(us).single().is_none() => Some(us),
+        _ => None,
+    }
+}
+
+/// `field` as the parquet crate renders it, or as its number where that
+/// would panic (see [`unrenderable`]).
+pub(crate) fn field_display(field: &Field) -> String {
+    unrenderable(field).map_or_else(|| field.to_string(), |n| n.to_string())
 }
 
 /// `0.1f32` as `0.1`, not `0.10000000149011612`: through its shortest decimal.
