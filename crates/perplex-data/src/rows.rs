@@ -987,7 +987,7 @@ impl ParquetRows {
         let get = |i: usize| fields.get(self.fixed[i]).copied().unwrap_or(&Field::Null);
         let wrong = |i: usize, field: &Field, expected| RowFault::WrongType {
             column: SCORE_COLUMNS[i],
-            found: field.to_string(),
+            found: crate::stream::field_display(field),
             expected,
         };
         let count = |i: usize| match get(i) {

@@ -33,7 +33,9 @@
 //!   and arrays the `Text` of their JSON, missing or null fields `Null`.
 //!   Parquet integers, floats and booleans map likewise (`f32` through its
 //!   shortest decimal, so `0.1f32` is `0.1`); dates, times, timestamps and
-//!   decimals become the `Text` the parquet crate renders them as; nested
+//!   decimals become the `Text` the parquet crate renders them as (a date
+//!   or timestamp it cannot render, over about 262,000 years from 1970,
+//!   its number as an `Int`); nested
 //!   groups, lists and maps the `Text` of a JSON rendering; byte arrays
 //!   their `Text` when UTF-8, else an error.
 //! - **Errors** end the stream: after an `Err` the iterator yields nothing.
@@ -63,6 +65,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{TimeZone, Utc};
 use parquet::basic::{ConvertedType, Repetition, Type as PhysicalType};
 use parquet::file::reader::{FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
@@ -884,8 +887,36 @@ pub(crate) fn field_column_value(field: &Field) -> Option<ColumnValue> {
         Field::Group(_) | Field::ListInternal(_) | Field::MapInternal(_) => {
             ColumnValue::Text(field_json(field)?.to_string())
         }
-        other => ColumnValue::Text(other.to_string()),
+        other => match unrenderable(other) {
+            Some(n) => ColumnValue::Int(n),
+            None => ColumnValue::Text(other.to_string()),
+        },
     })
+}
+
+/// The number of a date or timestamp the parquet crate cannot render: it
+/// renders them through chrono and panics on one out of its range (about
+/// 262,000 years either side of 1970).
+fn unrenderable(field: &Field) -> Option<i64> {
+    match *field {
+        Field::Date(days)
+            if Utc
+                .timestamp_opt(i64::from(days) * 86_400, 0)
+                .single()
+                .is_none() =>
+        {
+            Some(i64::from(days))
+        }
+        Field::TimestampMillis(ms) if Utc.timestamp_millis_opt(ms).single().is_none() => Some(ms),
+        Field::TimestampMicros(us) if Utc.timestamp_micros(us).single().is_none() => Some(us),
+        _ => None,
+    }
+}
+
+/// `field` as the parquet crate renders it, or as its number where that
+/// would panic (see [`unrenderable`]).
+pub(crate) fn field_display(field: &Field) -> String {
+    unrenderable(field).map_or_else(|| field.to_string(), |n| n.to_string())
 }
 
 /// `0.1f32` as `0.1`, not `0.10000000149011612`: through its shortest decimal.
@@ -1410,5 +1441,25 @@ mod tests {
             field_column_value(&Field::Bytes(ByteArray::from("ok"))),
             Some(ColumnValue::Text("ok".into()))
         );
+    }
+
+    #[test]
+    fn dates_and_timestamps_out_of_range_are_their_numbers() {
+        assert_eq!(
+            field_column_value(&Field::TimestampMillis(86_400_000)),
+            Some(ColumnValue::Text("1970-01-02 00:00:00.000 +00:00".into()))
+        );
+        assert_eq!(
+            field_column_value(&Field::Date(1)),
+            Some(ColumnValue::Text("1970-01-02".into()))
+        );
+        // found by parquet_documents: a TIMESTAMP_MILLIS of 2^62
+        for (field, n) in [
+            (Field::TimestampMillis(1 << 62), 1 << 62),
+            (Field::TimestampMicros(i64::MIN), i64::MIN),
+            (Field::Date(i32::MAX), i64::from(i32::MAX)),
+        ] {
+            assert_eq!(field_column_value(&field), Some(ColumnValue::Int(n)));
+        }
     }
 }
