@@ -4,9 +4,23 @@
 //! columns of `C`; the last panel zero-padded). A panel is stored step by
 //! step along `k`, each step two 64-byte lines holding columns 0..16 and
 //! 16..32: in f32 a step is one `k`; in bf16 it is a pair `(k, k + 1)`, the
-//! operand layout of `VDPBF16PS`. A micro-kernel keeps a tile of up to
-//! [`MR`] rows × 32 columns of `C` in registers while it walks a block of
-//! steps.
+//! operand layout of `VDPBF16PS`. In int8 a step is a block of [`QK`] = 32
+//! of `k` ([`INT8_STEP_LINES`] lines): eight pairs of lines holding four
+//! consecutive `k` per 32-bit lane (the operand layout of `VPDPBUSD`), then
+//! the block's 32 column scales (f32) and its 32 offset corrections (i32,
+//! see [`quantize_block`]). A micro-kernel keeps a tile of up to [`MR`] rows
+//! × 32 columns of `C` in registers while it walks a block of steps.
+//!
+//! # Int8
+//!
+//! Weights are quantized when packed, activations at each call, the same
+//! way: per output column (or row of `A`) and block of 32 `k`, symmetric,
+//! `scale = max|x| / 127`, `q = x / scale` rounded to nearest (ties to
+//! even), so `|q| ≤ 127` (never -128: the AVX2 kernel relies on it). Each
+//! block's integer dot product `Σ qa·qw` is exact in i32 (`|Σ| ≤ 32·127²`)
+//! on every path, and is added in block order as `acc = fma(sa·sw, dot,
+//! acc)` in f32, so all paths give the same bits. A non-finite value makes
+//! its block's scale NaN, so it shows in the result as NaN.
 //!
 //! Work is split into tasks of up to `MB` rows × `NB` panels, each
 //! writing its own part of `C`; within a task the steps are taken in
@@ -27,6 +41,15 @@ pub(crate) const NR: usize = 32;
 pub(crate) const MR: usize = 12;
 /// Most `k` per block: a 12-row strip of `A` (18 KiB in f32) stays in L1.
 const KC: usize = 384;
+/// `k` per int8 quantization block.
+pub(crate) const QK: usize = 32;
+/// Lines per int8 step (one block of [`QK`] `k`): 16 of weights, 2 of
+/// scales, 2 of offset corrections.
+pub(crate) const INT8_STEP_LINES: usize = 20;
+/// Line of an int8 step where its column scales start.
+pub(crate) const INT8_SCALES: usize = 16;
+/// Line of an int8 step where its offset corrections start.
+pub(crate) const INT8_OFFSETS: usize = 18;
 /// Rows of `C` per task (a multiple of `MR`).
 const MB: usize = 96;
 /// Panels per task: their blocks (8 × 48 KiB in f32) stay in L2.
@@ -43,8 +66,32 @@ pub enum Precision {
     /// f32 products and sums: the exact mode.
     F32,
     /// Weights and activations rounded to bf16 (nearest even), products
-    /// summed in f32: the fast mode.
+    /// summed in f32: the fast mode where the CPU has AVX-512 BF16.
     Bf16,
+    /// Weights and activations quantized to int8 in blocks of 32 `k` with
+    /// one f32 scale per block (see the module docs), exact integer dot
+    /// products per block summed in f32: the fast mode elsewhere
+    /// (AVX-512 VNNI or AVX2).
+    Int8,
+}
+
+impl Precision {
+    /// `k` per step of a panel.
+    fn step_k(self) -> usize {
+        match self {
+            Precision::F32 => 1,
+            Precision::Bf16 => 2,
+            Precision::Int8 => QK,
+        }
+    }
+
+    /// Lines per step of a panel.
+    pub(crate) fn step_lines(self) -> usize {
+        match self {
+            Precision::F32 | Precision::Bf16 => 2,
+            Precision::Int8 => INT8_STEP_LINES,
+        }
+    }
 }
 
 /// A weight matrix `[rows, cols]` packed for [`matmul`].
@@ -53,7 +100,8 @@ pub struct PackedMatrix {
     rows: usize,
     cols: usize,
     precision: Precision,
-    /// Steps per panel: `cols` (f32) or `⌈cols / 2⌉` (bf16).
+    /// Steps per panel: `cols` (f32), `⌈cols / 2⌉` (bf16) or `⌈cols / 32⌉`
+    /// (int8).
     steps: usize,
     lines: Vec<Line>,
 }
@@ -88,14 +136,13 @@ impl PackedMatrix {
     where
         F: Fn(usize, usize, &mut [f32]) + Sync,
     {
-        let steps = match precision {
-            Precision::F32 => cols,
-            Precision::Bf16 => cols.div_ceil(2),
-        };
+        let steps = cols.div_ceil(precision.step_k());
         let panels = rows.div_ceil(NR);
-        let mut lines = vec![Line::default(); panels * steps * 2];
+        let mut lines = vec![Line::default(); panels * steps * precision.step_lines()];
         if steps > 0 {
-            lines.par_chunks_mut(steps * 2).enumerate().for_each_init(
+            lines
+                .par_chunks_mut(steps * precision.step_lines())
+                .enumerate().for_each_init(
                 Vec::new,
                 |scratch, (p, panel)| {
                     let first = p * NR;
@@ -137,7 +184,8 @@ impl PackedMatrix {
     }
 
     fn panel(&self, p: usize) -> &[Line] {
-        &self.lines[p * self.steps * 2..(p + 1) * self.steps * 2]
+        let len = self.steps * self.precision.step_lines();
+        &self.lines[p * len..(p + 1) * len]
     }
 }
 
@@ -155,8 +203,84 @@ fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: 
                     panel[kk * 2 + half].0[lane] = bf16_pair(pair);
                 }
             }
+            Precision::Int8 => {
+                let mut q = [0u32; QK / 4];
+                for (b, block) in row.chunks(QK).enumerate() {
+                    let scale = quantize_block(block, &mut q, false);
+                    let step = &mut panel[b * INT8_STEP_LINES..(b + 1) * INT8_STEP_LINES];
+                    let mut sum = 0i32;
+                    for (s, &quad) in q.iter().enumerate() {
+                        step[s * 2 + half].0[lane] = quad;
+                        sum += quad.to_le_bytes().iter().map(|&v| i32::from(v as i8)).sum::<i32>();
+                    }
+                    step[INT8_SCALES + half].0[lane] = scale.to_bits();
+                    // `VPDPBUSD` multiplies `qa + 128`: this takes the extra
+                    // `128 · Σ qw` off again
+                    step[INT8_OFFSETS + half].0[lane] = (-128 * sum) as u32;
+                }
+            }
         }
     }
+}
+
+/// Quantizes up to [`QK`] values into `q` (four per `u32`, the first in the
+/// low byte; missing values are 0), each byte `x ^ 0x80` (`x + 128` as u8)
+/// when `offset`; returns the scale (0 for an all-zero block, NaN when a
+/// value is not finite, and then every `q` is 0).
+///
+/// `q = round(x · (127 / max|x|))`, ties to even: `|x · 127 / max|x|| ≤
+/// 127 · (1 + 2⁻²³)²` rounds to at most 127, so -128 never occurs.
+pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 4], offset: bool) -> f32 {
+    debug_assert!(x.len() <= QK);
+    // integer max of the magnitudes' bits: the float order for finite
+    // values, and it vectorizes; NaN and infinities sort above them all
+    let top = x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max);
+    let amax = f32::from_bits(top);
+    let flip = if offset { 0x80u8 } else { 0 };
+    if !amax.is_finite() || amax == 0.0 {
+        q.fill(u32::from_le_bytes([flip; 4]));
+        return if amax == 0.0 { 0.0 } else { f32::NAN };
+    }
+    let inv = 127.0 / amax;
+    let mut bytes = [0u8; QK];
+    for (b, &v) in bytes.iter_mut().zip(x) {
+        // adding 1.5·2²³ rounds to an integer, ties to even (|v·inv| ≤ 127.01)
+        const ROUND: f32 = 12_582_912.0;
+        let r = (v * inv + ROUND) - ROUND;
+        *b = (r as i8) as u8;
+    }
+    for (quad, b) in q.iter_mut().zip(bytes.chunks_exact(4)) {
+        *quad = u32::from_le_bytes([b[0] ^ flip, b[1] ^ flip, b[2] ^ flip, b[3] ^ flip]);
+    }
+    amax / 127.0
+}
+
+/// The activations of an int8 product: per row, `⌈k / 32⌉` blocks of 8
+/// `u32` (four quantized values each) and one scale per block.
+pub(crate) struct Int8Rows {
+    pub q: Vec<u32>,
+    pub scales: Vec<f32>,
+}
+
+/// `a` (`[m, k]`) quantized per row and block of [`QK`] (see
+/// [`quantize_block`]); `offset` for the kernels that multiply `qa + 128`.
+fn quantize_rows(a: &[f32], m: usize, k: usize, blocks: usize, offset: bool) -> Int8Rows {
+    let mut q = vec![0u32; m * blocks * (QK / 4)];
+    let mut scales = vec![0f32; m * blocks];
+    q.par_chunks_mut(blocks * (QK / 4))
+        .zip(scales.par_chunks_mut(blocks))
+        .zip(a.par_chunks(k))
+        .for_each(|((q, scales), row)| {
+            for ((q, s), x) in q
+                .chunks_exact_mut(QK / 4)
+                .zip(scales.iter_mut())
+                .zip(row.chunks(QK))
+            {
+                let q: &mut [u32; QK / 4] = q.try_into().expect("a block of 8");
+                *s = quantize_block(x, q, offset);
+            }
+        });
+    Int8Rows { q, scales }
 }
 
 /// The left operand as the kernels read it: f32 rows, or bf16 pairs.
@@ -165,6 +289,14 @@ pub(crate) enum Lhs<'a> {
     F32(&'a [f32]),
     /// Rows of `steps` pairs (low half = even `k`).
     Bf16(&'a [u32]),
+    /// Rows of `steps` blocks of 8 `u32` (four quantized values each, see
+    /// [`quantize_block`]; `offset`: stored as `q + 128`) and their scales
+    /// (`steps` per row). `lda` counts blocks.
+    Int8 {
+        q: &'a [u32],
+        scales: &'a [f32],
+        offset: bool,
+    },
 }
 
 /// One micro-kernel call: `C[0..mr, 0..ncols] (+)= A[0..mr, s0..s0+steps] ·
@@ -213,12 +345,22 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
         c.fill(0.0);
         return;
     }
-    let converted;
+    let (converted, quantized);
     let (lhs, lda) = match w.precision {
         Precision::F32 => (Lhs::F32(a), k),
         Precision::Bf16 => {
             converted = to_bf16_pairs(isa, a, m, k, w.steps);
             (Lhs::Bf16(&converted), w.steps)
+        }
+        Precision::Int8 => {
+            let offset = int8_offset(isa);
+            quantized = quantize_rows(a, m, k, w.steps, offset);
+            let lhs = Lhs::Int8 {
+                q: &quantized.q,
+                scales: &quantized.scales,
+                offset,
+            };
+            (lhs, w.steps)
         }
     };
     let kernel = TileKernel::for_isa(isa, w.precision);
@@ -360,11 +502,22 @@ impl TileKernel {
     }
 }
 
-/// Steps per block: at most `KC` of `k` (a bf16 step holds two).
+/// Steps per block: at most `KC` of `k` (a bf16 step holds two, an int8
+/// step 32).
 fn block_steps(precision: Precision) -> usize {
-    match precision {
-        Precision::F32 => KC,
-        Precision::Bf16 => KC / 2,
+    KC / precision.step_k()
+}
+
+/// Whether `isa`'s int8 kernel reads activations as `q + 128`.
+fn int8_offset(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::x86::int8_offset(isa)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        false
     }
 }
 
@@ -397,6 +550,10 @@ fn to_bf16_pairs(isa: Isa, a: &[f32], m: usize, k: usize, steps: usize) -> Vec<u
 /// # Safety
 /// `c` meets [`TileKernel::run`]'s contract.
 unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+    if let Lhs::Int8 { q, scales, offset } = t.lhs {
+        // SAFETY: the same contract.
+        return unsafe { portable_int8_tile(t, q, scales, offset, c, ldc) };
+    }
     for i in 0..t.mr {
         for j in 0..t.ncols {
             let (half, lane) = (j / 16, j % 16);
@@ -413,7 +570,49 @@ unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
                         acc += bf16_to_f32(x as u16) * bf16_to_f32(w as u16);
                         acc += bf16_to_f32((x >> 16) as u16) * bf16_to_f32((w >> 16) as u16);
                     }
+                    Lhs::Int8 { .. } => unreachable!("int8 tiles are handled above"),
                 }
+            }
+            // SAFETY: `i < mr`, `j < ncols`: inside the tile (the contract).
+            let out = unsafe { &mut *c.add(i * ldc + j) };
+            *out = if t.accumulate { *out + acc } else { acc };
+        }
+    }
+}
+
+/// The portable int8 micro-kernel: per block the exact integer dot, then
+/// `acc = fma(sa · sw, dot, acc)`; the SIMD kernels compute the same.
+///
+/// # Safety
+/// `c` meets [`TileKernel::run`]'s contract.
+unsafe fn portable_int8_tile(
+    t: &Tile<'_>,
+    q: &[u32],
+    scales: &[f32],
+    offset: bool,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let flip = if offset { 0x80u8 } else { 0 };
+    for i in 0..t.mr {
+        let row = t.row + i;
+        for j in 0..t.ncols {
+            let (half, lane) = (j / 16, j % 16);
+            let mut acc = 0.0f32;
+            for b in 0..t.steps {
+                let step = &t.panel[(t.step + b) * INT8_STEP_LINES..];
+                let blk = (row * t.lda + t.a_col + b) * (QK / 4);
+                let mut dot = 0i32;
+                for s in 0..QK / 4 {
+                    let x = q[blk + s].to_le_bytes();
+                    let w = step[s * 2 + half].0[lane].to_le_bytes();
+                    for (&x, &w) in x.iter().zip(&w) {
+                        dot += i32::from((x ^ flip) as i8) * i32::from(w as i8);
+                    }
+                }
+                let sw = f32::from_bits(step[INT8_SCALES + half].0[lane]);
+                let sa = scales[row * t.lda + t.a_col + b];
+                acc = (sa * sw).mul_add(dot as f32, acc);
             }
             // SAFETY: `i < mr`, `j < ncols`: inside the tile (the contract).
             let out = unsafe { &mut *c.add(i * ldc + j) };
@@ -492,10 +691,135 @@ mod tests {
             .collect()
     }
 
+    /// Int8 shapes: k not a multiple of 32, n not a multiple of 32, every
+    /// row count of a tile and of the kernels' row groups (m = 1..=40 on
+    /// one shape), several k blocks and tasks.
+    fn int8_shapes() -> Vec<(usize, usize, usize)> {
+        let mut shapes = vec![
+            (1, 1, 1),
+            (5, 33, 7),
+            (13, 64, 385),
+            (97, 70, 800),
+            (200, 300, 129),
+            (12, 32, 1536),
+        ];
+        shapes.extend((1..=40).map(|m| (m, 45, 100)));
+        shapes
+    }
+
+    /// The same in int8, against the f64 reference: quantizing each operand
+    /// moves a value by at most half a step, `max|block| / 254`, uniformly
+    /// spread; for values in [-1, 1) each product is off by about 0.0019
+    /// (1σ), so a sum of k by about 0.0019·√k, 0.55 % of the sum's own RMS
+    /// (√k / 3). Bounds: every element within 0.02·√k (over 10σ), and the
+    /// RMS error within 1 % of the RMS result.
+    fn int8_products(isa: Isa) -> Vec<Vec<f32>> {
+        int8_shapes()
+            .into_iter()
+            .map(|(m, n, k)| {
+                let (a, w) = (random(m * k, 11), random(n * k, 12));
+                let p = PackedMatrix::pack(&w, n, k, Precision::Int8);
+                let mut c = vec![f32::NAN; m * n];
+                matmul_with(isa, &a, m, &p, &mut c);
+                let r = reference(&a, &w, m, n, k);
+                let err = max_err(&c, &r);
+                assert!(err < 0.02 * (k as f64).sqrt(), "{m}x{n}x{k} {isa:?}: {err}");
+                let rms = |v: &mut dyn Iterator<Item = f64>| {
+                    let (s, n) = v.fold((0.0, 0), |(s, n), x| (s + x * x, n + 1));
+                    (s / f64::from(n)).sqrt()
+                };
+                let e = rms(&mut c.iter().zip(&r).map(|(&x, &y)| f64::from(x) - y));
+                let size = rms(&mut r.iter().copied());
+                if k >= 32 {
+                    assert!(e < 0.01 * size, "{m}x{n}x{k} {isa:?}: rms {e} of {size}");
+                }
+                c
+            })
+            .collect()
+    }
+
     #[test]
     fn portable_products_match_the_f64_reference() {
         f32_products(Isa::PORTABLE);
         bf16_products(Isa::PORTABLE);
+        int8_products(Isa::PORTABLE);
+    }
+
+    #[test]
+    fn int8_blocks_quantize_symmetrically_to_nearest() {
+        let mut q = [0u32; QK / 4];
+        let x = [1.0, -0.5, 0.25, 2.54, -2.54, 0.01, 0.0];
+        let scale = quantize_block(&x, &mut q, false);
+        assert_eq!(scale, 2.54 / 127.0);
+        let bytes: Vec<i8> = q.iter().flat_map(|v| v.to_le_bytes()).map(|b| b as i8).collect();
+        // 1 / 0.02 = 50, -25, 12.5 (tie: to even), 127, -127, 0.5 (to even), 0
+        assert_eq!(&bytes[..8], &[50, -25, 12, 127, -127, 0, 0, 0]);
+        assert!(bytes[8..].iter().all(|&b| b == 0));
+        // offset: the same values plus 128, as unsigned bytes
+        let mut u = [0u32; QK / 4];
+        assert_eq!(quantize_block(&x, &mut u, true), scale);
+        let ubytes: Vec<u8> = u.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(ubytes.iter().zip(&bytes).all(|(&u, &b)| i32::from(u) == i32::from(b) + 128));
+        // zeros, and a value that is not finite
+        assert_eq!(quantize_block(&[0.0; 5], &mut q, false), 0.0);
+        assert!(q.iter().all(|&v| v == 0));
+        assert!(quantize_block(&[1.0, f32::INFINITY], &mut q, false).is_nan());
+        assert!(quantize_block(&[f32::NAN, 1.0], &mut q, false).is_nan());
+        assert!(q.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn int8_never_quantizes_to_minus_128() {
+        // values near -max in every rounding position
+        let mut q = [0u32; QK / 4];
+        for t in 0..2000 {
+            let amax = 1.0 + t as f32 * 1e-3;
+            let x: Vec<f32> = (0..QK).map(|i| -amax * (1.0 - i as f32 * 1e-7)).collect();
+            quantize_block(&x, &mut q, false);
+            assert!(q.iter().flat_map(|v| v.to_le_bytes()).all(|b| b as i8 >= -127));
+        }
+    }
+
+    #[test]
+    fn a_non_finite_activation_makes_its_rows_nan() {
+        let (n, k) = (3, 40);
+        let w = random(n * k, 13);
+        let p = PackedMatrix::pack(&w, n, k, Precision::Int8);
+        let mut a = random(2 * k, 14);
+        a[k + 35] = f32::INFINITY;
+        let mut c = vec![0.0; 2 * n];
+        matmul_with(Isa::detect(), &a, 2, &p, &mut c);
+        assert!(c[..n].iter().all(|v| v.is_finite()), "{c:?}");
+        assert!(c[n..].iter().all(|v| v.is_nan()), "{c:?}");
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(perplex_avx2),
+        ignore = "this CPU lacks AVX2 and FMA (kernels' AVX2 path not tested)"
+    )]
+    fn avx2_int8_products_are_the_portable_ones_bit_for_bit() {
+        let isa = Isa::detect().without_avx512();
+        assert!(
+            isa.avx2_fma(),
+            "built on a CPU with AVX2 and FMA, run on one without"
+        );
+        // the same exact integer dots and the same f32 steps
+        assert_eq!(int8_products(isa), int8_products(Isa::PORTABLE));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(perplex_avx512vnni),
+        ignore = "this CPU lacks AVX-512 VNNI (kernels' int8 VNNI path not tested)"
+    )]
+    fn vnni_int8_products_are_the_portable_ones_bit_for_bit() {
+        let isa = Isa::detect();
+        assert!(
+            isa.avx512_vnni(),
+            "built on a CPU with AVX-512 VNNI, run on one without"
+        );
+        assert_eq!(int8_products(isa), int8_products(Isa::PORTABLE));
     }
 
     #[test]
@@ -568,7 +892,7 @@ mod tests {
             .num_threads(1)
             .build()
             .unwrap();
-        for precision in [Precision::F32, Precision::Bf16] {
+        for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
             let p = PackedMatrix::pack(&w, n, k, precision);
             let isas = [Isa::detect(), Isa::detect().without_avx512(), Isa::PORTABLE];
             for isa in isas {
@@ -600,5 +924,36 @@ mod tests {
             .zip(&filled.lines)
             .all(|(x, y)| x.0 == y.0));
         assert_eq!(direct.bytes(), 3 * 5 * 2 * 64);
+        // int8: dequantized rows (here: copied) quantized panel by panel
+        let direct = PackedMatrix::pack(&w, n, k, Precision::Int8);
+        let filled = PackedMatrix::pack_with(n, k, Precision::Int8, |first, rows, out| {
+            out.copy_from_slice(&w[first * k..(first + rows) * k]);
+        });
+        assert!(direct
+            .lines
+            .iter()
+            .zip(&filled.lines)
+            .all(|(x, y)| x.0 == y.0));
+        // 3 panels of one block of 20 lines
+        assert_eq!(direct.bytes(), 3 * INT8_STEP_LINES * 64);
+    }
+
+    #[test]
+    fn int8_threads_do_not_change_the_bits() {
+        let (m, n, k) = (150, 100, 300);
+        let (a, w) = (random(m * k, 15), random(n * k, 16));
+        let p = PackedMatrix::pack(&w, n, k, Precision::Int8);
+        let run = |threads: usize, isa: Isa| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![0.0; m * n];
+            pool.install(|| matmul_with(isa, &a, m, &p, &mut c));
+            c
+        };
+        for isa in [Isa::detect(), Isa::detect().without_avx512(), Isa::PORTABLE] {
+            assert_eq!(run(1, isa), run(3, isa), "{isa:?}");
+        }
     }
 }
