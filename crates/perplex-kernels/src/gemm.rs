@@ -230,6 +230,7 @@ fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: 
 ///
 /// `q = round(x · (127 / max|x|))`, ties to even: `|x · 127 / max|x|| ≤
 /// 127 · (1 + 2⁻²³)²` rounds to at most 127, so -128 never occurs.
+#[inline(always)]
 pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 4], offset: bool) -> f32 {
     debug_assert!(x.len() <= QK);
     // integer max of the magnitudes' bits: the float order for finite
@@ -242,17 +243,34 @@ pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 4], offset: bool) -> 
         return if amax == 0.0 { 0.0 } else { f32::NAN };
     }
     let inv = 127.0 / amax;
-    let mut bytes = [0u8; QK];
+    let mut bytes = [flip; QK];
     for (b, &v) in bytes.iter_mut().zip(x) {
-        // adding 1.5·2²³ rounds to an integer, ties to even (|v·inv| ≤ 127.01)
+        // adding 1.5·2²³ rounds to an integer, ties to even (|v·inv| ≤
+        // 127.01), which is then the low bits of the sum: its low byte is
+        // the integer's two's complement byte (no float-to-int conversion,
+        // so the loop vectorizes)
         const ROUND: f32 = 12_582_912.0;
-        let r = (v * inv + ROUND) - ROUND;
-        *b = (r as i8) as u8;
+        *b = ((v * inv + ROUND).to_bits() as u8) ^ flip;
     }
     for (quad, b) in q.iter_mut().zip(bytes.chunks_exact(4)) {
-        *quad = u32::from_le_bytes([b[0] ^ flip, b[1] ^ flip, b[2] ^ flip, b[3] ^ flip]);
+        *quad = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
     amax / 127.0
+}
+
+/// One row of `a` quantized into its blocks and scales (see
+/// [`quantize_block`]): the body of the portable quantizer and of its copy
+/// compiled for AVX2 (`x86::quantize_row`), the same operations.
+#[inline(always)]
+pub(crate) fn quantize_row(row: &[f32], q: &mut [u32], scales: &mut [f32], offset: bool) {
+    for ((q, s), x) in q
+        .chunks_exact_mut(QK / 4)
+        .zip(scales.iter_mut())
+        .zip(row.chunks(QK))
+    {
+        let q: &mut [u32; QK / 4] = q.try_into().expect("a block of 8");
+        *s = quantize_block(x, q, offset);
+    }
 }
 
 /// The activations of an int8 product: per row, `⌈k / 32⌉` blocks of 8
@@ -264,21 +282,19 @@ pub(crate) struct Int8Rows {
 
 /// `a` (`[m, k]`) quantized per row and block of [`QK`] (see
 /// [`quantize_block`]); `offset` for the kernels that multiply `qa + 128`.
-fn quantize_rows(a: &[f32], m: usize, k: usize, blocks: usize, offset: bool) -> Int8Rows {
+fn quantize_rows(isa: Isa, a: &[f32], m: usize, k: usize, blocks: usize, offset: bool) -> Int8Rows {
     let mut q = vec![0u32; m * blocks * (QK / 4)];
     let mut scales = vec![0f32; m * blocks];
     q.par_chunks_mut(blocks * (QK / 4))
         .zip(scales.par_chunks_mut(blocks))
         .zip(a.par_chunks(k))
         .for_each(|((q, scales), row)| {
-            for ((q, s), x) in q
-                .chunks_exact_mut(QK / 4)
-                .zip(scales.iter_mut())
-                .zip(row.chunks(QK))
-            {
-                let q: &mut [u32; QK / 4] = q.try_into().expect("a block of 8");
-                *s = quantize_block(x, q, offset);
+            #[cfg(target_arch = "x86_64")]
+            if crate::x86::quantize_row(isa, row, q, scales, offset) {
+                return;
             }
+            let _ = isa;
+            quantize_row(row, q, scales, offset);
         });
     Int8Rows { q, scales }
 }
@@ -354,7 +370,7 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
         }
         Precision::Int8 => {
             let offset = int8_offset(isa);
-            quantized = quantize_rows(a, m, k, w.steps, offset);
+            quantized = quantize_rows(isa, a, m, k, w.steps, offset);
             let lhs = Lhs::Int8 {
                 q: &quantized.q,
                 scales: &quantized.scales,

@@ -637,6 +637,30 @@ fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     }
 }
 
+/// One row of activations quantized for the int8 kernels (see
+/// `gemm::quantize_row`), compiled for AVX2 where `isa` has it; `false`
+/// otherwise. The same operations as the portable quantizer, so the same
+/// bytes and scales.
+pub(crate) fn quantize_row(
+    isa: Isa,
+    row: &[f32],
+    q: &mut [u32],
+    scales: &mut [f32],
+    offset: bool,
+) -> bool {
+    if !isa.avx2_fma() {
+        return false;
+    }
+    // SAFETY: `isa` proves AVX2 present.
+    unsafe { quantize_row_avx2(row, q, scales, offset) };
+    true
+}
+
+#[target_feature(enable = "avx2")]
+fn quantize_row_avx2(row: &[f32], q: &mut [u32], scales: &mut [f32], offset: bool) {
+    crate::gemm::quantize_row(row, q, scales, offset);
+}
+
 /// `exp` of 16 lanes: range reduction by ln 2 and a degree-7 polynomial,
 /// within 2 ulp of the true value over the f32 range; `-inf` and anything
 /// below -104 give 0, NaN stays NaN.
