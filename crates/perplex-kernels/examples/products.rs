@@ -14,10 +14,7 @@ use perplex_kernels::{matmul_with, Isa, PackedMatrix, Precision};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let threads: usize = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1);
+    let threads: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1);
     let shape = args
         .iter()
         .find(|a| a.contains('x'))
@@ -36,8 +33,20 @@ fn main() {
     let mut paths = vec![
         ("f32", "avx512", Precision::F32, full, full.avx512f()),
         ("f32", "avx2", Precision::F32, avx2, avx2.avx2_fma()),
-        ("bf16", "avx512_bf16", Precision::Bf16, full, full.avx512_bf16()),
-        ("int8", "avx512_vnni", Precision::Int8, full, full.avx512_vnni()),
+        (
+            "bf16",
+            "avx512_bf16",
+            Precision::Bf16,
+            full,
+            full.avx512_bf16(),
+        ),
+        (
+            "int8",
+            "avx512_vnni",
+            Precision::Int8,
+            full,
+            full.avx512_vnni(),
+        ),
         ("int8", "avx2", Precision::Int8, avx2, avx2.avx2_fma()),
     ];
     if portable {

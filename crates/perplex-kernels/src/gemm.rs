@@ -142,17 +142,15 @@ impl PackedMatrix {
         if steps > 0 {
             lines
                 .par_chunks_mut(steps * precision.step_lines())
-                .enumerate().for_each_init(
-                Vec::new,
-                |scratch, (p, panel)| {
+                .enumerate()
+                .for_each_init(Vec::new, |scratch, (p, panel)| {
                     let first = p * NR;
                     let n = NR.min(rows - first);
                     scratch.clear();
                     scratch.resize(n * cols, 0.0);
                     fill(first, n, scratch);
                     pack_panel(scratch, n, cols, precision, panel);
-                },
-            );
+                });
         }
         PackedMatrix {
             rows,
@@ -211,7 +209,11 @@ fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: 
                     let mut sum = 0i32;
                     for (s, &quad) in q.iter().enumerate() {
                         step[s * 2 + half].0[lane] = quad;
-                        sum += quad.to_le_bytes().iter().map(|&v| i32::from(v as i8)).sum::<i32>();
+                        sum += quad
+                            .to_le_bytes()
+                            .iter()
+                            .map(|&v| i32::from(v as i8))
+                            .sum::<i32>();
                     }
                     step[INT8_SCALES + half].0[lane] = scale.to_bits();
                     // `VPDPBUSD` multiplies `qa + 128`: this takes the extra
@@ -235,7 +237,10 @@ pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 4], offset: bool) -> 
     debug_assert!(x.len() <= QK);
     // integer max of the magnitudes' bits: the float order for finite
     // values, and it vectorizes; NaN and infinities sort above them all
-    let top = x.iter().map(|v| v.to_bits() & 0x7fff_ffff).fold(0, u32::max);
+    let top = x
+        .iter()
+        .map(|v| v.to_bits() & 0x7fff_ffff)
+        .fold(0, u32::max);
     let amax = f32::from_bits(top);
     let flip = if offset { 0x80u8 } else { 0 };
     if !amax.is_finite() || amax == 0.0 {
@@ -767,7 +772,11 @@ mod tests {
         let x = [1.0, -0.5, 0.25, 2.54, -2.54, 0.01, 0.0];
         let scale = quantize_block(&x, &mut q, false);
         assert_eq!(scale, 2.54 / 127.0);
-        let bytes: Vec<i8> = q.iter().flat_map(|v| v.to_le_bytes()).map(|b| b as i8).collect();
+        let bytes: Vec<i8> = q
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .map(|b| b as i8)
+            .collect();
         // 1 / 0.02 = 50, -25, 12.5 (tie: to even), 127, -127, 0.5 (to even), 0
         assert_eq!(&bytes[..8], &[50, -25, 12, 127, -127, 0, 0, 0]);
         assert!(bytes[8..].iter().all(|&b| b == 0));
@@ -775,7 +784,10 @@ mod tests {
         let mut u = [0u32; QK / 4];
         assert_eq!(quantize_block(&x, &mut u, true), scale);
         let ubytes: Vec<u8> = u.iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert!(ubytes.iter().zip(&bytes).all(|(&u, &b)| i32::from(u) == i32::from(b) + 128));
+        assert!(ubytes
+            .iter()
+            .zip(&bytes)
+            .all(|(&u, &b)| i32::from(u) == i32::from(b) + 128));
         // zeros, and a value that is not finite
         assert_eq!(quantize_block(&[0.0; 5], &mut q, false), 0.0);
         assert!(q.iter().all(|&v| v == 0));
@@ -792,7 +804,10 @@ mod tests {
             let amax = 1.0 + t as f32 * 1e-3;
             let x: Vec<f32> = (0..QK).map(|i| -amax * (1.0 - i as f32 * 1e-7)).collect();
             quantize_block(&x, &mut q, false);
-            assert!(q.iter().flat_map(|v| v.to_le_bytes()).all(|b| b as i8 >= -127));
+            assert!(q
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .all(|b| b as i8 >= -127));
         }
     }
 

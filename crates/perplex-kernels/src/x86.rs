@@ -423,7 +423,6 @@ unsafe fn tile_int8_vnni(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     }
 }
 
-
 /// `R` rows × 32 columns of int8 blocks: per block, the i32 accumulators
 /// start at the offset correction `-128 · Σ qw` and take eight `VPDPBUSD`
 /// of `(qa + 128) · qw`, four `k` a lane (exact: `|Σ| < 2²¹`); then
