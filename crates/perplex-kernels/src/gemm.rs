@@ -4,23 +4,26 @@
 //! columns of `C`; the last panel zero-padded). A panel is stored step by
 //! step along `k`, each step two 64-byte lines holding columns 0..16 and
 //! 16..32: in f32 a step is one `k`; in bf16 it is a pair `(k, k + 1)`, the
-//! operand layout of `VDPBF16PS`. In int8 a step is a block of [`QK`] = 32
-//! of `k` ([`INT8_STEP_LINES`] lines): eight pairs of lines holding four
-//! consecutive `k` per 32-bit lane (the operand layout of `VPDPBUSD`), then
-//! the block's 32 column scales (f32) and its 32 offset corrections (i32,
-//! see [`quantize_block`]). A micro-kernel keeps a tile of up to [`MR`] rows
-//! × 32 columns of `C` in registers while it walks a block of steps.
+//! operand layout of `VDPBF16PS`. In int8 × int16 a step is a block of
+//! [`QK`] = 32 of `k` ([`Q_STEP_LINES`] lines): sixteen pairs of lines
+//! holding the int8 weights of a pair `(k, k + 1)` as two i16 per 32-bit
+//! lane (the operand layout of `VPMADDWD` and `VPDPWSSD`), then the
+//! block's 32 column scales (f32). A micro-kernel keeps a tile of up to
+//! [`MR`] rows × 32 columns of `C` in registers while it walks a block of
+//! steps.
 //!
-//! # Int8
+//! # Int8 weights × int16 activations
 //!
-//! Weights are quantized when packed, activations at each call, the same
-//! way: per output column (or row of `A`) and block of 32 `k`, symmetric,
-//! `scale = max|x| / 127`, `q = x / scale` rounded to nearest (ties to
-//! even), so `|q| ≤ 127` (never -128: the AVX2 kernel relies on it). Each
-//! block's integer dot product `Σ qa·qw` is exact in i32 (`|Σ| ≤ 32·127²`)
-//! on every path, and is added in block order as `acc = fma(sa·sw, dot,
-//! acc)` in f32, so all paths give the same bits. A non-finite value makes
-//! its block's scale NaN, so it shows in the result as NaN.
+//! Weights are quantized when packed, activations at each call, per output
+//! column (or row of `A`) and block of 32 `k`, symmetric, `scale = max|x| /
+//! L`, `q = x / scale` rounded to nearest (ties to even), so `|q| ≤ L`: `L
+//! = 127` for the weights (int8 values, stored sign-extended to i16 so the
+//! kernels convert nothing), `L = 32767` for the activations (int16: their
+//! outliers would cost int8 activations most of the error). Each block's
+//! integer dot product `Σ qa·qw` is exact in i32 (`|Σ| ≤ 32 · 32767 · 127
+//! < 2²⁷`) on every path, and is added in block order as `acc = fma(sa·sw,
+//! dot, acc)` in f32, so all paths give the same bits. A non-finite value
+//! makes its block's scale NaN, so it shows in the result as NaN.
 //!
 //! Work is split into tasks of up to `MB` rows × `NB` panels, each
 //! writing its own part of `C`; within a task the steps are taken in
@@ -41,15 +44,16 @@ pub(crate) const NR: usize = 32;
 pub(crate) const MR: usize = 12;
 /// Most `k` per block: a 12-row strip of `A` (18 KiB in f32) stays in L1.
 const KC: usize = 384;
-/// `k` per int8 quantization block.
+/// `k` per quantization block of the int8 × int16 products.
 pub(crate) const QK: usize = 32;
-/// Lines per int8 step (one block of [`QK`] `k`): 16 of weights, 2 of
-/// scales, 2 of offset corrections.
-pub(crate) const INT8_STEP_LINES: usize = 20;
-/// Line of an int8 step where its column scales start.
-pub(crate) const INT8_SCALES: usize = 16;
-/// Line of an int8 step where its offset corrections start.
-pub(crate) const INT8_OFFSETS: usize = 18;
+/// Lines per int8 × int16 step (one block of [`QK`] `k`): 32 of weights (16
+/// pairs of `k`, two lines each), then 2 of column scales.
+pub(crate) const Q_STEP_LINES: usize = 34;
+/// Line of an int8 × int16 step where its column scales start.
+pub(crate) const Q_SCALES: usize = 32;
+/// Quantization levels of the weights (int8) and the activations (int16).
+const W_LEVELS: f32 = 127.0;
+const A_LEVELS: f32 = 32767.0;
 /// Rows of `C` per task (a multiple of `MR`).
 const MB: usize = 96;
 /// Panels per task: their blocks (8 × 48 KiB in f32) stay in L2.
@@ -68,11 +72,11 @@ pub enum Precision {
     /// Weights and activations rounded to bf16 (nearest even), products
     /// summed in f32: the fast mode where the CPU has AVX-512 BF16.
     Bf16,
-    /// Weights and activations quantized to int8 in blocks of 32 `k` with
-    /// one f32 scale per block (see the module docs), exact integer dot
-    /// products per block summed in f32: the fast mode elsewhere
-    /// (AVX-512 VNNI or AVX2).
-    Int8,
+    /// Weights quantized to int8 and activations to int16, in blocks of 32
+    /// `k` with one f32 scale per block (see the module docs), exact
+    /// integer dot products per block summed in f32: the fast mode
+    /// elsewhere (AVX-512 VNNI or AVX2).
+    Int8Int16,
 }
 
 impl Precision {
@@ -81,7 +85,7 @@ impl Precision {
         match self {
             Precision::F32 => 1,
             Precision::Bf16 => 2,
-            Precision::Int8 => QK,
+            Precision::Int8Int16 => QK,
         }
     }
 
@@ -89,7 +93,7 @@ impl Precision {
     pub(crate) fn step_lines(self) -> usize {
         match self {
             Precision::F32 | Precision::Bf16 => 2,
-            Precision::Int8 => INT8_STEP_LINES,
+            Precision::Int8Int16 => Q_STEP_LINES,
         }
     }
 }
@@ -101,7 +105,7 @@ pub struct PackedMatrix {
     cols: usize,
     precision: Precision,
     /// Steps per panel: `cols` (f32), `⌈cols / 2⌉` (bf16) or `⌈cols / 32⌉`
-    /// (int8).
+    /// (int8 × int16).
     steps: usize,
     lines: Vec<Line>,
 }
@@ -201,39 +205,31 @@ fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: 
                     panel[kk * 2 + half].0[lane] = bf16_pair(pair);
                 }
             }
-            Precision::Int8 => {
-                let mut q = [0u32; QK / 4];
+            Precision::Int8Int16 => {
+                let mut q = [0u32; QK / 2];
                 for (b, block) in row.chunks(QK).enumerate() {
-                    let scale = quantize_block(block, &mut q, false);
-                    let step = &mut panel[b * INT8_STEP_LINES..(b + 1) * INT8_STEP_LINES];
-                    let mut sum = 0i32;
-                    for (s, &quad) in q.iter().enumerate() {
-                        step[s * 2 + half].0[lane] = quad;
-                        sum += quad
-                            .to_le_bytes()
-                            .iter()
-                            .map(|&v| i32::from(v as i8))
-                            .sum::<i32>();
+                    let scale = quantize_block(block, &mut q, W_LEVELS);
+                    let step = &mut panel[b * Q_STEP_LINES..(b + 1) * Q_STEP_LINES];
+                    for (s, &pair) in q.iter().enumerate() {
+                        step[s * 2 + half].0[lane] = pair;
                     }
-                    step[INT8_SCALES + half].0[lane] = scale.to_bits();
-                    // `VPDPBUSD` multiplies `qa + 128`: this takes the extra
-                    // `128 · Σ qw` off again
-                    step[INT8_OFFSETS + half].0[lane] = (-128 * sum) as u32;
+                    step[Q_SCALES + half].0[lane] = scale.to_bits();
                 }
             }
         }
     }
 }
 
-/// Quantizes up to [`QK`] values into `q` (four per `u32`, the first in the
-/// low byte; missing values are 0), each byte `x ^ 0x80` (`x + 128` as u8)
-/// when `offset`; returns the scale (0 for an all-zero block, NaN when a
-/// value is not finite, and then every `q` is 0).
+/// Quantizes up to [`QK`] values to `levels` (127 or 32767) into `q` as
+/// i16 pairs (the even `k` in the low half; missing values are 0); returns
+/// the scale (0 for an all-zero block, NaN when a value is not finite, and
+/// then every `q` is 0).
 ///
-/// `q = round(x · (127 / max|x|))`, ties to even: `|x · 127 / max|x|| ≤
-/// 127 · (1 + 2⁻²³)²` rounds to at most 127, so -128 never occurs.
+/// `q = round(x · (levels / max|x|))`, ties to even: `|x · levels /
+/// max|x||` is at most `levels · (1 + 2⁻²³)²`, which rounds to `levels`, so
+/// `|q| ≤ levels` (the kernels' overflow bounds rely on it).
 #[inline(always)]
-pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 4], offset: bool) -> f32 {
+pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 2], levels: f32) -> f32 {
     debug_assert!(x.len() <= QK);
     // integer max of the magnitudes' bits: the float order for finite
     // values, and it vectorizes; NaN and infinities sort above them all
@@ -242,66 +238,65 @@ pub(crate) fn quantize_block(x: &[f32], q: &mut [u32; QK / 4], offset: bool) -> 
         .map(|v| v.to_bits() & 0x7fff_ffff)
         .fold(0, u32::max);
     let amax = f32::from_bits(top);
-    let flip = if offset { 0x80u8 } else { 0 };
     if !amax.is_finite() || amax == 0.0 {
-        q.fill(u32::from_le_bytes([flip; 4]));
+        q.fill(0);
         return if amax == 0.0 { 0.0 } else { f32::NAN };
     }
-    let inv = 127.0 / amax;
-    let mut bytes = [flip; QK];
-    for (b, &v) in bytes.iter_mut().zip(x) {
+    let inv = levels / amax;
+    let mut halves = [0u16; QK];
+    for (h, &v) in halves.iter_mut().zip(x) {
         // adding 1.5·2²³ rounds to an integer, ties to even (|v·inv| ≤
-        // 127.01), which is then the low bits of the sum: its low byte is
-        // the integer's two's complement byte (no float-to-int conversion,
-        // so the loop vectorizes)
+        // 32768 < 2²²), which is then the low bits of the sum: its low 16
+        // bits are the integer's two's complement i16 (no float-to-int
+        // conversion, so the loop vectorizes)
         const ROUND: f32 = 12_582_912.0;
-        *b = ((v * inv + ROUND).to_bits() as u8) ^ flip;
+        *h = (v * inv + ROUND).to_bits() as u16;
     }
-    for (quad, b) in q.iter_mut().zip(bytes.chunks_exact(4)) {
-        *quad = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    for (pair, h) in q.iter_mut().zip(halves.chunks_exact(2)) {
+        *pair = u32::from(h[0]) | (u32::from(h[1]) << 16);
     }
-    amax / 127.0
+    amax / levels
 }
 
-/// One row of `a` quantized into its blocks and scales (see
+/// One row of `a` quantized to int16 into its blocks and scales (see
 /// [`quantize_block`]): the body of the portable quantizer and of its copy
 /// compiled for AVX2 (`x86::quantize_row`), the same operations.
 #[inline(always)]
-pub(crate) fn quantize_row(row: &[f32], q: &mut [u32], scales: &mut [f32], offset: bool) {
+pub(crate) fn quantize_row(row: &[f32], q: &mut [u32], scales: &mut [f32]) {
     for ((q, s), x) in q
-        .chunks_exact_mut(QK / 4)
+        .chunks_exact_mut(QK / 2)
         .zip(scales.iter_mut())
         .zip(row.chunks(QK))
     {
-        let q: &mut [u32; QK / 4] = q.try_into().expect("a block of 8");
-        *s = quantize_block(x, q, offset);
+        let q: &mut [u32; QK / 2] = q.try_into().expect("a block of 16");
+        *s = quantize_block(x, q, A_LEVELS);
     }
 }
 
-/// The activations of an int8 product: per row, `⌈k / 32⌉` blocks of 8
-/// `u32` (four quantized values each) and one scale per block.
-pub(crate) struct Int8Rows {
+/// The activations of an int8 × int16 product: per row, `⌈k / 32⌉` blocks
+/// of 16 `u32` (two int16 each) and one scale per block.
+pub(crate) struct QuantizedRows {
     pub q: Vec<u32>,
     pub scales: Vec<f32>,
 }
 
-/// `a` (`[m, k]`) quantized per row and block of [`QK`] (see
-/// [`quantize_block`]); `offset` for the kernels that multiply `qa + 128`.
-fn quantize_rows(isa: Isa, a: &[f32], m: usize, k: usize, blocks: usize, offset: bool) -> Int8Rows {
-    let mut q = vec![0u32; m * blocks * (QK / 4)];
+/// `a` (`[m, k]`) quantized to int16 per row and block of [`QK`] (see
+/// [`quantize_block`]).
+fn quantize_rows(isa: Isa, a: &[f32], m: usize, k: usize, blocks: usize) -> QuantizedRows {
+    let mut q = vec![0u32; m * blocks * (QK / 2)];
     let mut scales = vec![0f32; m * blocks];
-    q.par_chunks_mut(blocks * (QK / 4))
+    q.par_chunks_mut(blocks * (QK / 2))
         .zip(scales.par_chunks_mut(blocks))
         .zip(a.par_chunks(k))
         .for_each(|((q, scales), row)| {
             #[cfg(target_arch = "x86_64")]
-            if crate::x86::quantize_row(isa, row, q, scales, offset) {
+            if crate::x86::quantize_row(isa, row, q, scales) {
                 return;
             }
             let _ = isa;
-            quantize_row(row, q, scales, offset);
+            quantize_row(row, q, scales);
         });
-    Int8Rows { q, scales }
+    QuantizedRows { q, scales }
 }
 
 /// The left operand as the kernels read it: f32 rows, or bf16 pairs.
@@ -310,13 +305,12 @@ pub(crate) enum Lhs<'a> {
     F32(&'a [f32]),
     /// Rows of `steps` pairs (low half = even `k`).
     Bf16(&'a [u32]),
-    /// Rows of `steps` blocks of 8 `u32` (four quantized values each, see
-    /// [`quantize_block`]; `offset`: stored as `q + 128`) and their scales
-    /// (`steps` per row). `lda` counts blocks.
-    Int8 {
+    /// Rows of `steps` blocks of 16 `u32` (int16 pairs, see
+    /// [`quantize_block`]) and their scales (`steps` per row). `lda` counts
+    /// blocks.
+    Int16 {
         q: &'a [u32],
         scales: &'a [f32],
-        offset: bool,
     },
 }
 
@@ -373,13 +367,11 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
             converted = to_bf16_pairs(isa, a, m, k, w.steps);
             (Lhs::Bf16(&converted), w.steps)
         }
-        Precision::Int8 => {
-            let offset = int8_offset(isa);
-            quantized = quantize_rows(isa, a, m, k, w.steps, offset);
-            let lhs = Lhs::Int8 {
+        Precision::Int8Int16 => {
+            quantized = quantize_rows(isa, a, m, k, w.steps);
+            let lhs = Lhs::Int16 {
                 q: &quantized.q,
                 scales: &quantized.scales,
-                offset,
             };
             (lhs, w.steps)
         }
@@ -523,23 +515,10 @@ impl TileKernel {
     }
 }
 
-/// Steps per block: at most `KC` of `k` (a bf16 step holds two, an int8
-/// step 32).
+/// Steps per block: at most `KC` of `k` (a bf16 step holds two, an int8 ×
+/// int16 step 32).
 fn block_steps(precision: Precision) -> usize {
     KC / precision.step_k()
-}
-
-/// Whether `isa`'s int8 kernel reads activations as `q + 128`.
-fn int8_offset(isa: Isa) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::x86::int8_offset(isa)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = isa;
-        false
-    }
 }
 
 /// The output pointer (and length) shared by the tasks of one [`matmul_with`].
@@ -571,9 +550,9 @@ fn to_bf16_pairs(isa: Isa, a: &[f32], m: usize, k: usize, steps: usize) -> Vec<u
 /// # Safety
 /// `c` meets [`TileKernel::run`]'s contract.
 unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
-    if let Lhs::Int8 { q, scales, offset } = t.lhs {
+    if let Lhs::Int16 { q, scales } = t.lhs {
         // SAFETY: the same contract.
-        return unsafe { portable_int8_tile(t, q, scales, offset, c, ldc) };
+        return unsafe { portable_quantized_tile(t, q, scales, c, ldc) };
     }
     for i in 0..t.mr {
         for j in 0..t.ncols {
@@ -591,7 +570,7 @@ unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
                         acc += bf16_to_f32(x as u16) * bf16_to_f32(w as u16);
                         acc += bf16_to_f32((x >> 16) as u16) * bf16_to_f32((w >> 16) as u16);
                     }
-                    Lhs::Int8 { .. } => unreachable!("int8 tiles are handled above"),
+                    Lhs::Int16 { .. } => unreachable!("int16 tiles are handled above"),
                 }
             }
             // SAFETY: `i < mr`, `j < ncols`: inside the tile (the contract).
@@ -601,37 +580,36 @@ unsafe fn portable_tile(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     }
 }
 
-/// The portable int8 micro-kernel: per block the exact integer dot, then
-/// `acc = fma(sa · sw, dot, acc)`; the SIMD kernels compute the same.
+/// The portable int8 × int16 micro-kernel: per block the exact integer
+/// dot, then `acc = fma(sa · sw, dot, acc)`; the SIMD kernels compute the
+/// same.
 ///
 /// # Safety
 /// `c` meets [`TileKernel::run`]'s contract.
-unsafe fn portable_int8_tile(
+unsafe fn portable_quantized_tile(
     t: &Tile<'_>,
     q: &[u32],
     scales: &[f32],
-    offset: bool,
     c: *mut f32,
     ldc: usize,
 ) {
-    let flip = if offset { 0x80u8 } else { 0 };
+    let lo = |v: u32| i32::from(v as u16 as i16);
+    let hi = |v: u32| i32::from((v >> 16) as u16 as i16);
     for i in 0..t.mr {
         let row = t.row + i;
         for j in 0..t.ncols {
             let (half, lane) = (j / 16, j % 16);
             let mut acc = 0.0f32;
             for b in 0..t.steps {
-                let step = &t.panel[(t.step + b) * INT8_STEP_LINES..];
-                let blk = (row * t.lda + t.a_col + b) * (QK / 4);
+                let step = &t.panel[(t.step + b) * Q_STEP_LINES..];
+                let blk = (row * t.lda + t.a_col + b) * (QK / 2);
+                // exact: |Σ| ≤ 32 · 32767 · 127 < 2³¹
                 let mut dot = 0i32;
-                for s in 0..QK / 4 {
-                    let x = q[blk + s].to_le_bytes();
-                    let w = step[s * 2 + half].0[lane].to_le_bytes();
-                    for (&x, &w) in x.iter().zip(&w) {
-                        dot += i32::from((x ^ flip) as i8) * i32::from(w as i8);
-                    }
+                for s in 0..QK / 2 {
+                    let (x, w) = (q[blk + s], step[s * 2 + half].0[lane]);
+                    dot += lo(x) * lo(w) + hi(x) * hi(w);
                 }
-                let sw = f32::from_bits(step[INT8_SCALES + half].0[lane]);
+                let sw = f32::from_bits(step[Q_SCALES + half].0[lane]);
                 let sa = scales[row * t.lda + t.a_col + b];
                 acc = (sa * sw).mul_add(dot as f32, acc);
             }
@@ -712,10 +690,10 @@ mod tests {
             .collect()
     }
 
-    /// Int8 shapes: k not a multiple of 32, n not a multiple of 32, every
-    /// row count of a tile and of the kernels' row groups (m = 1..=40 on
-    /// one shape), several k blocks and tasks.
-    fn int8_shapes() -> Vec<(usize, usize, usize)> {
+    /// Int8 × int16 shapes: k not a multiple of 32, n not a multiple of
+    /// 32, every row count of a tile and of the kernels' row groups (m =
+    /// 1..=40 on one shape), several k blocks and tasks.
+    fn quantized_shapes() -> Vec<(usize, usize, usize)> {
         let mut shapes = vec![
             (1, 1, 1),
             (5, 33, 7),
@@ -728,23 +706,51 @@ mod tests {
         shapes
     }
 
-    /// The same in int8, against the f64 reference: quantizing each operand
-    /// moves a value by at most half a step, `max|block| / 254`, uniformly
-    /// spread; for values in [-1, 1) each product is off by about 0.0019
-    /// (1σ), so a sum of k by about 0.0019·√k, 0.55 % of the sum's own RMS
-    /// (√k / 3). Bounds: every element within 0.02·√k (over 10σ), and the
-    /// RMS error within 1 % of the RMS result.
-    fn int8_products(isa: Isa) -> Vec<Vec<f32>> {
-        int8_shapes()
+    /// `w` (`[n, k]`) as its packed int8 weights dequantized (`q · scale`).
+    fn dequantized(w: &[f32], k: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(w.len());
+        let mut q = [0u32; QK / 2];
+        for row in w.chunks(k) {
+            for block in row.chunks(QK) {
+                let scale = quantize_block(block, &mut q, W_LEVELS);
+                let values = q.iter().flat_map(|&p| [p as u16, (p >> 16) as u16]);
+                out.extend(
+                    values
+                        .take(block.len())
+                        .map(|v| f32::from(v as i16) * scale),
+                );
+            }
+        }
+        out
+    }
+
+    /// The same in int8 × int16 against two f64 references. Against the
+    /// dequantized weights only the int16 activations and the f32 sums
+    /// err: an activation moves by at most `max|block| / 65534` (≤ 1.6e-5
+    /// here), so the sum of k by about 5e-6·√k (1σ); bound: 1e-4·√k (20σ)
+    /// + 1e-6·k (the f32 sums), 200 times tighter than int8 activations
+    /// allowed. Against the exact weights, each int8 weight moves by at
+    /// most `max|block| / 254`, uniformly: about 0.0013 per product (1σ),
+    /// 0.0013·√k per sum, 0.4 % of the sum's RMS (√k / 3); bounds: every
+    /// element within 0.015·√k, the RMS error within 0.6 % of the RMS
+    /// result.
+    fn quantized_products(isa: Isa) -> Vec<Vec<f32>> {
+        quantized_shapes()
             .into_iter()
             .map(|(m, n, k)| {
                 let (a, w) = (random(m * k, 11), random(n * k, 12));
-                let p = PackedMatrix::pack(&w, n, k, Precision::Int8);
+                let p = PackedMatrix::pack(&w, n, k, Precision::Int8Int16);
                 let mut c = vec![f32::NAN; m * n];
                 matmul_with(isa, &a, m, &p, &mut c);
+                let near = max_err(&c, &reference(&a, &dequantized(&w, k), m, n, k));
+                let tol = 1e-4 * (k as f64).sqrt() + 1e-6 * k as f64;
+                assert!(near < tol, "{m}x{n}x{k} {isa:?}: {near} from int8 weights");
                 let r = reference(&a, &w, m, n, k);
                 let err = max_err(&c, &r);
-                assert!(err < 0.02 * (k as f64).sqrt(), "{m}x{n}x{k} {isa:?}: {err}");
+                assert!(
+                    err < 0.015 * (k as f64).sqrt(),
+                    "{m}x{n}x{k} {isa:?}: {err}"
+                );
                 let rms = |v: &mut dyn Iterator<Item = f64>| {
                     let (s, n) = v.fold((0.0, 0), |(s, n), x| (s + x * x, n + 1));
                     (s / f64::from(n)).sqrt()
@@ -752,7 +758,7 @@ mod tests {
                 let e = rms(&mut c.iter().zip(&r).map(|(&x, &y)| f64::from(x) - y));
                 let size = rms(&mut r.iter().copied());
                 if k >= 32 {
-                    assert!(e < 0.01 * size, "{m}x{n}x{k} {isa:?}: rms {e} of {size}");
+                    assert!(e < 0.006 * size, "{m}x{n}x{k} {isa:?}: rms {e} of {size}");
                 }
                 c
             })
@@ -763,51 +769,59 @@ mod tests {
     fn portable_products_match_the_f64_reference() {
         f32_products(Isa::PORTABLE);
         bf16_products(Isa::PORTABLE);
-        int8_products(Isa::PORTABLE);
+        quantized_products(Isa::PORTABLE);
+    }
+
+    /// The i16 halves of a quantized block.
+    fn halves(q: &[u32]) -> Vec<i16> {
+        q.iter()
+            .flat_map(|&p| [p as u16 as i16, (p >> 16) as u16 as i16])
+            .collect()
     }
 
     #[test]
-    fn int8_blocks_quantize_symmetrically_to_nearest() {
-        let mut q = [0u32; QK / 4];
+    fn blocks_quantize_symmetrically_to_nearest() {
+        let mut q = [0u32; QK / 2];
         let x = [1.0, -0.5, 0.25, 2.54, -2.54, 0.01, 0.0];
-        let scale = quantize_block(&x, &mut q, false);
+        // int8 weights: 1 / 0.02 = 50, -25, 12.5 (tie: to even), 127, -127,
+        // 0.5 (to even), 0; sign-extended to i16
+        let scale = quantize_block(&x, &mut q, W_LEVELS);
         assert_eq!(scale, 2.54 / 127.0);
-        let bytes: Vec<i8> = q
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .map(|b| b as i8)
-            .collect();
-        // 1 / 0.02 = 50, -25, 12.5 (tie: to even), 127, -127, 0.5 (to even), 0
-        assert_eq!(&bytes[..8], &[50, -25, 12, 127, -127, 0, 0, 0]);
-        assert!(bytes[8..].iter().all(|&b| b == 0));
-        // offset: the same values plus 128, as unsigned bytes
-        let mut u = [0u32; QK / 4];
-        assert_eq!(quantize_block(&x, &mut u, true), scale);
-        let ubytes: Vec<u8> = u.iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert!(ubytes
-            .iter()
-            .zip(&bytes)
-            .all(|(&u, &b)| i32::from(u) == i32::from(b) + 128));
+        let v = halves(&q);
+        assert_eq!(&v[..8], &[50, -25, 12, 127, -127, 0, 0, 0]);
+        assert!(v[8..].iter().all(|&b| b == 0));
+        assert_eq!(q[0], 0xffe7_0032, "-25 in the high half, 50 in the low");
+        // int16 activations: 1 · 32767 / 2.54 = 12900.39, 6450.20, 3225.10,
+        // 32767, -32767, 129.00
+        let scale = quantize_block(&x, &mut q, A_LEVELS);
+        assert_eq!(scale, 2.54 / 32767.0);
+        assert_eq!(
+            &halves(&q)[..7],
+            &[12900, -6450, 3225, 32767, -32767, 129, 0]
+        );
+        // ties to even where the scale is 1
+        quantize_block(&[32767.0, 1.5, 2.5, -0.5, 100.25], &mut q, A_LEVELS);
+        assert_eq!(&halves(&q)[..5], &[32767, 2, 2, 0, 100]);
         // zeros, and a value that is not finite
-        assert_eq!(quantize_block(&[0.0; 5], &mut q, false), 0.0);
+        assert_eq!(quantize_block(&[0.0; 5], &mut q, A_LEVELS), 0.0);
         assert!(q.iter().all(|&v| v == 0));
-        assert!(quantize_block(&[1.0, f32::INFINITY], &mut q, false).is_nan());
-        assert!(quantize_block(&[f32::NAN, 1.0], &mut q, false).is_nan());
+        assert!(quantize_block(&[1.0, f32::INFINITY], &mut q, W_LEVELS).is_nan());
+        assert!(quantize_block(&[f32::NAN, 1.0], &mut q, A_LEVELS).is_nan());
         assert!(q.iter().all(|&v| v == 0));
     }
 
     #[test]
-    fn int8_never_quantizes_to_minus_128() {
-        // values near -max in every rounding position
-        let mut q = [0u32; QK / 4];
+    fn quantized_values_stay_within_their_levels() {
+        // values near -max in every rounding position: never -128 (int8)
+        // or -32768 (int16), which the kernels' bounds exclude
+        let mut q = [0u32; QK / 2];
         for t in 0..2000 {
             let amax = 1.0 + t as f32 * 1e-3;
             let x: Vec<f32> = (0..QK).map(|i| -amax * (1.0 - i as f32 * 1e-7)).collect();
-            quantize_block(&x, &mut q, false);
-            assert!(q
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .all(|b| b as i8 >= -127));
+            quantize_block(&x, &mut q, W_LEVELS);
+            assert!(halves(&q).iter().all(|&v| (-127..=-126).contains(&v)));
+            quantize_block(&x, &mut q, A_LEVELS);
+            assert!(halves(&q).iter().all(|&v| v >= -32767 && v <= -32700));
         }
     }
 
@@ -815,7 +829,7 @@ mod tests {
     fn a_non_finite_activation_makes_its_rows_nan() {
         let (n, k) = (3, 40);
         let w = random(n * k, 13);
-        let p = PackedMatrix::pack(&w, n, k, Precision::Int8);
+        let p = PackedMatrix::pack(&w, n, k, Precision::Int8Int16);
         let mut a = random(2 * k, 14);
         a[k + 35] = f32::INFINITY;
         let mut c = vec![0.0; 2 * n];
@@ -829,28 +843,28 @@ mod tests {
         not(perplex_avx2),
         ignore = "this CPU lacks AVX2 and FMA (kernels' AVX2 path not tested)"
     )]
-    fn avx2_int8_products_are_the_portable_ones_bit_for_bit() {
+    fn avx2_quantized_products_are_the_portable_ones_bit_for_bit() {
         let isa = Isa::detect().without_avx512();
         assert!(
             isa.avx2_fma(),
             "built on a CPU with AVX2 and FMA, run on one without"
         );
         // the same exact integer dots and the same f32 steps
-        assert_eq!(int8_products(isa), int8_products(Isa::PORTABLE));
+        assert_eq!(quantized_products(isa), quantized_products(Isa::PORTABLE));
     }
 
     #[test]
     #[cfg_attr(
         not(perplex_avx512vnni),
-        ignore = "this CPU lacks AVX-512 VNNI (kernels' int8 VNNI path not tested)"
+        ignore = "this CPU lacks AVX-512 VNNI (kernels' int8 x int16 VNNI path not tested)"
     )]
-    fn vnni_int8_products_are_the_portable_ones_bit_for_bit() {
+    fn vnni_quantized_products_are_the_portable_ones_bit_for_bit() {
         let isa = Isa::detect();
         assert!(
             isa.avx512_vnni(),
             "built on a CPU with AVX-512 VNNI, run on one without"
         );
-        assert_eq!(int8_products(isa), int8_products(Isa::PORTABLE));
+        assert_eq!(quantized_products(isa), quantized_products(Isa::PORTABLE));
     }
 
     #[test]
@@ -923,7 +937,7 @@ mod tests {
             .num_threads(1)
             .build()
             .unwrap();
-        for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+        for precision in [Precision::F32, Precision::Bf16, Precision::Int8Int16] {
             let p = PackedMatrix::pack(&w, n, k, precision);
             let isas = [Isa::detect(), Isa::detect().without_avx512(), Isa::PORTABLE];
             for isa in isas {
@@ -955,9 +969,9 @@ mod tests {
             .zip(&filled.lines)
             .all(|(x, y)| x.0 == y.0));
         assert_eq!(direct.bytes(), 3 * 5 * 2 * 64);
-        // int8: dequantized rows (here: copied) quantized panel by panel
-        let direct = PackedMatrix::pack(&w, n, k, Precision::Int8);
-        let filled = PackedMatrix::pack_with(n, k, Precision::Int8, |first, rows, out| {
+        // int8 × int16: dequantized rows (here: copied) quantized panel by panel
+        let direct = PackedMatrix::pack(&w, n, k, Precision::Int8Int16);
+        let filled = PackedMatrix::pack_with(n, k, Precision::Int8Int16, |first, rows, out| {
             out.copy_from_slice(&w[first * k..(first + rows) * k]);
         });
         assert!(direct
@@ -965,15 +979,15 @@ mod tests {
             .iter()
             .zip(&filled.lines)
             .all(|(x, y)| x.0 == y.0));
-        // 3 panels of one block of 20 lines
-        assert_eq!(direct.bytes(), 3 * INT8_STEP_LINES * 64);
+        // 3 panels of one block of 34 lines
+        assert_eq!(direct.bytes(), 3 * Q_STEP_LINES * 64);
     }
 
     #[test]
-    fn int8_threads_do_not_change_the_bits() {
+    fn quantized_threads_do_not_change_the_bits() {
         let (m, n, k) = (150, 100, 300);
         let (a, w) = (random(m * k, 15), random(n * k, 16));
-        let p = PackedMatrix::pack(&w, n, k, Precision::Int8);
+        let p = PackedMatrix::pack(&w, n, k, Precision::Int8Int16);
         let run = |threads: usize, isa: Isa| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

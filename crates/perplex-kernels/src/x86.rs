@@ -4,15 +4,16 @@
 //! returning `None` (or `false`) otherwise so the caller takes its portable
 //! twin, which has the same contract. The AVX2 f32 micro-kernel and `exp`
 //! perform the same operations in the same order as the AVX-512 ones, on 8
-//! lanes instead of 16: their results are the same bits. The int8 kernels
-//! (AVX-512 VNNI and AVX2) compute each block's exact integer dot product
-//! and the portable kernel's f32 operations on it: the same bits too.
+//! lanes instead of 16: their results are the same bits. The int8 × int16
+//! kernels (AVX-512 VNNI and AVX2) compute each block's exact integer dot
+//! product and the portable kernel's f32 operations on it: the same bits
+//! too.
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states why it holds
 
 use std::arch::x86_64::*;
 
-use crate::gemm::{Lhs, Tile, TileKernel, INT8_OFFSETS, INT8_SCALES, INT8_STEP_LINES, MR, NR, QK};
+use crate::gemm::{Lhs, Tile, TileKernel, MR, NR, QK, Q_SCALES, Q_STEP_LINES};
 use crate::peak::Unit;
 use crate::{Isa, Precision};
 
@@ -33,12 +34,6 @@ pub(crate) fn detect() -> (bool, bool, bool, bool) {
     (avx2_fma, avx512f, bf16, vnni)
 }
 
-/// Whether the int8 kernel `isa` selects reads activations as `q + 128`
-/// (`VPDPBUSD` multiplies unsigned by signed bytes).
-pub(crate) fn int8_offset(isa: Isa) -> bool {
-    isa.avx512_vnni()
-}
-
 /// The micro-kernel for `precision`, where `isa` has its instructions.
 pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> {
     match precision {
@@ -51,11 +46,15 @@ pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> 
         // needs nothing else.
         Precision::Bf16 if isa.avx512_bf16() => Some(unsafe { TileKernel::new(tile_bf16) }),
         // SAFETY: `isa` proves AVX-512 VNNI (with F and BW) present;
-        // `tile_int8_vnni` needs nothing else.
-        Precision::Int8 if isa.avx512_vnni() => Some(unsafe { TileKernel::new(tile_int8_vnni) }),
-        // SAFETY: `isa` proves AVX2 and FMA present; `tile_int8_avx2` needs
-        // nothing else.
-        Precision::Int8 if isa.avx2_fma() => Some(unsafe { TileKernel::new(tile_int8_avx2) }),
+        // `tile_quantized_vnni` needs nothing else.
+        Precision::Int8Int16 if isa.avx512_vnni() => {
+            Some(unsafe { TileKernel::new(tile_quantized_vnni) })
+        }
+        // SAFETY: `isa` proves AVX2 and FMA present; `tile_quantized_avx2`
+        // needs nothing else.
+        Precision::Int8Int16 if isa.avx2_fma() => {
+            Some(unsafe { TileKernel::new(tile_quantized_avx2) })
+        }
         _ => None,
     }
 }
@@ -77,20 +76,6 @@ macro_rules! by_rows {
             11 => $kernel::<11>($($arg),*),
             12 => $kernel::<12>($($arg),*),
             mr => unreachable!("tile of {mr} rows"),
-        }
-    };
-}
-
-/// Calls `$kernel::<R>` for `R = min(rows, 6)`.
-macro_rules! by_rows6 {
-    ($rows:expr, $kernel:ident, $($arg:expr),*) => {
-        match $rows {
-            1 => $kernel::<1>($($arg),*),
-            2 => $kernel::<2>($($arg),*),
-            3 => $kernel::<3>($($arg),*),
-            4 => $kernel::<4>($($arg),*),
-            5 => $kernel::<5>($($arg),*),
-            _ => $kernel::<6>($($arg),*),
         }
     };
 }
@@ -364,13 +349,13 @@ unsafe fn bf16_kernel<const R: usize>(
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
-/// `(q, scales, lda, panel, blocks)` of an int8 tile's rows `r0..`, after
+/// `(q, scales, panel)` of an int8 × int16 tile's rows `r0..`, after
 /// checking that every element the kernels read is in bounds: `q` and
-/// `scales` at the tile's first row and block (`lda` blocks a row), the
-/// panel at its first step (64-byte aligned lines).
-fn int8_operands(t: &Tile<'_>, r0: usize) -> (*const u32, *const f32, *const u32) {
-    let Lhs::Int8 { q, scales, .. } = t.lhs else {
-        unreachable!("int8 kernel on int8 operands only")
+/// `scales` at row `r0`'s first block (`lda` blocks a row), the panel at
+/// the tile's first step (64-byte aligned lines).
+fn quantized_operands(t: &Tile<'_>, r0: usize) -> (*const u32, *const f32, *const u32) {
+    let Lhs::Int16 { q, scales } = t.lhs else {
+        unreachable!("int8 x int16 kernel on int16 activations only")
     };
     assert!(
         (1..=MR).contains(&t.mr) && t.ncols <= NR && r0 < t.mr,
@@ -379,18 +364,19 @@ fn int8_operands(t: &Tile<'_>, r0: usize) -> (*const u32, *const f32, *const u32
         t.ncols
     );
     let end = (t.row + t.mr - 1) * t.lda + t.a_col + t.steps;
-    assert!(end <= scales.len() && end * (QK / 4) <= q.len());
-    assert!((t.step + t.steps) * INT8_STEP_LINES <= t.panel.len());
+    assert!(end <= scales.len() && end * (QK / 2) <= q.len());
+    assert!((t.step + t.steps) * Q_STEP_LINES <= t.panel.len());
     let first = (t.row + r0) * t.lda + t.a_col;
     (
-        q[first * (QK / 4)..].as_ptr(),
+        q[first * (QK / 2)..].as_ptr(),
         scales[first..].as_ptr(),
-        t.panel[t.step * INT8_STEP_LINES..].as_ptr().cast::<u32>(),
+        t.panel[t.step * Q_STEP_LINES..].as_ptr().cast::<u32>(),
     )
 }
 
-/// `(q, scales, lda, panel, blocks, c, ldc)` of the int8 row kernels.
-type Int8Args = (
+/// `(q, scales, lda, panel, blocks, c, ldc)` of the int8 × int16 row
+/// kernels.
+type QuantizedArgs = (
     *const u32,
     *const f32,
     usize,
@@ -400,41 +386,46 @@ type Int8Args = (
     usize,
 );
 
-/// The int8 micro-kernel for one tile on AVX-512 VNNI: rows six at a time
-/// (12 i32 and 12 f32 accumulators of 16 lanes).
+/// The int8 × int16 micro-kernel for one tile on AVX-512 VNNI: rows four
+/// at a time (8 i32 and 8 f32 accumulators of 16 lanes; six rows ran 20 %
+/// slower, spilling).
 ///
 /// # Safety
 /// The CPU has AVX-512 VNNI (and F, BW), and `c` meets
 /// [`TileKernel::run`]'s contract.
-unsafe fn tile_int8_vnni(t: &Tile<'_>, c: *mut f32, ldc: usize) {
-    let Lhs::Int8 { offset, .. } = t.lhs else {
-        unreachable!("int8 kernel on int8 operands only")
-    };
-    assert!(offset, "the VNNI kernel reads activations as q + 128");
+unsafe fn tile_quantized_vnni(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let mask = column_mask(t.ncols);
-    for r0 in (0..t.mr).step_by(6) {
-        let (q, scales, w) = int8_operands(t, r0);
-        // SAFETY: rows r0.. of the tile, inside the ranges `int8_operands`
-        // checked and the caller guarantees.
+    for r0 in (0..t.mr).step_by(4) {
+        let (q, scales, w) = quantized_operands(t, r0);
+        // SAFETY: rows r0.. of the tile, inside the ranges
+        // `quantized_operands` checked and the caller guarantees.
         unsafe {
             let args = (q, scales, t.lda, w, t.steps, c.add(r0 * ldc), ldc);
-            by_rows6!(t.mr - r0, int8_vnni_kernel, args, mask, t.accumulate)
+            match t.mr - r0 {
+                1 => quantized_vnni_kernel::<1>(args, mask, t.accumulate),
+                2 => quantized_vnni_kernel::<2>(args, mask, t.accumulate),
+                3 => quantized_vnni_kernel::<3>(args, mask, t.accumulate),
+                _ => quantized_vnni_kernel::<4>(args, mask, t.accumulate),
+            }
         }
     }
 }
 
-/// `R` rows × 32 columns of int8 blocks: per block, the i32 accumulators
-/// start at the offset correction `-128 · Σ qw` and take eight `VPDPBUSD`
-/// of `(qa + 128) · qw`, four `k` a lane (exact: `|Σ| < 2²¹`); then
+/// `R` rows × 32 columns of int8 × int16 blocks: per block, sixteen
+/// `VPDPWSSD` (two `k` a lane) into i32 accumulators started at 0, then
 /// `acc = fma(sa · sw, dot, acc)` in f32.
+///
+/// Exact: `|qa| ≤ 32767` and `|qw| ≤ 127` (`gemm::quantize_block`), so a
+/// lane's block sum is at most 16 pairs × 2 × 32767 × 127 = 133,165,088 <
+/// 2³¹ in magnitude, and the i32 sums are the portable kernel's dots.
 ///
 /// # Safety
 /// The CPU has AVX-512 VNNI; `q` and `scales` are valid for reads of `R`
 /// rows (`lda` blocks apart) of `blocks` blocks, the panel of `blocks`
-/// int8 steps and 64-byte aligned; `c` as for [`store`].
+/// int8 × int16 steps and 64-byte aligned; `c` as for [`store`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn int8_vnni_kernel<const R: usize>(
-    (q, scales, lda, w, blocks, c, ldc): Int8Args,
+unsafe fn quantized_vnni_kernel<const R: usize>(
+    (q, scales, lda, w, blocks, c, ldc): QuantizedArgs,
     mask: [u16; 2],
     accumulate: bool,
 ) {
@@ -443,23 +434,19 @@ unsafe fn int8_vnni_kernel<const R: usize>(
         // SAFETY: block `b` of the panel and of each row: in bounds, lines
         // aligned (the contract).
         unsafe {
-            let blk = w.add(b * INT8_STEP_LINES * 16);
-            let off = [
-                _mm512_load_si512(blk.add(INT8_OFFSETS * 16).cast()),
-                _mm512_load_si512(blk.add(INT8_OFFSETS * 16 + 16).cast()),
-            ];
-            let mut dot = [off; R];
-            for s in 0..QK / 4 {
+            let blk = w.add(b * Q_STEP_LINES * 16);
+            let mut dot = [[_mm512_setzero_si512(); 2]; R];
+            for s in 0..QK / 2 {
                 let w0 = _mm512_load_si512(blk.add(s * 32).cast());
                 let w1 = _mm512_load_si512(blk.add(s * 32 + 16).cast());
                 for (i, d) in dot.iter_mut().enumerate() {
-                    let x = _mm512_set1_epi32(*q.add((i * lda + b) * (QK / 4) + s) as i32);
-                    d[0] = _mm512_dpbusd_epi32(d[0], x, w0);
-                    d[1] = _mm512_dpbusd_epi32(d[1], x, w1);
+                    let x = _mm512_set1_epi32(*q.add((i * lda + b) * (QK / 2) + s) as i32);
+                    d[0] = _mm512_dpwssd_epi32(d[0], x, w0);
+                    d[1] = _mm512_dpwssd_epi32(d[1], x, w1);
                 }
             }
-            let sw0 = _mm512_load_ps(blk.add(INT8_SCALES * 16).cast());
-            let sw1 = _mm512_load_ps(blk.add(INT8_SCALES * 16 + 16).cast());
+            let sw0 = _mm512_load_ps(blk.add(Q_SCALES * 16).cast());
+            let sw1 = _mm512_load_ps(blk.add(Q_SCALES * 16 + 16).cast());
             for (i, (row, d)) in acc.iter_mut().zip(&dot).enumerate() {
                 let sa = _mm512_set1_ps(*scales.add(i * lda + b));
                 row[0] = _mm512_fmadd_ps(_mm512_mul_ps(sa, sw0), _mm512_cvtepi32_ps(d[0]), row[0]);
@@ -471,76 +458,71 @@ unsafe fn int8_vnni_kernel<const R: usize>(
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
-/// Rows of the AVX2 int8 kernel per call.
-const INT8_AVX2_ROWS: usize = 2;
+/// Rows of the AVX2 int8 × int16 kernel per call: 2 rows × 4 quarters = 8
+/// i32 accumulators, with the broadcasts, a weight and a product in 12 of
+/// the 16 registers (3 rows spill an accumulator, 15 % slower).
+const QUANTIZED_AVX2_ROWS: usize = 2;
 
-/// The int8 micro-kernel for one tile on AVX2: rows
-/// [`INT8_AVX2_ROWS`] at a time.
+/// The int8 × int16 micro-kernel for one tile on AVX2: rows
+/// [`QUANTIZED_AVX2_ROWS`] at a time.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA, and `c` meets [`TileKernel::run`]'s contract.
-unsafe fn tile_int8_avx2(t: &Tile<'_>, c: *mut f32, ldc: usize) {
-    let Lhs::Int8 { offset, .. } = t.lhs else {
-        unreachable!("int8 kernel on int8 operands only")
-    };
-    assert!(!offset, "the AVX2 kernel reads activations as q");
+unsafe fn tile_quantized_avx2(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     let masks = quarter_masks(column_mask(t.ncols));
-    for r0 in (0..t.mr).step_by(INT8_AVX2_ROWS) {
-        let (q, scales, w) = int8_operands(t, r0);
-        // SAFETY: as in `tile_int8_vnni`.
+    for r0 in (0..t.mr).step_by(QUANTIZED_AVX2_ROWS) {
+        let (q, scales, w) = quantized_operands(t, r0);
+        // SAFETY: as in `tile_quantized_vnni`.
         unsafe {
             let args = (q, scales, t.lda, w, t.steps, c.add(r0 * ldc), ldc);
             match t.mr - r0 {
-                1 => int8_avx2_kernel::<1>(args, &masks, t.accumulate),
-                _ => int8_avx2_kernel::<INT8_AVX2_ROWS>(args, &masks, t.accumulate),
+                1 => quantized_avx2_kernel::<1>(args, &masks, t.accumulate),
+                _ => quantized_avx2_kernel::<QUANTIZED_AVX2_ROWS>(args, &masks, t.accumulate),
             }
         }
     }
 }
 
-/// `R` rows × 32 columns of int8 blocks on 8 lanes: per four `k`,
-/// `VPMADDUBSW(|qa|, sign(qa)·qw)` then `VPMADDWD` by 1 into i32.
+/// `R` rows × 32 columns of int8 × int16 blocks on 8 lanes: per pair of
+/// `k`, `VPMADDWD(qa pair, qw pair)` then `VPADDD` into i32 per block; then
+/// the f32 steps of the portable kernel.
 ///
-/// No i16 saturation: `|qa| ≤ 127` and `|sign(qa)·qw| ≤ 127` (neither is
-/// ever -128, see `quantize_block`), so each pair sum `|qa₀·qw₀ + qa₁·qw₁|
-/// ≤ 2·127² = 32258 < 32767`; `|qa| · sign(qa)·qw = qa·qw`, so the i32
-/// block sums are the exact dot products, and the f32 steps are the
-/// portable kernel's.
+/// Exact: `VPMADDWD` multiplies i16 by i16 into an i32 pair sum (it only
+/// wraps for two `-32768 · -32768`, which never occur), and a lane's block
+/// sum is at most 16 pairs × 2 × 32767 × 127 = 133,165,088 < 2³¹ in
+/// magnitude (`|qa| ≤ 32767`, `|qw| ≤ 127`, `gemm::quantize_block`).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `q`, `scales` and the panel as for
-/// [`int8_vnni_kernel`] (lines 32-byte aligned); `c` as for [`store_avx2`].
+/// [`quantized_vnni_kernel`] (lines 32-byte aligned); `c` as for
+/// [`store_avx2`].
 #[target_feature(enable = "avx2,fma")]
-unsafe fn int8_avx2_kernel<const R: usize>(
-    (q, scales, lda, w, blocks, c, ldc): Int8Args,
+unsafe fn quantized_avx2_kernel<const R: usize>(
+    (q, scales, lda, w, blocks, c, ldc): QuantizedArgs,
     masks: &[[i32; 8]; 4],
     accumulate: bool,
 ) {
-    let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); 4]; R];
     for b in 0..blocks {
         // SAFETY: block `b` of the panel and of each row: in bounds, lines
         // aligned (the contract).
         unsafe {
-            let blk = w.add(b * INT8_STEP_LINES * 16);
+            let blk = w.add(b * Q_STEP_LINES * 16);
             let mut dot = [[_mm256_setzero_si256(); 4]; R];
-            for s in 0..QK / 4 {
+            for s in 0..QK / 2 {
                 let mut x = [_mm256_setzero_si256(); R];
-                let mut ax = [_mm256_setzero_si256(); R];
-                for i in 0..R {
-                    x[i] = _mm256_set1_epi32(*q.add((i * lda + b) * (QK / 4) + s) as i32);
-                    ax[i] = _mm256_abs_epi8(x[i]);
+                for (i, x) in x.iter_mut().enumerate() {
+                    *x = _mm256_set1_epi32(*q.add((i * lda + b) * (QK / 2) + s) as i32);
                 }
-                for (k, _) in masks.iter().enumerate() {
+                for k in 0..4 {
                     let wv = _mm256_load_si256(blk.add(s * 32 + k * 8).cast());
                     for i in 0..R {
-                        let p = _mm256_maddubs_epi16(ax[i], _mm256_sign_epi8(wv, x[i]));
-                        dot[i][k] = _mm256_add_epi32(dot[i][k], _mm256_madd_epi16(p, ones));
+                        dot[i][k] = _mm256_add_epi32(dot[i][k], _mm256_madd_epi16(x[i], wv));
                     }
                 }
             }
             for k in 0..4 {
-                let sw = _mm256_load_ps(blk.add(INT8_SCALES * 16 + k * 8).cast());
+                let sw = _mm256_load_ps(blk.add(Q_SCALES * 16 + k * 8).cast());
                 for i in 0..R {
                     let sa = _mm256_set1_ps(*scales.add(i * lda + b));
                     acc[i][k] = _mm256_fmadd_ps(
@@ -636,28 +618,22 @@ fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     }
 }
 
-/// One row of activations quantized for the int8 kernels (see
-/// `gemm::quantize_row`), compiled for AVX2 where `isa` has it; `false`
-/// otherwise. The same operations as the portable quantizer, so the same
-/// bytes and scales.
-pub(crate) fn quantize_row(
-    isa: Isa,
-    row: &[f32],
-    q: &mut [u32],
-    scales: &mut [f32],
-    offset: bool,
-) -> bool {
+/// One row of activations quantized to int16 for the int8 × int16 kernels
+/// (see `gemm::quantize_row`), compiled for AVX2 where `isa` has it;
+/// `false` otherwise. The same operations as the portable quantizer, so
+/// the same values and scales.
+pub(crate) fn quantize_row(isa: Isa, row: &[f32], q: &mut [u32], scales: &mut [f32]) -> bool {
     if !isa.avx2_fma() {
         return false;
     }
     // SAFETY: `isa` proves AVX2 present.
-    unsafe { quantize_row_avx2(row, q, scales, offset) };
+    unsafe { quantize_row_avx2(row, q, scales) };
     true
 }
 
 #[target_feature(enable = "avx2")]
-fn quantize_row_avx2(row: &[f32], q: &mut [u32], scales: &mut [f32], offset: bool) {
-    crate::gemm::quantize_row(row, q, scales, offset);
+fn quantize_row_avx2(row: &[f32], q: &mut [u32], scales: &mut [f32]) {
+    crate::gemm::quantize_row(row, q, scales);
 }
 
 /// `exp` of 16 lanes: range reduction by ln 2 and a degree-7 polynomial,
@@ -941,8 +917,10 @@ mod tests {
         let isa = Isa::PORTABLE;
         assert!(tile_kernel(isa, Precision::F32).is_none());
         assert!(tile_kernel(isa, Precision::Bf16).is_none());
-        assert!(tile_kernel(isa, Precision::Int8).is_none());
-        assert!(!int8_offset(isa));
+        assert!(tile_kernel(isa, Precision::Int8Int16).is_none());
+        let mut scales = [0.0f32; 1];
+        assert!(!quantize_row(isa, &[1.0; 3], &mut [0u32; 16], &mut scales));
+        assert_eq!(scales, [0.0], "nothing written");
         let mut pairs = [0u32; 2];
         assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
         assert_eq!(pairs, [0, 0], "nothing written");
@@ -962,9 +940,11 @@ mod tests {
         assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
         assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
         assert_eq!(tile_kernel(isa, Precision::F32).is_some(), isa.avx2_fma());
-        // int8 on AVX2, without the VNNI kernel's offset activations
-        assert_eq!(tile_kernel(isa, Precision::Int8).is_some(), isa.avx2_fma());
-        assert!(!int8_offset(isa));
+        // int8 × int16 on AVX2 too
+        assert_eq!(
+            tile_kernel(isa, Precision::Int8Int16).is_some(),
+            isa.avx2_fma()
+        );
     }
 
     #[test]
