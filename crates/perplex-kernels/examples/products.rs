@@ -1,5 +1,5 @@
 //! Times one packed product `C = A · Wᵀ` on every kernel this CPU has: f32
-//! on AVX-512 and AVX2, bf16 (AVX-512 BF16), int8 weights × int16
+//! on AVX-512 and AVX2, bf16 (AVX-512 BF16), 12-bit weights × 16-bit
 //! activations on AVX-512 VNNI and AVX2, and the portable paths when asked, in GFLOP/s-equivalent
 //! (`2·m·n·k` per product, whatever the arithmetic).
 //!
@@ -41,29 +41,17 @@ fn main() {
             full.avx512_bf16(),
         ),
         (
-            "int8_int16",
+            "int16",
             "avx512_vnni",
-            Precision::Int8Int16,
+            Precision::Int16,
             full,
             full.avx512_vnni(),
         ),
-        (
-            "int8_int16",
-            "avx2",
-            Precision::Int8Int16,
-            avx2,
-            avx2.avx2_fma(),
-        ),
+        ("int16", "avx2", Precision::Int16, avx2, avx2.avx2_fma()),
     ];
     if portable {
         paths.push(("f32", "portable", Precision::F32, Isa::PORTABLE, true));
-        paths.push((
-            "int8_int16",
-            "portable",
-            Precision::Int8Int16,
-            Isa::PORTABLE,
-            true,
-        ));
+        paths.push(("int16", "portable", Precision::Int16, Isa::PORTABLE, true));
     }
     let a = perplex_kernels::testing::random(m * k, 1);
     let w = perplex_kernels::testing::random(n * k, 2);

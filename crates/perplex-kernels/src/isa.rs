@@ -28,7 +28,7 @@ pub struct Isa {
     /// AVX-512 BF16 (with AVX-512 F and BW, which it implies): the bf16
     /// matmul of the fast mode. Never set without `avx512f`.
     avx512_bf16: bool,
-    /// AVX-512 VNNI (with AVX-512 F and BW): the int8 × int16 matmul's `VPDPWSSD`
+    /// AVX-512 VNNI (with AVX-512 F and BW): the int16 matmul's `VPDPWSSD`
     /// kernel. Never set without `avx512f`.
     avx512_vnni: bool,
 }
@@ -105,7 +105,7 @@ impl Isa {
     }
 
     /// The same without AVX-512 BF16, keeping the rest: what a CPU with
-    /// AVX-512 but without BF16 runs (the fast mode's int8 × int16 products).
+    /// AVX-512 but without BF16 runs (the fast mode's int16 products).
     #[must_use]
     pub const fn without_bf16(self) -> Isa {
         Isa {
@@ -130,7 +130,7 @@ impl Isa {
         self.avx512_bf16
     }
 
-    /// Whether the AVX-512 VNNI kernel (int8 × int16 matmul) may run.
+    /// Whether the AVX-512 VNNI kernel (int16 matmul) may run.
     pub const fn avx512_vnni(self) -> bool {
         self.avx512_vnni
     }

@@ -4,7 +4,7 @@
 //! returning `None` (or `false`) otherwise so the caller takes its portable
 //! twin, which has the same contract. The AVX2 f32 micro-kernel and `exp`
 //! perform the same operations in the same order as the AVX-512 ones, on 8
-//! lanes instead of 16: their results are the same bits. The int8 × int16
+//! lanes instead of 16: their results are the same bits. The int16
 //! kernels (AVX-512 VNNI and AVX2) compute each block's exact integer dot
 //! product and the portable kernel's f32 operations on it: the same bits
 //! too.
@@ -47,14 +47,12 @@ pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> 
         Precision::Bf16 if isa.avx512_bf16() => Some(unsafe { TileKernel::new(tile_bf16) }),
         // SAFETY: `isa` proves AVX-512 VNNI (with F and BW) present;
         // `tile_quantized_vnni` needs nothing else.
-        Precision::Int8Int16 if isa.avx512_vnni() => {
+        Precision::Int16 if isa.avx512_vnni() => {
             Some(unsafe { TileKernel::new(tile_quantized_vnni) })
         }
         // SAFETY: `isa` proves AVX2 and FMA present; `tile_quantized_avx2`
         // needs nothing else.
-        Precision::Int8Int16 if isa.avx2_fma() => {
-            Some(unsafe { TileKernel::new(tile_quantized_avx2) })
-        }
+        Precision::Int16 if isa.avx2_fma() => Some(unsafe { TileKernel::new(tile_quantized_avx2) }),
         _ => None,
     }
 }
@@ -349,13 +347,13 @@ unsafe fn bf16_kernel<const R: usize>(
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
-/// `(q, scales, panel)` of an int8 × int16 tile's rows `r0..`, after
+/// `(q, scales, panel)` of an int16 tile's rows `r0..`, after
 /// checking that every element the kernels read is in bounds: `q` and
 /// `scales` at row `r0`'s first block (`lda` blocks a row), the panel at
 /// the tile's first step (64-byte aligned lines).
 fn quantized_operands(t: &Tile<'_>, r0: usize) -> (*const u32, *const f32, *const u32) {
     let Lhs::Int16 { q, scales } = t.lhs else {
-        unreachable!("int8 x int16 kernel on int16 activations only")
+        unreachable!("int16 kernel on int16 activations only")
     };
     assert!(
         (1..=MR).contains(&t.mr) && t.ncols <= NR && r0 < t.mr,
@@ -374,7 +372,7 @@ fn quantized_operands(t: &Tile<'_>, r0: usize) -> (*const u32, *const f32, *cons
     )
 }
 
-/// `(q, scales, lda, panel, blocks, c, ldc)` of the int8 × int16 row
+/// `(q, scales, lda, panel, blocks, c, ldc)` of the int16 row
 /// kernels.
 type QuantizedArgs = (
     *const u32,
@@ -386,7 +384,7 @@ type QuantizedArgs = (
     usize,
 );
 
-/// The int8 × int16 micro-kernel for one tile on AVX-512 VNNI: rows four
+/// The int16 micro-kernel for one tile on AVX-512 VNNI: rows four
 /// at a time (8 i32 and 8 f32 accumulators of 16 lanes; six rows ran 20 %
 /// slower, spilling).
 ///
@@ -411,18 +409,19 @@ unsafe fn tile_quantized_vnni(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     }
 }
 
-/// `R` rows × 32 columns of int8 × int16 blocks: per block, sixteen
+/// `R` rows × 32 columns of int16 blocks: per block, sixteen
 /// `VPDPWSSD` (two `k` a lane) into i32 accumulators started at 0, then
 /// `acc = fma(sa · sw, dot, acc)` in f32.
 ///
-/// Exact: `|qa| ≤ 32767` and `|qw| ≤ 127` (`gemm::quantize_block`), so a
-/// lane's block sum is at most 16 pairs × 2 × 32767 × 127 = 133,165,088 <
-/// 2³¹ in magnitude, and the i32 sums are the portable kernel's dots.
+/// Exact: `|qa| ≤ 32767` and `|qw| ≤ 2047` (`gemm::quantize_block`), so a
+/// lane's block sum is at most 16 pairs × 2 × 32767 × 2047 = 2,146,369,568
+/// < 2³¹ - 1 in magnitude (no partial sum exceeds it either), and the i32
+/// sums are the portable kernel's dots.
 ///
 /// # Safety
 /// The CPU has AVX-512 VNNI; `q` and `scales` are valid for reads of `R`
 /// rows (`lda` blocks apart) of `blocks` blocks, the panel of `blocks`
-/// int8 × int16 steps and 64-byte aligned; `c` as for [`store`].
+/// int16 steps and 64-byte aligned; `c` as for [`store`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn quantized_vnni_kernel<const R: usize>(
     (q, scales, lda, w, blocks, c, ldc): QuantizedArgs,
@@ -458,12 +457,12 @@ unsafe fn quantized_vnni_kernel<const R: usize>(
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
-/// Rows of the AVX2 int8 × int16 kernel per call: 2 rows × 4 quarters = 8
+/// Rows of the AVX2 int16 kernel per call: 2 rows × 4 quarters = 8
 /// i32 accumulators, with the broadcasts, a weight and a product in 12 of
 /// the 16 registers (3 rows spill an accumulator, 15 % slower).
 const QUANTIZED_AVX2_ROWS: usize = 2;
 
-/// The int8 × int16 micro-kernel for one tile on AVX2: rows
+/// The int16 micro-kernel for one tile on AVX2: rows
 /// [`QUANTIZED_AVX2_ROWS`] at a time.
 ///
 /// # Safety
@@ -483,14 +482,15 @@ unsafe fn tile_quantized_avx2(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     }
 }
 
-/// `R` rows × 32 columns of int8 × int16 blocks on 8 lanes: per pair of
+/// `R` rows × 32 columns of int16 blocks on 8 lanes: per pair of
 /// `k`, `VPMADDWD(qa pair, qw pair)` then `VPADDD` into i32 per block; then
 /// the f32 steps of the portable kernel.
 ///
 /// Exact: `VPMADDWD` multiplies i16 by i16 into an i32 pair sum (it only
 /// wraps for two `-32768 · -32768`, which never occur), and a lane's block
-/// sum is at most 16 pairs × 2 × 32767 × 127 = 133,165,088 < 2³¹ in
-/// magnitude (`|qa| ≤ 32767`, `|qw| ≤ 127`, `gemm::quantize_block`).
+/// sum, and every partial sum, is at most 16 pairs × 2 × 32767 × 2047 =
+/// 2,146,369,568 < 2³¹ - 1 in magnitude (`|qa| ≤ 32767`, `|qw| ≤ 2047`,
+/// `gemm::quantize_block`).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `q`, `scales` and the panel as for
@@ -618,7 +618,7 @@ fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     }
 }
 
-/// One row of activations quantized to int16 for the int8 × int16 kernels
+/// One row of activations quantized to int16 for the int16 kernels
 /// (see `gemm::quantize_row`), compiled for AVX2 where `isa` has it;
 /// `false` otherwise. The same operations as the portable quantizer, so
 /// the same values and scales.
@@ -917,7 +917,7 @@ mod tests {
         let isa = Isa::PORTABLE;
         assert!(tile_kernel(isa, Precision::F32).is_none());
         assert!(tile_kernel(isa, Precision::Bf16).is_none());
-        assert!(tile_kernel(isa, Precision::Int8Int16).is_none());
+        assert!(tile_kernel(isa, Precision::Int16).is_none());
         let mut scales = [0.0f32; 1];
         assert!(!quantize_row(isa, &[1.0; 3], &mut [0u32; 16], &mut scales));
         assert_eq!(scales, [0.0], "nothing written");
@@ -940,11 +940,8 @@ mod tests {
         assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
         assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
         assert_eq!(tile_kernel(isa, Precision::F32).is_some(), isa.avx2_fma());
-        // int8 × int16 on AVX2 too
-        assert_eq!(
-            tile_kernel(isa, Precision::Int8Int16).is_some(),
-            isa.avx2_fma()
-        );
+        // int16 on AVX2 too
+        assert_eq!(tile_kernel(isa, Precision::Int16).is_some(), isa.avx2_fma());
     }
 
     #[test]

@@ -30,12 +30,12 @@
 //! load, quantized ones dequantized into packed panels per use); elsewhere
 //! on candle's f32 ops. [`Compute::Exact`] (the default) is f32 throughout;
 //! [`Compute::Fast`] multiplies bf16-rounded weights and activations with
-//! f32 sums where the CPU has AVX-512 BF16, else int8 weights × int16
+//! f32 sums where the CPU has AVX-512 BF16, else 12-bit weights × 16-bit
 //! activations (each quantized in blocks of 32 with one f32 scale, exact
 //! integer dots, f32 sums) where it has AVX-512 VNNI or AVX2 and FMA, else
 //! fails with [`ModelError::FastModeUnsupported`]. The environment variable
 //! `PERPLEX_KERNELS=candle` forces candle's ops in exact mode, and
-//! [`FAST_PRODUCTS_VAR`]`=`[`INT8_INT16`] the int8 × int16 products in the
+//! [`FAST_PRODUCTS_VAR`]`=`[`INT16`] the int16 products in the
 //! fast mode (to compare the paths).
 //!
 //! ```no_run
@@ -92,7 +92,7 @@ pub use config::{Family, ModelConfig, RopeScaling};
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use inspect::{consistency_checks, inspect, inspect_spec};
-pub use matmul::{FAST_PRODUCTS_VAR, INT8_INT16};
+pub use matmul::{FAST_PRODUCTS_VAR, INT16};
 pub use source::{ModelSource, ModelSpec};
 
 /// The process-wide thread count set by [`set_threads`]; 0: unset.
@@ -151,7 +151,7 @@ pub enum Compute {
     Exact,
     /// The linear layers and the output head multiply bf16-rounded weights
     /// and activations with f32 accumulation (AVX-512 BF16 dot products),
-    /// or where the CPU lacks AVX-512 BF16, int8 weights × int16
+    /// or where the CPU lacks AVX-512 BF16, 12-bit weights × 16-bit
     /// activations (AVX-512 VNNI or AVX2 integer dot products per block of
     /// 32, f32 sums); norms,
     /// attention, softmax and the log-sum-exp stay f32. Needs a CPU with
@@ -169,13 +169,13 @@ impl Compute {
     }
 
     /// The report's `compute_dtype`: the precision of the matrix products
-    /// on this CPU (`f32`, or in the fast mode `bf16` or [`INT8_INT16`]:
-    /// int8 weights × int16 activations).
+    /// on this CPU (`f32`, or in the fast mode `bf16` or [`INT16`]:
+    /// 12-bit weights × 16-bit activations).
     pub fn dtype(self) -> &'static str {
         match self {
             Compute::Exact => "f32",
             Compute::Fast => match matmul::fast_precision() {
-                Some(perplex_kernels::Precision::Int8Int16) => INT8_INT16,
+                Some(perplex_kernels::Precision::Int16) => INT16,
                 _ => "bf16",
             },
         }

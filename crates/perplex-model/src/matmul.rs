@@ -1,6 +1,6 @@
 //! How matrices are multiplied: `perplex-kernels`' packed panels (f32, or
-//! in the fast mode bf16 where the CPU has AVX-512 BF16, else int8 weights
-//! × int16 activations) where
+//! in the fast mode bf16 where the CPU has AVX-512 BF16, else 12-bit weights
+//! × 16-bit activations) where
 //! the CPU has AVX2 and FMA, candle's f32 matmul elsewhere. Both compute `x · Wᵀ` for a weight `W` `[n, k]` in PyTorch
 //! orientation; the choice is made once per model ([`Kernels::select`]).
 
@@ -54,29 +54,29 @@ impl Kernels {
 }
 
 /// Environment variable choosing the fast mode's products where the CPU
-/// has both: `int8-int16` takes int8 × int16 products even with AVX-512
+/// has both: `int16` takes int16 products even with AVX-512
 /// BF16 (to compare the two on one machine); it never enables what the
 /// CPU lacks.
 pub const FAST_PRODUCTS_VAR: &str = "PERPLEX_FAST";
 
 /// The [`FAST_PRODUCTS_VAR`] value (and the report's `compute_dtype`) of
-/// the int8-weight × int16-activation products.
-pub const INT8_INT16: &str = "int8-int16";
+/// the 12-bit-weight × 16-bit-activation products.
+pub const INT16: &str = "int16";
 
 /// The fast mode's products on this CPU: bf16 where it has AVX-512 BF16
-/// (unless [`FAST_PRODUCTS_VAR`] is [`INT8_INT16`]), int8 weights × int16
+/// (unless [`FAST_PRODUCTS_VAR`] is [`INT16`]), 12-bit weights × 16-bit
 /// activations where it has AVX-512 VNNI or AVX2 and FMA, else none.
 ///
 /// Bf16 stays the default where both exist: on the AMD EPYC these were
-/// measured on it was faster end to end than int8 × int16 on AVX-512 VNNI
+/// measured on it was faster end to end than int16 on AVX-512 VNNI
 /// (docs/performance.md, "Exact and fast modes").
 pub(crate) fn fast_precision() -> Option<Precision> {
     let isa = perplex_kernels::Isa::detect();
-    let forced = std::env::var_os(FAST_PRODUCTS_VAR).is_some_and(|v| v == INT8_INT16);
+    let forced = std::env::var_os(FAST_PRODUCTS_VAR).is_some_and(|v| v == INT16);
     if isa.avx512_bf16() && !forced {
         Some(Precision::Bf16)
     } else if isa.avx512_vnni() || isa.avx2_fma() {
-        Some(Precision::Int8Int16)
+        Some(Precision::Int16)
     } else {
         None
     }

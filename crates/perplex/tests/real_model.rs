@@ -2,7 +2,7 @@
 //! 40,960 tokens of WikiText-2, against transformers' f32 figures on exactly
 //! the same weights (`../shared/reference/README.md`): corpus perplexity
 //! within 1e-4 relative and per-token NLLs against the reference arrays; the
-//! fast mode (bf16 or int8 × int16 products, whichever this CPU runs) within 0.1 % of that perplexity.
+//! fast mode (bf16 or int16 products, whichever this CPU runs) within 0.1 % of that perplexity.
 //!
 //! Slow tests (`perplex_testkit`): ignored, with the reason, in the quick
 //! tier or without the demo model or the reference data, unless the run
