@@ -732,7 +732,7 @@ mod tests {
     /// dequantized weights only the 16-bit activations and the f32 sums
     /// err: an activation moves by at most `max|block| / 65534` (≤ 1.6e-5
     /// here), so the sum of k by about 5e-6·√k (1σ); bound: 1e-4·√k (20σ)
-    /// + 1e-6·k (the f32 sums), 200 times tighter than int8 activations
+    /// plus 1e-6·k (the f32 sums), 200 times tighter than int8 activations
     /// allowed. Against the exact weights, each 12-bit weight moves by at
     /// most `max|block| / 4094`, uniformly: about 8e-5 per product (1σ),
     /// 8e-5·√k per sum, 0.025 % of the sum's RMS (√k / 3); bounds: every
@@ -832,7 +832,7 @@ mod tests {
             quantize_block(&x, &mut q, W_LEVELS);
             assert!(halves(&q).iter().all(|&v| (-2047..=-2046).contains(&v)));
             quantize_block(&x, &mut q, A_LEVELS);
-            assert!(halves(&q).iter().all(|&v| v >= -32767 && v <= -32700));
+            assert!(halves(&q).iter().all(|&v| (-32767..=-32700).contains(&v)));
         }
     }
 

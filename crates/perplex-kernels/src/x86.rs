@@ -45,9 +45,9 @@ pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> 
         // SAFETY: `isa` proves AVX-512 BF16 (and F) present; `tile_bf16`
         // needs nothing else.
         Precision::Bf16 if isa.avx512_bf16() => Some(unsafe { TileKernel::new(tile_bf16) }),
-        // SAFETY: `isa` proves AVX-512 VNNI (with F and BW) present;
-        // `tile_quantized_vnni` needs nothing else.
         Precision::Int16 if isa.avx512_vnni() => {
+            // SAFETY: `isa` proves AVX-512 VNNI (with F and BW) present;
+            // `tile_quantized_vnni` needs nothing else.
             Some(unsafe { TileKernel::new(tile_quantized_vnni) })
         }
         // SAFETY: `isa` proves AVX2 and FMA present; `tile_quantized_avx2`
@@ -516,20 +516,17 @@ unsafe fn quantized_avx2_kernel<const R: usize>(
                 }
                 for k in 0..4 {
                     let wv = _mm256_load_si256(blk.add(s * 32 + k * 8).cast());
-                    for i in 0..R {
-                        dot[i][k] = _mm256_add_epi32(dot[i][k], _mm256_madd_epi16(x[i], wv));
+                    for (d, &x) in dot.iter_mut().zip(&x) {
+                        d[k] = _mm256_add_epi32(d[k], _mm256_madd_epi16(x, wv));
                     }
                 }
             }
             for k in 0..4 {
                 let sw = _mm256_load_ps(blk.add(Q_SCALES * 16 + k * 8).cast());
-                for i in 0..R {
+                for (i, (row, d)) in acc.iter_mut().zip(&dot).enumerate() {
                     let sa = _mm256_set1_ps(*scales.add(i * lda + b));
-                    acc[i][k] = _mm256_fmadd_ps(
-                        _mm256_mul_ps(sa, sw),
-                        _mm256_cvtepi32_ps(dot[i][k]),
-                        acc[i][k],
-                    );
+                    row[k] =
+                        _mm256_fmadd_ps(_mm256_mul_ps(sa, sw), _mm256_cvtepi32_ps(d[k]), row[k]);
                 }
             }
         }
