@@ -1,8 +1,8 @@
 // The CPU probe of the build scripts (included by this crate's build.rs and
 // crates/perplex-model/build.rs; no inner attributes, so `include!` works).
 
-/// Emits `cfg(perplex_avx2)`, `cfg(perplex_avx512f)` and
-/// `cfg(perplex_avx512bf16)` where the build host has what perplex-kernels'
+/// Emits `cfg(perplex_avx2)`, `cfg(perplex_avx512f)`,
+/// `cfg(perplex_avx512bf16)` and `cfg(perplex_avx512vnni)` where the build host has what perplex-kernels'
 /// `Isa::detect` requires (x86.rs): tests of the SIMD kernels are
 /// `#[cfg_attr(not(...), ignore = "...")]` so that a CPU without them
 /// reports them ignored instead of passing on the portable path.
@@ -15,7 +15,7 @@
 /// `PERPLEX_CPU=avx2 cargo test` runs the suite as a CPU without AVX-512
 /// would, through the AVX2 kernels.
 fn emit_cpu_cfgs() {
-    println!("cargo:rustc-check-cfg=cfg(perplex_avx2, perplex_avx512f, perplex_avx512bf16)");
+    println!("cargo:rustc-check-cfg=cfg(perplex_avx2, perplex_avx512f, perplex_avx512bf16, perplex_avx512vnni)");
     println!("cargo:rerun-if-env-changed=PERPLEX_CPU");
     let cap = std::env::var("PERPLEX_CPU").unwrap_or_default();
     let pretend_portable = cap == "portable";
@@ -37,6 +37,9 @@ fn emit_cpu_cfgs() {
             println!("cargo:rustc-cfg=perplex_avx512f");
             if has!("avx512bw") && has!("avx512bf16") {
                 println!("cargo:rustc-cfg=perplex_avx512bf16");
+            }
+            if has!("avx512bw") && has!("avx512vnni") {
+                println!("cargo:rustc-cfg=perplex_avx512vnni");
             }
         }
     }

@@ -16,7 +16,7 @@
 ///
 /// ```compile_fail
 /// // private fields: no struct literal outside the crate
-/// let isa = perplex_kernels::Isa { avx2_fma: true, avx512f: true, avx512_bf16: true };
+/// let isa = perplex_kernels::Isa { avx2_fma: true, avx512f: true, avx512_bf16: true, avx512_vnni: true };
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
@@ -28,6 +28,9 @@ pub struct Isa {
     /// AVX-512 BF16 (with AVX-512 F and BW, which it implies): the bf16
     /// matmul of the fast mode. Never set without `avx512f`.
     avx512_bf16: bool,
+    /// AVX-512 VNNI (with AVX-512 F and BW): the int16 matmul's `VPDPWSSD`
+    /// kernel. Never set without `avx512f`.
+    avx512_vnni: bool,
 }
 
 /// Environment variable capping the kernels at an instruction set (for
@@ -59,6 +62,7 @@ impl Isa {
         avx2_fma: false,
         avx512f: false,
         avx512_bf16: false,
+        avx512_vnni: false,
     };
 
     /// What this CPU supports, capped by [`CPU_CAP_VAR`] when it is set
@@ -73,11 +77,12 @@ impl Isa {
     fn detected() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            let (avx2_fma, avx512f, avx512_bf16) = crate::x86::detect();
+            let (avx2_fma, avx512f, avx512_bf16, avx512_vnni) = crate::x86::detect();
             Isa {
                 avx2_fma,
                 avx512f: avx2_fma && avx512f,
                 avx512_bf16: avx2_fma && avx512f && avx512_bf16,
+                avx512_vnni: avx2_fma && avx512f && avx512_vnni,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -86,7 +91,7 @@ impl Isa {
         }
     }
 
-    /// The same without any AVX-512 (so without AVX-512 BF16), keeping
+    /// The same without any AVX-512 (so without AVX-512 BF16 or VNNI), keeping
     /// AVX2: what a CPU without AVX-512 runs, e.g. for tests and benchmarks
     /// comparing the paths. Features can only be dropped, never added.
     #[must_use]
@@ -95,6 +100,17 @@ impl Isa {
             avx2_fma: self.avx2_fma,
             avx512f: false,
             avx512_bf16: false,
+            avx512_vnni: false,
+        }
+    }
+
+    /// The same without AVX-512 BF16, keeping the rest: what a CPU with
+    /// AVX-512 but without BF16 runs (the fast mode's int16 products).
+    #[must_use]
+    pub const fn without_bf16(self) -> Isa {
+        Isa {
+            avx512_bf16: false,
+            ..self
         }
     }
 
@@ -113,6 +129,11 @@ impl Isa {
     pub const fn avx512_bf16(self) -> bool {
         self.avx512_bf16
     }
+
+    /// Whether the AVX-512 VNNI kernel (int16 matmul) may run.
+    pub const fn avx512_vnni(self) -> bool {
+        self.avx512_vnni
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +144,13 @@ mod tests {
     fn downgrades_only_drop_features() {
         let isa = Isa::detect();
         let down = isa.without_avx512();
-        assert!(!down.avx512f() && !down.avx512_bf16(), "{down:?}");
+        assert!(
+            !down.avx512f() && !down.avx512_bf16() && !down.avx512_vnni(),
+            "{down:?}"
+        );
+        let no_bf16 = isa.without_bf16();
+        assert!(!no_bf16.avx512_bf16(), "{no_bf16:?}");
+        assert_eq!(no_bf16.avx512_vnni(), isa.avx512_vnni());
         assert_eq!(down.avx2_fma(), isa.avx2_fma());
         assert_eq!(Isa::PORTABLE.without_avx512(), Isa::PORTABLE);
     }
@@ -132,6 +159,7 @@ mod tests {
     fn wider_sets_are_never_reported_without_the_narrower() {
         let isa = Isa::detect();
         assert!(isa.avx512f() || !isa.avx512_bf16(), "{isa:?}");
+        assert!(isa.avx512f() || !isa.avx512_vnni(), "{isa:?}");
         assert!(isa.avx2_fma() || !isa.avx512f(), "{isa:?}");
     }
 
@@ -145,6 +173,7 @@ mod tests {
         // run on another machine, which would skip or fail kernels silently
         assert!(Isa::detected().avx512f());
         assert_eq!(Isa::detected().avx512_bf16(), cfg!(perplex_avx512bf16));
+        assert_eq!(Isa::detected().avx512_vnni(), cfg!(perplex_avx512vnni));
     }
 
     #[test]

@@ -4,30 +4,34 @@
 //! returning `None` (or `false`) otherwise so the caller takes its portable
 //! twin, which has the same contract. The AVX2 f32 micro-kernel and `exp`
 //! perform the same operations in the same order as the AVX-512 ones, on 8
-//! lanes instead of 16: their results are the same bits.
+//! lanes instead of 16: their results are the same bits. The int16
+//! kernels (AVX-512 VNNI and AVX2) compute each block's exact integer dot
+//! product and the portable kernel's f32 operations on it: the same bits
+//! too.
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states why it holds
 
 use std::arch::x86_64::*;
 
-use crate::gemm::{Lhs, Tile, TileKernel, MR, NR};
+use crate::gemm::{Lhs, Tile, TileKernel, MR, NR, QK, Q_SCALES, Q_STEP_LINES};
 use crate::peak::Unit;
 use crate::{Isa, Precision};
 
-/// `(AVX2 + FMA, AVX-512 F, AVX-512 BF16)` on this CPU: for [`Isa::detect`]
-/// only.
+/// `(AVX2 + FMA, AVX-512 F, AVX-512 BF16, AVX-512 VNNI)` on this CPU: for
+/// [`Isa::detect`] only.
 ///
 /// Rust's `avx512f` target feature implies AVX2, FMA and F16C, and
 /// `avx512bf16` implies AVX-512 BW, so a kernel compiled for them may use
 /// those too: each is required, not assumed. (cpu_cfgs.rs, the tests'
 /// build-time probe, mirrors these conditions).
-pub(crate) fn detect() -> (bool, bool, bool) {
+pub(crate) fn detect() -> (bool, bool, bool, bool) {
     let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     let avx512f =
         avx2_fma && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c");
-    let bf16 =
-        avx512f && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16");
-    (avx2_fma, avx512f, bf16)
+    let bw = avx512f && is_x86_feature_detected!("avx512bw");
+    let bf16 = bw && is_x86_feature_detected!("avx512bf16");
+    let vnni = bw && is_x86_feature_detected!("avx512vnni");
+    (avx2_fma, avx512f, bf16, vnni)
 }
 
 /// The micro-kernel for `precision`, where `isa` has its instructions.
@@ -41,6 +45,14 @@ pub(crate) fn tile_kernel(isa: Isa, precision: Precision) -> Option<TileKernel> 
         // SAFETY: `isa` proves AVX-512 BF16 (and F) present; `tile_bf16`
         // needs nothing else.
         Precision::Bf16 if isa.avx512_bf16() => Some(unsafe { TileKernel::new(tile_bf16) }),
+        Precision::Int16 if isa.avx512_vnni() => {
+            // SAFETY: `isa` proves AVX-512 VNNI (with F and BW) present;
+            // `tile_quantized_vnni` needs nothing else.
+            Some(unsafe { TileKernel::new(tile_quantized_vnni) })
+        }
+        // SAFETY: `isa` proves AVX2 and FMA present; `tile_quantized_avx2`
+        // needs nothing else.
+        Precision::Int16 if isa.avx2_fma() => Some(unsafe { TileKernel::new(tile_quantized_avx2) }),
         _ => None,
     }
 }
@@ -197,6 +209,24 @@ unsafe fn f32_kernel_avx2<const R: usize>(
             }
         }
     }
+    // SAFETY: `c` is the caller's contract.
+    unsafe { store_avx2(&acc, c, ldc, masks, accumulate) }
+}
+
+/// Writes (or adds) the accumulators to the columns the masks select.
+///
+/// # Safety
+/// The CPU has AVX2; `c + i·ldc + q·8 + lane` is valid for reads and
+/// writes for every row `i < R` and lane the masks select, and nothing else
+/// accesses those elements meanwhile.
+#[target_feature(enable = "avx2")]
+unsafe fn store_avx2<const R: usize>(
+    acc: &[[__m256; 4]; R],
+    c: *mut f32,
+    ldc: usize,
+    masks: &[[i32; 8]; 4],
+    accumulate: bool,
+) {
     for (i, row) in acc.iter().enumerate() {
         for (q, &v) in row.iter().enumerate() {
             if masks[q] == [0; 8] {
@@ -317,6 +347,194 @@ unsafe fn bf16_kernel<const R: usize>(
     unsafe { store(&acc, c, ldc, mask, accumulate) }
 }
 
+/// `(q, scales, panel)` of an int16 tile's rows `r0..`, after
+/// checking that every element the kernels read is in bounds: `q` and
+/// `scales` at row `r0`'s first block (`lda` blocks a row), the panel at
+/// the tile's first step (64-byte aligned lines).
+fn quantized_operands(t: &Tile<'_>, r0: usize) -> (*const u32, *const f32, *const u32) {
+    let Lhs::Int16 { q, scales } = t.lhs else {
+        unreachable!("int16 kernel on int16 activations only")
+    };
+    assert!(
+        (1..=MR).contains(&t.mr) && t.ncols <= NR && r0 < t.mr,
+        "tile of {}x{}",
+        t.mr,
+        t.ncols
+    );
+    let end = (t.row + t.mr - 1) * t.lda + t.a_col + t.steps;
+    assert!(end <= scales.len() && end * (QK / 2) <= q.len());
+    assert!((t.step + t.steps) * Q_STEP_LINES <= t.panel.len());
+    let first = (t.row + r0) * t.lda + t.a_col;
+    (
+        q[first * (QK / 2)..].as_ptr(),
+        scales[first..].as_ptr(),
+        t.panel[t.step * Q_STEP_LINES..].as_ptr().cast::<u32>(),
+    )
+}
+
+/// `(q, scales, lda, panel, blocks, c, ldc)` of the int16 row
+/// kernels.
+type QuantizedArgs = (
+    *const u32,
+    *const f32,
+    usize,
+    *const u32,
+    usize,
+    *mut f32,
+    usize,
+);
+
+/// The int16 micro-kernel for one tile on AVX-512 VNNI: rows four
+/// at a time (8 i32 and 8 f32 accumulators of 16 lanes; six rows ran 20 %
+/// slower, spilling).
+///
+/// # Safety
+/// The CPU has AVX-512 VNNI (and F, BW), and `c` meets
+/// [`TileKernel::run`]'s contract.
+unsafe fn tile_quantized_vnni(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+    let mask = column_mask(t.ncols);
+    for r0 in (0..t.mr).step_by(4) {
+        let (q, scales, w) = quantized_operands(t, r0);
+        // SAFETY: rows r0.. of the tile, inside the ranges
+        // `quantized_operands` checked and the caller guarantees.
+        unsafe {
+            let args = (q, scales, t.lda, w, t.steps, c.add(r0 * ldc), ldc);
+            match t.mr - r0 {
+                1 => quantized_vnni_kernel::<1>(args, mask, t.accumulate),
+                2 => quantized_vnni_kernel::<2>(args, mask, t.accumulate),
+                3 => quantized_vnni_kernel::<3>(args, mask, t.accumulate),
+                _ => quantized_vnni_kernel::<4>(args, mask, t.accumulate),
+            }
+        }
+    }
+}
+
+/// `R` rows × 32 columns of int16 blocks: per block, sixteen
+/// `VPDPWSSD` (two `k` a lane) into i32 accumulators started at 0, then
+/// `acc = fma(sa · sw, dot, acc)` in f32.
+///
+/// Exact: `|qa| ≤ 32767` and `|qw| ≤ 2047` (`gemm::quantize_block`), so a
+/// lane's block sum is at most 16 pairs × 2 × 32767 × 2047 = 2,146,369,568
+/// < 2³¹ - 1 in magnitude (no partial sum exceeds it either), and the i32
+/// sums are the portable kernel's dots.
+///
+/// # Safety
+/// The CPU has AVX-512 VNNI; `q` and `scales` are valid for reads of `R`
+/// rows (`lda` blocks apart) of `blocks` blocks, the panel of `blocks`
+/// int16 steps and 64-byte aligned; `c` as for [`store`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn quantized_vnni_kernel<const R: usize>(
+    (q, scales, lda, w, blocks, c, ldc): QuantizedArgs,
+    mask: [u16; 2],
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for b in 0..blocks {
+        // SAFETY: block `b` of the panel and of each row: in bounds, lines
+        // aligned (the contract).
+        unsafe {
+            let blk = w.add(b * Q_STEP_LINES * 16);
+            let mut dot = [[_mm512_setzero_si512(); 2]; R];
+            for s in 0..QK / 2 {
+                let w0 = _mm512_load_si512(blk.add(s * 32).cast());
+                let w1 = _mm512_load_si512(blk.add(s * 32 + 16).cast());
+                for (i, d) in dot.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(*q.add((i * lda + b) * (QK / 2) + s) as i32);
+                    d[0] = _mm512_dpwssd_epi32(d[0], x, w0);
+                    d[1] = _mm512_dpwssd_epi32(d[1], x, w1);
+                }
+            }
+            let sw0 = _mm512_load_ps(blk.add(Q_SCALES * 16).cast());
+            let sw1 = _mm512_load_ps(blk.add(Q_SCALES * 16 + 16).cast());
+            for (i, (row, d)) in acc.iter_mut().zip(&dot).enumerate() {
+                let sa = _mm512_set1_ps(*scales.add(i * lda + b));
+                row[0] = _mm512_fmadd_ps(_mm512_mul_ps(sa, sw0), _mm512_cvtepi32_ps(d[0]), row[0]);
+                row[1] = _mm512_fmadd_ps(_mm512_mul_ps(sa, sw1), _mm512_cvtepi32_ps(d[1]), row[1]);
+            }
+        }
+    }
+    // SAFETY: `c` is the caller's contract.
+    unsafe { store(&acc, c, ldc, mask, accumulate) }
+}
+
+/// Rows of the AVX2 int16 kernel per call: 2 rows × 4 quarters = 8
+/// i32 accumulators, with the broadcasts, a weight and a product in 12 of
+/// the 16 registers (3 rows spill an accumulator, 15 % slower).
+const QUANTIZED_AVX2_ROWS: usize = 2;
+
+/// The int16 micro-kernel for one tile on AVX2: rows
+/// [`QUANTIZED_AVX2_ROWS`] at a time.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA, and `c` meets [`TileKernel::run`]'s contract.
+unsafe fn tile_quantized_avx2(t: &Tile<'_>, c: *mut f32, ldc: usize) {
+    let masks = quarter_masks(column_mask(t.ncols));
+    for r0 in (0..t.mr).step_by(QUANTIZED_AVX2_ROWS) {
+        let (q, scales, w) = quantized_operands(t, r0);
+        // SAFETY: as in `tile_quantized_vnni`.
+        unsafe {
+            let args = (q, scales, t.lda, w, t.steps, c.add(r0 * ldc), ldc);
+            match t.mr - r0 {
+                1 => quantized_avx2_kernel::<1>(args, &masks, t.accumulate),
+                _ => quantized_avx2_kernel::<QUANTIZED_AVX2_ROWS>(args, &masks, t.accumulate),
+            }
+        }
+    }
+}
+
+/// `R` rows × 32 columns of int16 blocks on 8 lanes: per pair of
+/// `k`, `VPMADDWD(qa pair, qw pair)` then `VPADDD` into i32 per block; then
+/// the f32 steps of the portable kernel.
+///
+/// Exact: `VPMADDWD` multiplies i16 by i16 into an i32 pair sum (it only
+/// wraps for two `-32768 · -32768`, which never occur), and a lane's block
+/// sum, and every partial sum, is at most 16 pairs × 2 × 32767 × 2047 =
+/// 2,146,369,568 < 2³¹ - 1 in magnitude (`|qa| ≤ 32767`, `|qw| ≤ 2047`,
+/// `gemm::quantize_block`).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `q`, `scales` and the panel as for
+/// [`quantized_vnni_kernel`] (lines 32-byte aligned); `c` as for
+/// [`store_avx2`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantized_avx2_kernel<const R: usize>(
+    (q, scales, lda, w, blocks, c, ldc): QuantizedArgs,
+    masks: &[[i32; 8]; 4],
+    accumulate: bool,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
+    for b in 0..blocks {
+        // SAFETY: block `b` of the panel and of each row: in bounds, lines
+        // aligned (the contract).
+        unsafe {
+            let blk = w.add(b * Q_STEP_LINES * 16);
+            let mut dot = [[_mm256_setzero_si256(); 4]; R];
+            for s in 0..QK / 2 {
+                let mut x = [_mm256_setzero_si256(); R];
+                for (i, x) in x.iter_mut().enumerate() {
+                    *x = _mm256_set1_epi32(*q.add((i * lda + b) * (QK / 2) + s) as i32);
+                }
+                for k in 0..4 {
+                    let wv = _mm256_load_si256(blk.add(s * 32 + k * 8).cast());
+                    for (d, &x) in dot.iter_mut().zip(&x) {
+                        d[k] = _mm256_add_epi32(d[k], _mm256_madd_epi16(x, wv));
+                    }
+                }
+            }
+            for k in 0..4 {
+                let sw = _mm256_load_ps(blk.add(Q_SCALES * 16 + k * 8).cast());
+                for (i, (row, d)) in acc.iter_mut().zip(&dot).enumerate() {
+                    let sa = _mm256_set1_ps(*scales.add(i * lda + b));
+                    row[k] =
+                        _mm256_fmadd_ps(_mm256_mul_ps(sa, sw), _mm256_cvtepi32_ps(d[k]), row[k]);
+                }
+            }
+        }
+    }
+    // SAFETY: `c` is the caller's contract.
+    unsafe { store_avx2(&acc, c, ldc, masks, accumulate) }
+}
+
 /// The same 512 bits as 32 bf16 (16 pairs, the layout `VDPBF16PS` reads).
 #[inline(always)]
 fn as_bf16_pairs(x: __m512i) -> __m512bh {
@@ -395,6 +613,24 @@ fn to_bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
     for (d, pair) in dst[done..].iter_mut().zip(chunks.remainder().chunks(2)) {
         *d = crate::bf16_pair(pair);
     }
+}
+
+/// One row of activations quantized to int16 for the int16 kernels
+/// (see `gemm::quantize_row`), compiled for AVX2 where `isa` has it;
+/// `false` otherwise. The same operations as the portable quantizer, so
+/// the same values and scales.
+pub(crate) fn quantize_row(isa: Isa, row: &[f32], q: &mut [u32], scales: &mut [f32]) -> bool {
+    if !isa.avx2_fma() {
+        return false;
+    }
+    // SAFETY: `isa` proves AVX2 present.
+    unsafe { quantize_row_avx2(row, q, scales) };
+    true
+}
+
+#[target_feature(enable = "avx2")]
+fn quantize_row_avx2(row: &[f32], q: &mut [u32], scales: &mut [f32]) {
+    crate::gemm::quantize_row(row, q, scales);
 }
 
 /// `exp` of 16 lanes: range reduction by ln 2 and a degree-7 polynomial,
@@ -678,6 +914,10 @@ mod tests {
         let isa = Isa::PORTABLE;
         assert!(tile_kernel(isa, Precision::F32).is_none());
         assert!(tile_kernel(isa, Precision::Bf16).is_none());
+        assert!(tile_kernel(isa, Precision::Int16).is_none());
+        let mut scales = [0.0f32; 1];
+        assert!(!quantize_row(isa, &[1.0; 3], &mut [0u32; 16], &mut scales));
+        assert_eq!(scales, [0.0], "nothing written");
         let mut pairs = [0u32; 2];
         assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
         assert_eq!(pairs, [0, 0], "nothing written");
@@ -697,6 +937,8 @@ mod tests {
         assert!(!to_bf16_pairs(isa, &[1.0, 2.0, 3.0], &mut pairs));
         assert!(peak(isa, Unit::Bf16Dot, 1).is_none());
         assert_eq!(tile_kernel(isa, Precision::F32).is_some(), isa.avx2_fma());
+        // int16 on AVX2 too
+        assert_eq!(tile_kernel(isa, Precision::Int16).is_some(), isa.avx2_fma());
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn linear(c: &mut Criterion) {
         for (label, precision) in [
             ("packed_f32", Precision::F32),
             ("packed_bf16", Precision::Bf16),
+            ("packed_int16", Precision::Int16),
         ] {
             let p = PackedMatrix::pack(&w, n, k, precision);
             let mut out = vec![0.0; m * n];

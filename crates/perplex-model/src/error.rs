@@ -288,7 +288,10 @@ pub enum ModelError {
     #[error(transparent)]
     CpuCap(#[from] perplex_kernels::CpuCapError),
     /// The fast mode was asked for on a CPU without the instructions it needs.
-    #[error("the fast compute mode needs a CPU with AVX-512 BF16, which this one lacks")]
+    #[error(
+        "the fast compute mode needs a CPU with AVX-512 BF16, AVX-512 VNNI or AVX2 and FMA, \
+         which this one lacks"
+    )]
     FastModeUnsupported,
     /// The tensor library failed while preparing the model.
     #[error("the model backend failed while {context}")]

@@ -25,14 +25,18 @@
 //!
 //! # Kernels and compute modes
 //!
-//! Where the CPU has AVX-512, the linear layers, the head and attention run
-//! on `perplex-kernels` (dense weights packed once at load, quantized ones
-//! dequantized into packed panels per use); elsewhere on candle's f32 ops.
-//! [`Compute::Exact`] (the default) is f32 throughout; [`Compute::Fast`]
-//! multiplies bf16-rounded weights and activations with f32 sums (needs
-//! AVX-512 BF16, else [`ModelError::FastModeUnsupported`]). The environment
-//! variable `PERPLEX_KERNELS=candle` forces candle's ops in exact mode (to
-//! compare the two paths).
+//! Where the CPU has AVX2 and FMA (or AVX-512), the linear layers, the head
+//! and attention run on `perplex-kernels` (dense weights packed once at
+//! load, quantized ones dequantized into packed panels per use); elsewhere
+//! on candle's f32 ops. [`Compute::Exact`] (the default) is f32 throughout;
+//! [`Compute::Fast`] multiplies bf16-rounded weights and activations with
+//! f32 sums where the CPU has AVX-512 BF16, else 12-bit weights × 16-bit
+//! activations (each quantized in blocks of 32 with one f32 scale, exact
+//! integer dots, f32 sums) where it has AVX-512 VNNI or AVX2 and FMA, else
+//! fails with [`ModelError::FastModeUnsupported`]. The environment variable
+//! `PERPLEX_KERNELS=candle` forces candle's ops in exact mode, and
+//! [`FAST_PRODUCTS_VAR`]`=`[`INT16`] the int16 products in the
+//! fast mode (to compare the paths).
 //!
 //! ```no_run
 //! use perplex_core::{CausalLm, WindowRef};
@@ -88,6 +92,7 @@ pub use config::{Family, ModelConfig, RopeScaling};
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use inspect::{consistency_checks, inspect, inspect_spec};
+pub use matmul::{FAST_PRODUCTS_VAR, INT16};
 pub use source::{ModelSource, ModelSpec};
 
 /// The process-wide thread count set by [`set_threads`]; 0: unset.
@@ -145,9 +150,12 @@ pub enum Compute {
     #[default]
     Exact,
     /// The linear layers and the output head multiply bf16-rounded weights
-    /// and activations with f32 accumulation (AVX-512 BF16 dot products);
-    /// norms, attention, softmax and the log-sum-exp stay f32. Needs a CPU
-    /// with AVX-512 BF16.
+    /// and activations with f32 accumulation (AVX-512 BF16 dot products),
+    /// or where the CPU lacks AVX-512 BF16, 12-bit weights × 16-bit
+    /// activations (AVX-512 VNNI or AVX2 integer dot products per block of
+    /// 32, f32 sums); norms,
+    /// attention, softmax and the log-sum-exp stay f32. Needs a CPU with
+    /// AVX2 and FMA.
     Fast,
 }
 
@@ -156,15 +164,20 @@ impl Compute {
     pub fn supported(self) -> bool {
         match self {
             Compute::Exact => true,
-            Compute::Fast => perplex_kernels::Isa::detect().avx512_bf16(),
+            Compute::Fast => matmul::fast_precision().is_some(),
         }
     }
 
-    /// The report's `compute_dtype`: the precision of the matrix products.
+    /// The report's `compute_dtype`: the precision of the matrix products
+    /// on this CPU (`f32`, or in the fast mode `bf16` or [`INT16`]:
+    /// 12-bit weights × 16-bit activations).
     pub fn dtype(self) -> &'static str {
         match self {
             Compute::Exact => "f32",
-            Compute::Fast => "bf16",
+            Compute::Fast => match matmul::fast_precision() {
+                Some(perplex_kernels::Precision::Int16) => INT16,
+                _ => "bf16",
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! How matrices are multiplied: `perplex-kernels`' packed panels (f32, or
-//! bf16 in the fast mode) where the CPU has AVX-512, candle's f32 matmul
-//! elsewhere. Both compute `x · Wᵀ` for a weight `W` `[n, k]` in PyTorch
+//! in the fast mode bf16 where the CPU has AVX-512 BF16, else 12-bit weights
+//! × 16-bit activations) where
+//! the CPU has AVX2 and FMA, candle's f32 matmul elsewhere. Both compute `x · Wᵀ` for a weight `W` `[n, k]` in PyTorch
 //! orientation; the choice is made once per model ([`Kernels::select`]).
 
 use std::borrow::Cow;
@@ -45,9 +46,39 @@ impl Kernels {
                 Ok(Kernels::Packed(Precision::F32))
             }
             Compute::Exact => Ok(Kernels::Candle),
-            Compute::Fast if isa.avx512_bf16() => Ok(Kernels::Packed(Precision::Bf16)),
-            Compute::Fast => Err(ModelError::FastModeUnsupported),
+            Compute::Fast => fast_precision()
+                .map(Kernels::Packed)
+                .ok_or(ModelError::FastModeUnsupported),
         }
+    }
+}
+
+/// Environment variable choosing the fast mode's products where the CPU
+/// has both: `int16` takes int16 products even with AVX-512
+/// BF16 (to compare the two on one machine); it never enables what the
+/// CPU lacks.
+pub const FAST_PRODUCTS_VAR: &str = "PERPLEX_FAST";
+
+/// The [`FAST_PRODUCTS_VAR`] value (and the report's `compute_dtype`) of
+/// the 12-bit-weight × 16-bit-activation products.
+pub const INT16: &str = "int16";
+
+/// The fast mode's products on this CPU: bf16 where it has AVX-512 BF16
+/// (unless [`FAST_PRODUCTS_VAR`] is [`INT16`]), 12-bit weights × 16-bit
+/// activations where it has AVX-512 VNNI or AVX2 and FMA, else none.
+///
+/// Bf16 stays the default where both exist: on the AMD EPYC these were
+/// measured on it was faster end to end than int16 on AVX-512 VNNI
+/// (docs/performance.md, "Exact and fast modes").
+pub(crate) fn fast_precision() -> Option<Precision> {
+    let isa = perplex_kernels::Isa::detect();
+    let forced = std::env::var_os(FAST_PRODUCTS_VAR).is_some_and(|v| v == INT16);
+    if isa.avx512_bf16() && !forced {
+        Some(Precision::Bf16)
+    } else if isa.avx512_vnni() || isa.avx2_fma() {
+        Some(Precision::Int16)
+    } else {
+        None
     }
 }
 

@@ -402,7 +402,7 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "N", allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
 
-    /// Fast compute mode: the matrix products take bf16-rounded weights and activations (AVX-512 BF16, f32 sums); norms, attention and the log-softmax stay f32. Perplexity within about 0.1 % of the exact mode; reports say compute_dtype bf16.
+    /// Fast compute mode: the matrix products take bf16-rounded weights and activations (AVX-512 BF16, f32 sums), or on CPUs without AVX-512 BF16 12-bit weights times 16-bit activations (each quantized in blocks of 32, AVX-512 VNNI or AVX2 integer dot products, f32 sums); norms, attention and the log-softmax stay f32. Perplexity within about 0.1 % of the exact mode; reports say compute_dtype bf16 or int16.
     #[arg(long)]
     pub fast: bool,
 
