@@ -333,9 +333,10 @@ def load(model: Union[str, "os.PathLike[str]"], *, fast: bool = False, threads: 
     ``org/name[@revision]`` (the local Hugging Face cache, else downloaded
     into it), or ``BASE+ADAPTER`` with PEFT LoRA adapter folders.
 
-    ``fast=True`` multiplies bf16-rounded weights and activations (needs
-    AVX-512 BF16; perplexity within about 0.1 %); ``threads`` compute
-    threads (default: the physical cores).
+    ``fast=True`` runs the fast mode: bf16 products on CPUs with AVX-512
+    BF16, else integer ones (12-bit weights by 16-bit activations) on
+    AVX-512 VNNI or AVX2; perplexity within 0.1 % of the exact mode's.
+    ``threads`` compute threads (default: the physical cores).
     """
     if not isinstance(model, (str, os.PathLike)):
         raise UsageError(
