@@ -98,7 +98,9 @@ def to_bf16_bytes(np, values):
     return rounded.astype("<u2").tobytes()
 
 
-def write_model(shape_name, out_dir, tokenizer):
+def write_model(shape_name, out_dir, tokenizer, sparse=False):
+    """Writes the folder; `sparse`: the matrices are zeros left as holes of a sparse file
+    (no disk used for them; they are read, and cost memory and time, as any other values)."""
     import numpy as np
 
     shape = SHAPES[shape_name]
@@ -123,7 +125,13 @@ def write_model(shape_name, out_dir, tokenizer):
     with open(os.path.join(tmp, "model.safetensors"), "wb") as f:
         f.write(len(header_bytes).to_bytes(8, "little"))
         f.write(header_bytes)
+        data_start = f.tell()
         for name, dims in tensors:
+            if sparse:
+                if len(dims) == 1:
+                    f.seek(data_start + header[name]["data_offsets"][0])
+                    f.write(to_bf16_bytes(np, np.ones(dims, dtype=np.float32)))
+                continue
             if len(dims) == 1:  # norm weights: ones, as a trained model's are near
                 f.write(to_bf16_bytes(np, np.ones(dims, dtype=np.float32)))
                 continue
@@ -133,6 +141,7 @@ def write_model(shape_name, out_dir, tokenizer):
                 block = rng.standard_normal((min(step, rows - r), cols), dtype=np.float32)
                 block *= STD
                 f.write(to_bf16_bytes(np, block))
+        f.truncate(data_start + offset)
     config = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -270,6 +279,7 @@ def main():
     w.add_argument("shape", choices=sorted(SHAPES))
     w.add_argument("dir")
     w.add_argument("--tokenizer", required=True)
+    w.add_argument("--sparse", action="store_true")
     p = sub.add_parser("params")
     p.add_argument("shape", choices=sorted(SHAPES))
     m = sub.add_parser("perplex")
@@ -287,7 +297,7 @@ def main():
     t.add_argument("results")
     args = parser.parse_args()
     if args.command == "write":
-        write_model(args.shape, args.dir, args.tokenizer)
+        write_model(args.shape, args.dir, args.tokenizer, args.sparse)
     elif args.command == "params":
         print(parameter_count(SHAPES[args.shape]))
     elif args.command == "perplex":
