@@ -15,9 +15,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
+import tempfile
+
+from bench_peers import run_child  # one way of measuring a child's peak RSS for every bench
 
 # Llama-family shapes. The vocabulary is SmolLM2's (49,152, its tokenizer.json is what the
 # folders carry) for both: a real Llama-2 tokenizer is not available offline, so the "7b"
@@ -175,25 +176,11 @@ def write_model(shape_name, out_dir, tokenizer, sparse=False):
 
 def run_measured(argv, env=None):
     """Runs argv; returns (stdout, stderr, rc, peak RSS bytes, wall seconds)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    # communicate() reaps the child through waitpid, losing its rusage: read the pipes on
-    # threads and reap it with wait4 here
-    import threading
-
-    out, err = [], []
-    readers = [
-        threading.Thread(target=lambda: out.append(proc.stdout.read())),
-        threading.Thread(target=lambda: err.append(proc.stderr.read())),
-    ]
-    for t in readers:
-        t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    for t in readers:
-        t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return out[0].decode(), err[0].decode(), proc.returncode, usage.ru_maxrss * 1024, wall
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        rc, wall, peak_mib = run_child(argv, 0, env, stdout=out, stderr=err)
+        out.seek(0)
+        err.seek(0)
+        return out.read().decode(), err.read().decode(), rc, int(peak_mib * 1024 * 1024), wall
 
 
 def measure_perplex(args):

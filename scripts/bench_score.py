@@ -40,8 +40,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from bench_peers import run_child  # one way of measuring a child's peak RSS for every bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,20 +52,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[dict, float, float]:
     """Runs `cmd` to the end, returning its JSON stdout, its wall seconds and its
     peak RSS in MiB (ru_maxrss of that one process)."""
-    start = time.monotonic()
-    out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-score-{os.getpid()}.out"
-    err_path = out_path.with_suffix(".err")
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    code = os.waitstatus_to_exitcode(status)
-    stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
-    out_path.unlink()
-    err_path.unlink()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code, wall, peak = run_child(cmd, 0, env, stdout=out, stderr=err)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if code != 0:
         sys.exit(f"bench-score: {' '.join(cmd)} failed ({code}):\n{stderr.decode(errors='replace')}")
-    return json.loads(stdout), wall, usage.ru_maxrss / 1024
+    return json.loads(stdout), wall, peak
 
 
 def corpus(python: str, out: Path, *args: str) -> Path:

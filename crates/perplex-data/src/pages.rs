@@ -697,6 +697,13 @@ mod tests {
         out
     }
 
+    /// Where `header` starts in `file` (the bytes a test damages).
+    fn find(file: &[u8], header: &[u8]) -> usize {
+        file.windows(header.len())
+            .position(|w| w == header)
+            .unwrap_or_else(|| panic!("{header:x?} not in {file:x?}"))
+    }
+
     fn read_all(file: Vec<u8>) -> Result<usize> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.parquet");
@@ -717,10 +724,7 @@ mod tests {
         assert_eq!(read_all(file.clone()).unwrap(), 2);
         // block size 256, 4 miniblocks, 1 value, first value 5 (zigzag 10)
         let header = [0x80, 0x02, 0x04, 0x01, 0x0a];
-        let at = file
-            .windows(5)
-            .position(|w| w == header)
-            .unwrap_or_else(|| panic!("{file:x?}"));
+        let at = find(&file, &header);
         let mut bad = file;
         bad[at + 3] = 0;
         let e = read_all(bad).unwrap_err();
@@ -754,10 +758,7 @@ mod tests {
         // the dictionary page's header: type DICTIONARY_PAGE (2), then the
         // sizes; as type INDEX_PAGE (1) the reader skips it
         let header = [0x15, 0x04, 0x15, 0x0a, 0x15, 0x0a];
-        let at = file
-            .windows(6)
-            .position(|w| w == header)
-            .unwrap_or_else(|| panic!("{file:x?}"));
+        let at = find(&file, &header);
         let mut bad = file;
         bad[at + 1] = 0x02;
         let e = read_all(bad).unwrap_err();
@@ -920,10 +921,7 @@ mod tests {
             Encoding::DELTA_LENGTH_BYTE_ARRAY,
         );
         let header = [0x80, 0x01, 0x04, 0x02, 0x04];
-        let at = file
-            .windows(5)
-            .position(|w| w == header)
-            .unwrap_or_else(|| panic!("{file:x?}"));
+        let at = find(&file, &header);
         let mut bad = file;
         bad[at + 3] = count;
         bad[at + 4] = first;
