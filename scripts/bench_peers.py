@@ -180,7 +180,9 @@ def transformers_peer(a: argparse.Namespace) -> None:
         "tool": "transformers",
         "version": f"transformers {transformers.__version__}, torch {torch.__version__}",
         "threads": torch.get_num_threads(),
-        "mode": "f32 (GGUF dequantized by transformers)",
+        # the vector ISA torch's own kernels ran (ATEN_CPU_CAPABILITY caps it)
+        "mode": f"f32 (GGUF dequantized by transformers); torch kernels "
+                f"{torch.backends.cpu.get_cpu_capability().lower()}",
         "tokenizer": tok_how,
         "text_tokens": text_tokens,
         "chunks": n_chunks,
@@ -268,11 +270,12 @@ def parse_perplex(text: str, wall: float, rss: float) -> dict:
     s = r["summary"]
     p = r.get("protocol", {})
     lo_hi = s.get("perplexity_ci95")
+    dtype = r["model"].get("compute_dtype", "f32")
     return {
         "tool": "perplex",
         "version": f"perplex {r['tool']['version']}",
         "threads": p.get("threads"),
-        "mode": (f"{'fast: bf16' if r['model'].get('compute_dtype') == 'bf16' else 'exact: f32'} "
+        "mode": (f"{'exact' if dtype == 'f32' else 'fast'}: {dtype} "
                  f"products on {r['model'].get('kernels', '?')} kernels; "
                  f"weights {r['model'].get('weights', '')}"),
         "text_tokens": s.get("tokens"),
@@ -434,8 +437,15 @@ def flops_per_token(config_path: str, context: int) -> float:
 
 
 # (row, peer, target ratio) of the targets
-TARGETS = [("perplex:hf", "transformers", 1.0), ("perplex-fast:hf", "transformers", 1.5),
-           ("perplex:gguf", "llama.cpp", 1.5), ("perplex-fast:gguf", "llama.cpp", None)]
+TARGETS = [("perplex:hf", "transformers", 1.2), ("perplex:gguf", "transformers", 1.2),
+           ("perplex-fast:hf", "transformers", 2.0), ("perplex-fast:gguf", "transformers", 2.0),
+           ("perplex:gguf", "llama.cpp", 2.0), ("perplex-fast:gguf", "llama.cpp", None)]
+
+
+# What `scripts/bench --cpu avx2` sets so that every tool runs as on a CPU without AVX-512.
+AVX2_CAPS = ("perplex PERPLEX_CPU=avx2; torch ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, "
+             "MKL_ENABLE_INSTRUCTIONS=AVX2; llama.cpp built with GGML_NATIVE=OFF, GGML_AVX2=ON, "
+             "GGML_FMA=ON, GGML_F16C=ON, GGML_AVX512=OFF")
 
 
 def table(results: list[dict], a, machine: dict) -> str:
@@ -444,6 +454,8 @@ def table(results: list[dict], a, machine: dict) -> str:
     lines = [
         f"Machine: {machine['cpu']}, {machine['cores']} cores ({machine['simd']}), "
         f"{machine['memory']}, {machine['os']}; {machine['date']}.",
+        *([f"CPU class: AVX2 + FMA. Every tool was capped to it on this CPU: {AVX2_CAPS}."]
+          if a.cpu == "avx2" else []),
         f"Text `{os.path.basename(a.text)}`, llama.cpp's protocol: {a.chunks} chunks of {a.context}, "
         f"second half scored; {a.threads} threads, one tool at a time.",
     ]
@@ -461,8 +473,9 @@ def table(results: list[dict], a, machine: dict) -> str:
             lines.append(f"| {r['tool']} | | failed: {r['error'][:80]} | | | | | | |")
             continue
         gflops = r["tokens_per_second"] * flops / 1e9 if flops else None
-        bf16 = "bf16" in r.get("mode", "")
-        roof = peak.get("bf16_gflops" if bf16 else "f32_gflops")
+        mode = r.get("mode", "")
+        roof = (peak.get("bf16_gflops") if "bf16" in mode
+                else None if "int16" in mode else peak.get("f32_gflops"))
         ppl = fmt(r.get("perplexity"), ".4f")
         if r.get("perplexity_pm") is not None:
             ppl += f" ± {r['perplexity_pm']:.4f}"
@@ -559,7 +572,7 @@ def run_all(a: argparse.Namespace) -> None:
     if a.output:
         Path(a.output).write_text(md + "\n")
         Path(a.output + ".json").write_text(json.dumps(
-            {"machine": machine, "threads": a.threads, "chunks": a.chunks, "context": a.context,
+            {"machine": machine, "cpu_class": a.cpu, "threads": a.threads, "chunks": a.chunks, "context": a.context,
              "model": a.model, "hf_model": a.hf_model, "text": a.text, "peak": a.peak,
              "flops_per_token": flops_per_token(a.config, a.context) if a.config else None,
              "results": results}, indent=2) + "\n")
@@ -605,6 +618,8 @@ def main(argv=None) -> None:
     r.add_argument("--hf-model", help="the model as an HF f32 folder (perplex runs on it too)")
     r.add_argument("--peak-json", help="the peak example's output (for the roofline columns)")
     r.add_argument("--pause", type=float, default=5.0, help="seconds of rest before each tool")
+    r.add_argument("--cpu", choices=("native", "avx2"), default="native",
+                   help="the CPU class the tools were capped to (set by scripts/bench)")
 
     a = ap.parse_args(argv)
     if a.cmd == "extract-llama-cpp":
