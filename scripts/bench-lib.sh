@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # root and cache are the caller's
 # Setup shared by scripts/bench and scripts/bench-scale; sourced, not run. Both cache what
 # they set up in the folder $cache (the caller sets it, normally .bench-cache) and log to
 # stderr under the calling script's name.
@@ -17,6 +18,7 @@
 
 bench_log() { echo "${0##*/}: $*" >&2; }
 
+# sentencepiece: llama.cpp's convert_hf_to_gguf.py imports it for every Llama model
 bench_pins='torch==2.15.0
 transformers==5.24.0
 tokenizers==0.23.3
@@ -26,6 +28,7 @@ gguf==0.19.0
 accelerate==1.15.0
 numpy==2.4.6
 psutil==7.2.2
+sentencepiece==0.2.3
 cmake==4.4.5
 ninja==1.13.2'
 
@@ -96,9 +99,9 @@ llama_cpp_tool() {
 }
 
 llama_cpp_version() {
-  local origin="$cache/llama.cpp-src/.bench-origin" sdist_name subdir commit
+  local origin="$cache/llama.cpp-src/.bench-origin" sdist_name commit
   if [[ -f "$origin" ]]; then
-    read -r sdist_name subdir commit <"$origin"  # "<sdist> vendor/llama.cpp <commit>"
+    read -r sdist_name _ commit <"$origin"  # "<sdist> vendor/llama.cpp <commit>"
     echo "${commit:0:10} (vendor/llama.cpp of the ${sdist_name} sdist)"
   fi
 }
