@@ -5,8 +5,10 @@ Subcommands (scripts/bench calls them; each can be run alone):
 
   extract-llama-cpp SDIST_DIR DEST
       unpack vendor/llama.cpp from the llama-cpp-python sdist in SDIST_DIR into DEST
-  transformers --model GGUF --text FILE --threads N --chunks C --context L --json-out PATH
-      the transformers f32 peer: one process, writes its figures as JSON
+  transformers --model GGUF|DIR --text FILE --threads N --chunks C --context L --json-out PATH
+               [--dtype f32|bf16]
+      the transformers peer (f32 unless --dtype) on a GGUF or an HF folder: one process,
+      writes its figures as JSON
   run --threads N --model GGUF --text FILE [--perplex-bin B] [--llama-bin B] ...
       run every tool one at a time as a child process (wall time and peak RSS from
       os.wait4), then print the markdown table
@@ -124,19 +126,26 @@ def load_tokenizer(model: str, tokenizer_json: str | None, meta: dict):
 
 
 def transformers_peer(a: argparse.Namespace) -> None:
+    """--model is a GGUF (dequantized by transformers) or an HF folder; --dtype f32 or bf16."""
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     t0 = time.perf_counter()
     import numpy as np
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(a.threads)
-    meta = gguf_fields(a.model)
-    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-    bos = meta.get("tokenizer.ggml.bos_token_id")
-
-    tok, tok_how = load_tokenizer(a.model, a.tokenizer_json, meta)
+    folder = os.path.isdir(a.model)
+    if folder:  # the folder's tokenizer; BOS as its tokenizer_config says
+        tok = AutoTokenizer.from_pretrained(a.model)
+        tok_how = "the folder's"
+        add_bos = bool(getattr(tok, "add_bos_token", False)) and tok.bos_token_id is not None
+        bos = tok.bos_token_id
+    else:
+        meta = gguf_fields(a.model)
+        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+        bos = meta.get("tokenizer.ggml.bos_token_id")
+        tok, tok_how = load_tokenizer(a.model, a.tokenizer_json, meta)
     text = Path(a.text).read_text(encoding="utf-8")
     ids = tok(text, add_special_tokens=False)["input_ids"]
     text_tokens = len(ids)
@@ -150,9 +159,13 @@ def transformers_peer(a: argparse.Namespace) -> None:
     if add_bos:
         ids[:, 0] = bos
 
-    model = AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(os.path.abspath(a.model)), gguf_file=os.path.basename(a.model),
-        dtype=torch.float32)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    if folder:
+        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            os.path.dirname(os.path.abspath(a.model)), gguf_file=os.path.basename(a.model),
+            dtype=dtype)
     model.eval()
     load_seconds = time.perf_counter() - t0
 
@@ -164,7 +177,7 @@ def transformers_peer(a: argparse.Namespace) -> None:
     with torch.inference_mode():
         for c in range(n_chunks):
             window = ids[c : c + 1]
-            logits = model(window).logits[0]  # [L, vocab], f32, every position (the usual transformers recipe)
+            logits = model(window).logits[0]  # [L, vocab], every position (the usual transformers recipe)
             lp = torch.log_softmax(logits[first : L - 1].float(), dim=-1)
             target = window[0, first + 1 : L]
             nll = -lp.gather(1, target[:, None])[:, 0].double()
@@ -181,8 +194,8 @@ def transformers_peer(a: argparse.Namespace) -> None:
         "version": f"transformers {transformers.__version__}, torch {torch.__version__}",
         "threads": torch.get_num_threads(),
         # the vector ISA torch's own kernels ran (ATEN_CPU_CAPABILITY caps it)
-        "mode": f"f32 (GGUF dequantized by transformers); torch kernels "
-                f"{torch.backends.cpu.get_cpu_capability().lower()}",
+        "mode": f"{a.dtype} ({'HF folder' if folder else 'GGUF dequantized by transformers'}); "
+                f"torch kernels {torch.backends.cpu.get_cpu_capability().lower()}",
         "tokenizer": tok_how,
         "text_tokens": text_tokens,
         "chunks": n_chunks,
@@ -301,7 +314,10 @@ def run_transformers(a, workdir: Path) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "transformers", "--model", a.model,
            "--text", a.text, "--threads", str(a.threads), "--chunks", str(a.chunks),
            "--context", str(a.context), "--json-out", str(out_json)]
-    if a.tokenizer_json:
+    dtype = getattr(a, "dtype", "f32")
+    if dtype != "f32":
+        cmd += ["--dtype", dtype]
+    if getattr(a, "tokenizer_json", None):
         cmd += ["--tokenizer-json", a.tokenizer_json]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -311,7 +327,8 @@ def run_transformers(a, workdir: Path) -> dict:
     if rc != 0:
         raise RuntimeError(f"transformers peer exited {rc}: {err.read_text()[-3000:]}")
     r = json.loads(out_json.read_text())
-    r.update(wall_seconds=wall, peak_rss_mb=rss, model_file=Path(a.model).name + " (as f32)",
+    as_dtype = "" if os.path.isdir(a.model) else f" (as {dtype})"
+    r.update(wall_seconds=wall, peak_rss_mb=rss, model_file=Path(a.model).name + as_dtype,
              key="transformers")
     return r
 
@@ -605,6 +622,8 @@ def main(argv=None) -> None:
     t = sub.add_parser("transformers")
     common(t)
     t.add_argument("--json-out", required=True)
+    t.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                   help="weights and activations (bf16: the weights as the folder stores them)")
 
     r = sub.add_parser("run")
     common(r)

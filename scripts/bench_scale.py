@@ -2,13 +2,20 @@
 """Scaling benchmark helper for scripts/bench-scale (see the comments there).
 
 Subcommands:
-  write SHAPE DIR        write a synthetic Llama-family HF folder of SHAPE (numpy only)
-  perplex BIN DIR TEXT   load DIR with the perplex binary and score one 512-token window
-  peer PYTHON DIR TEXT   the same window with transformers (bf16 or f32), one process
-  table RESULTS.json     print the markdown table of the collected results
+  write SHAPE DIR         write a synthetic Llama-family HF folder of SHAPE (numpy only)
+  params SHAPE            print SHAPE's parameter count
+  perplex BIN MODEL TEXT  perplex (exact) on MODEL, a folder or a GGUF
+  peer MODEL TEXT         transformers on the folder MODEL (--dtype bf16 or f32), run by this
+                          interpreter, which needs torch and transformers
+  llama BIN GGUF TEXT     llama.cpp's llama-perplexity BIN on GGUF
+  table RESULTS.json      print the markdown table of the collected results
 
-Each measuring subcommand prints one JSON line: peak RSS (ru_maxrss of the child, via
-os.wait4), wall seconds of the child (load + one window) and the window's tokens/s.
+Every tool runs llama.cpp's perplexity protocol on one 512-token chunk (the first 512 tokens
+of TEXT, the second half scored), through scripts/bench_peers.py's runners, the ones
+scripts/bench uses. Each measuring subcommand first rests --pause seconds and measures how
+busy the CPUs are meanwhile (other processes), then prints one JSON line: peak RSS
+(ru_maxrss of the child, via os.wait4), wall seconds of the child (load + the chunk), the
+chunk's tokens/s as the tool times it (load excluded) and the perplexity.
 """
 
 import argparse
@@ -16,15 +23,29 @@ import json
 import os
 import shutil
 import sys
-import tempfile
+from pathlib import Path
 
-from bench_peers import run_child  # one way of measuring a child's peak RSS for every bench
+import bench_peers  # the peers' runners and parsers, shared with scripts/bench
+
+CONTEXT = 512  # one chunk of llama.cpp's protocol
 
 # Llama-family shapes. The vocabulary is SmolLM2's (49,152, its tokenizer.json is what the
 # folders carry) for both: a real Llama-2 tokenizer is not available offline, so the "7b"
 # shape has Llama-2-7B's body with a 49,152-row embedding and head instead of 32,000 rows
 # (6.88 B parameters instead of 6.74 B).
 SHAPES = {
+    "small": {  # 186 M parameters: the whole pipeline in minutes; every row a multiple of 256
+        "hidden_size": 1024,  # (Q4_K's block), so Q4_K_M quantizes every matrix as it would a 7B's
+        "intermediate_size": 2816,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+        "rope_theta": 10000.0,
+        "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 2048,
+    },
     "1.7b": {  # SmolLM2-1.7B
         "hidden_size": 2048,
         "intermediate_size": 8192,
@@ -174,89 +195,113 @@ def write_model(shape_name, out_dir, tokenizer, sparse=False):
     os.rename(tmp, out_dir)
 
 
-def run_measured(argv, env=None):
-    """Runs argv; returns (stdout, stderr, rc, peak RSS bytes, wall seconds)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        rc, wall, peak_mib = run_child(argv, 0, env, stdout=out, stderr=err)
-        out.seek(0)
-        err.seek(0)
-        return out.read().decode(), err.read().decode(), rc, int(peak_mib * 1024 * 1024), wall
+def runner_args(args, **extra):
+    """The namespace bench_peers' runners read: one chunk of CONTEXT tokens, no nice."""
+    return argparse.Namespace(text=args.text, threads=args.threads, chunks=1, context=CONTEXT,
+                              llama_batch=CONTEXT, nice=0, tokenizer_json=None, **extra)
+
+
+def emit(args, r, busy):
+    print(json.dumps({
+        "tool": r["tool"],
+        "peak_rss": int(r["peak_rss_mb"] * 1024 * 1024),
+        "wall_s": r["wall_seconds"],
+        "tokens_per_second": r["tokens_per_second"],
+        "window_s": r["seconds"],
+        "processed_tokens": r["processed_tokens"],
+        "scored_tokens": r["scored_tokens"],
+        "perplexity": r["perplexity"],
+        "busy_before": busy,
+    }))
+
+
+def logs(args, tool):
+    """The run's own folder for its logs (the runners name theirs after the tool only)."""
+    path = Path(args.workdir, f"{Path(args.model).name}-{tool.replace(' ', '-')}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def measured(args, tool, run):
+    """Rests and samples the CPUs, runs `run` (given its log folder), prints its line; a
+    failure stops with the end of the tool's log."""
+    busy = bench_peers.busy_fraction(args.pause)
+    try:
+        r = run(logs(args, tool))
+    except RuntimeError as e:
+        sys.exit(f"bench-scale: {tool} on {args.model} failed: {e}")
+    r["tool"] = tool
+    emit(args, r, busy)
 
 
 def measure_perplex(args):
-    argv = [args.bin, "eval", "-m", args.model, "--max-tokens", "512", "-p", "chunks", "-c", "512",
-            "--format", "json", "-f", args.text]
-    if args.threads:
-        argv += ["-t", str(args.threads)]
-    out, err, rc, peak, wall = run_measured(argv)
-    if rc != 0:
-        sys.exit(f"perplex failed (exit {rc}) on {args.model}:\n{err[-4000:]}")
-    report = json.loads(out)
-    print(json.dumps({
-        "tool": "perplex",
-        "peak_rss": peak,
-        "wall_s": wall,
-        "tokens_per_second": report["timing"]["tokens_per_second"],
-        "window_s": report["timing"]["seconds"],
-        "perplexity": report["summary"]["perplexity"],
-    }))
+    a = runner_args(args, perplex_bin=args.bin)
+    measured(args, "perplex", lambda d: bench_peers.run_perplex(a, d, args.model, False))
 
 
-# One 512-token window through transformers, the tokens perplex scores (its tokenizer, no
-# BOS, the first 512 of the text), NLL of positions 1..511; timed from the tokenised ids to
-# the NLL, as perplex's report times it.
-PEER_CHILD = r"""
-import json, math, sys, time
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model_dir, text_path, dtype, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-if threads:
-    torch.set_num_threads(threads)
-tok = AutoTokenizer.from_pretrained(model_dir)
-model = AutoModelForCausalLM.from_pretrained(
-    model_dir, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
-model.eval()
-ids = tok(open(text_path, encoding="utf-8").read(), add_special_tokens=False)["input_ids"][:512]
-x = torch.tensor([ids])
-start = time.monotonic()
-with torch.inference_mode():
-    logits = model(x).logits[0, :-1].float()
-    nll = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum").item()
-seconds = time.monotonic() - start
-print(json.dumps({"seconds": seconds, "perplexity": math.exp(nll / 511)}))
-"""
+def mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
 def measure_peer(args):
-    out, err, rc, peak, wall = run_measured(
-        [args.python, "-c", PEER_CHILD, args.model, args.text, args.dtype, str(args.threads or 0)])
-    if rc != 0:
-        sys.exit(f"transformers {args.dtype} failed (exit {rc}):\n{err[-4000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    print(json.dumps({
-        "tool": f"transformers {args.dtype}",
-        "peak_rss": peak,
-        "wall_s": wall,
-        "tokens_per_second": 512 / result["seconds"],
-        "window_s": result["seconds"],
-        "perplexity": result["perplexity"],
-    }))
+    # transformers holds every weight in the chosen dtype, plus torch itself: skip a run that
+    # cannot fit rather than have the kernel kill it (or the machine swap)
+    config = json.loads(Path(args.model, "config.json").read_text())
+    shape = {k: config[k] for k in SHAPES["small"]}
+    need = parameter_count(shape) * (4 if args.dtype == "f32" else 2) + 1_500_000_000
+    have = mem_available()
+    tool = f"transformers {args.dtype}"
+    if have is not None and need > have:
+        print(json.dumps({"tool": tool, "skipped": f"needs about {need / 1e9:.0f} GB of memory, "
+                                                   f"{have / 1e9:.0f} GB available"}))
+        return
+    a = runner_args(args, model=args.model, dtype=args.dtype)
+    measured(args, tool, lambda d: bench_peers.run_transformers(a, d))
+
+
+def measure_llama(args):
+    a = runner_args(args, model=args.model, llama_bin=args.bin, llama_version=args.llama_version)
+    measured(args, "llama.cpp", lambda d: bench_peers.run_llama(a, d))
+
+
+# (tool, the peer it is compared with, the target ratio of tokens/s, or None)
+SPEED_TARGETS = {"safetensors": ("transformers f32", 1.2), "gguf": ("llama.cpp", None)}
 
 
 def table(args):
     rows = [json.loads(line) for line in open(args.results, encoding="utf-8") if line.strip()]
     gb = 1e9
-    print("| model | tool | params | file GB | peak RSS GB | peak − file GB | load + window s | tokens/s | target |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    peers = {(r["shape"], r["weights"], r["tool"]): r for r in rows if "skipped" not in r}
+    out = ["| model | weights | tool | params | file GB | peak RSS GB | peak − file GB | "
+           "load + chunk s | tokens/s | vs peer | perplexity | CPU busy before |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        head = f"| {r['shape']} | {r['weights']} | {r['tool']} | {r['params'] / 1e9:.2f} B | {r['file_bytes'] / gb:.2f} |"
+        if "skipped" in r:
+            out.append(head + f" skipped: {r['skipped']} | | | | | | | |")
+            continue
         file_gb = r["file_bytes"] / gb
         peak_gb = r["peak_rss"] / gb
-        target = ""
+        over = f"{peak_gb - file_gb:+.2f}"
+        vs = ""
         if r["tool"] == "perplex":
-            # bf16 weights stay 2 bytes an element: peak ≤ file + 1.5 GB
-            target = "ok" if peak_gb <= file_gb + 1.5 else "**missed** (≤ file + 1.5)"
-        print(f"| {r['shape']} | {r['tool']} | {r['params'] / 1e9:.2f} B | {file_gb:.2f} | {peak_gb:.2f} | "
-              f"{peak_gb - file_gb:+.2f} | {r['wall_s']:.1f} | {r['tokens_per_second']:.1f} | {target} |")
+            # weights stay as the file stores them (bf16, or the GGUF's blocks): ≤ file + 1.5 GB
+            over += " ok" if peak_gb <= file_gb + 1.5 else " **missed** (≤ +1.5)"
+            kind = "gguf" if r["weights"].endswith("GGUF") else "safetensors"
+            peer_tool, target = SPEED_TARGETS[kind]
+            peer = peers.get((r["shape"], r["weights"], peer_tool))
+            if peer:
+                ratio = r["tokens_per_second"] / peer["tokens_per_second"]
+                vs = f"{ratio:.2f}x {peer_tool}"
+                if target:
+                    vs += f" (≥ {target}x: {'met' if ratio >= target else '**missed**'})"
+        out.append(head + f" {peak_gb:.2f} | {over} | {r['wall_s']:.1f} | {r['tokens_per_second']:.1f} | "
+                   f"{vs} | {r['perplexity']:.1f} | {r['busy_before'] * 100:.0f} % |")
+    print("\n".join(out))
 
 
 def main():
@@ -269,17 +314,21 @@ def main():
     w.add_argument("--sparse", action="store_true")
     p = sub.add_parser("params")
     p.add_argument("shape", choices=sorted(SHAPES))
-    m = sub.add_parser("perplex")
-    m.add_argument("bin")
-    m.add_argument("model")
-    m.add_argument("text")
-    m.add_argument("--threads", type=int, default=0)
-    q = sub.add_parser("peer")
-    q.add_argument("python")
-    q.add_argument("model")
-    q.add_argument("text")
-    q.add_argument("--dtype", choices=["bf16", "f32"], required=True)
-    q.add_argument("--threads", type=int, default=0)
+    def measuring(name, *positional):
+        m = sub.add_parser(name)
+        for p in positional:
+            m.add_argument(p)
+        m.add_argument("model")
+        m.add_argument("text")
+        m.add_argument("--threads", type=int, required=True)
+        m.add_argument("--workdir", required=True, help="where the tools' logs go")
+        m.add_argument("--pause", type=float, default=3.0,
+                       help="seconds of rest before the run, measuring how busy the CPUs are")
+        return m
+
+    measuring("perplex", "bin")
+    measuring("peer").add_argument("--dtype", choices=["bf16", "f32"], required=True)
+    measuring("llama", "bin").add_argument("--llama-version", default="")
     t = sub.add_parser("table")
     t.add_argument("results")
     args = parser.parse_args()
@@ -291,6 +340,8 @@ def main():
         measure_perplex(args)
     elif args.command == "peer":
         measure_peer(args)
+    elif args.command == "llama":
+        measure_llama(args)
     else:
         table(args)
 
