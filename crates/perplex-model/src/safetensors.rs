@@ -11,8 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::ggml_file::qtensor_from_ggml;
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::{QStorage, QTensor, QuantizedType};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
@@ -162,17 +161,22 @@ impl SafetensorsFile {
     /// without widening); `None` for other types.
     pub(crate) fn read_half(&mut self, name: &str) -> Result<Option<QTensor>, ModelError> {
         let info = &self.tensors[name];
-        let dtype = match info.dtype.as_str() {
-            "F16" => GgmlDType::F16,
-            "BF16" => GgmlDType::BF16,
+        let elems: usize = info.shape.iter().product();
+        let offset = self.data_start + info.begin;
+        let storage: Box<dyn QuantizedType> = match info.dtype.as_str() {
+            "F16" => Box::new(read_elements(
+                &mut self.file,
+                offset,
+                vec![half::f16::ZERO; elems],
+            )?),
+            "BF16" => Box::new(read_elements(
+                &mut self.file,
+                offset,
+                vec![half::bf16::ZERO; elems],
+            )?),
             _ => return Ok(None),
         };
-        let mut bytes = vec![0u8; (info.end - info.begin) as usize];
-        self.file
-            .seek(SeekFrom::Start(self.data_start + info.begin))?;
-        self.file.read_exact(&mut bytes)?;
-        // both little-endian 2-byte elements, the layout ggml stores them in
-        qtensor_from_ggml(dtype, &bytes, info.shape.clone(), &Device::Cpu)
+        QTensor::new(QStorage::Cpu(storage), info.shape.clone())
             .map(Some)
             .map_err(|source| ModelError::Backend {
                 context: format!("building tensor `{name}` of {}", self.path.display()),
@@ -207,6 +211,27 @@ impl SafetensorsFile {
             }
         })
     }
+}
+
+/// Fills `values` with the file's bytes from `offset`: read straight
+/// into the tensor's final storage, so a multi-GB checkpoint is not
+/// copied a second time at load (the header check made sure the bytes
+/// are there and the element count matches them).
+fn read_elements<T: bytemuck::Pod>(
+    file: &mut fs_err::File,
+    offset: u64,
+    mut values: Vec<T>,
+) -> Result<Vec<T>, ModelError> {
+    file.seek(SeekFrom::Start(offset))?;
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
+    file.read_exact(bytes)?;
+    if cfg!(target_endian = "big") {
+        // safetensors stores little-endian elements
+        bytes
+            .chunks_exact_mut(std::mem::size_of::<T>())
+            .for_each(<[u8]>::reverse);
+    }
+    Ok(values)
 }
 
 /// The weight files of a Hugging Face folder.
