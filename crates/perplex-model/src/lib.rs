@@ -64,6 +64,7 @@
 pub mod config;
 mod decoder;
 pub mod error;
+mod fused;
 mod gguf;
 pub mod gguf_vocab;
 mod head;

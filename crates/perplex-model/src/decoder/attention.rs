@@ -107,7 +107,7 @@ impl Decoder {
                 Some(w) => {
                     let rows = t.dims()[0];
                     let n = t.dims()[1] / d;
-                    candle_nn::ops::rms_norm(&t.contiguous()?.reshape((rows * n, d))?, w, eps)?
+                    self.rms_norm(&t.contiguous()?.reshape((rows * n, d))?, w, eps)?
                         .reshape((rows, n * d))
                 }
             }
