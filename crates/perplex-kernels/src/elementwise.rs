@@ -49,7 +49,7 @@ fn rms_norm_with(isa: Isa, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32])
     }
     let n = weight.len();
     assert!(
-        n > 0 && x.len() % n == 0,
+        n > 0 && x.len().is_multiple_of(n),
         "rms_norm: {} elements in rows of {n}",
         x.len()
     );
@@ -254,7 +254,10 @@ mod tests {
     /// two; the rest are the same operations).
     fn simd_matches_portable(isa: Isa) {
         for n in WIDTHS {
-            let x: Vec<f32> = random(5 * n, n as u64 + 11).iter().map(|v| v * 3.0).collect();
+            let x: Vec<f32> = random(5 * n, n as u64 + 11)
+                .iter()
+                .map(|v| v * 3.0)
+                .collect();
             let w = random(n, 12);
             let (mut fast, mut slow) = (vec![0.0; x.len()], vec![0.0; x.len()]);
             rms_norm_with(isa, &x, &w, 1e-6, &mut fast);
@@ -266,7 +269,11 @@ mod tests {
         for len in [1usize, 7, 8, 9, 15, 16, 17, 40_001] {
             let mut g = gates();
             g.truncate(len.min(g.len()));
-            g.extend(random(len.saturating_sub(g.len()), 13).iter().map(|v| v * 20.0));
+            g.extend(
+                random(len.saturating_sub(g.len()), 13)
+                    .iter()
+                    .map(|v| v * 20.0),
+            );
             let u = random(len, 14);
             let (mut fast, mut slow) = (g.clone(), g.clone());
             silu_mul_with(isa, &mut fast, &u);

@@ -18,7 +18,7 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Re
     let mut out = vec![0f32; x.elem_count()];
     with_slice(x, |x| {
         with_slice(weight, |w| {
-            if w.is_empty() || x.len() % w.len() != 0 {
+            if w.is_empty() || !x.len().is_multiple_of(w.len()) {
                 candle_core::bail!("rms_norm of {} values in rows of {}", x.len(), w.len())
             }
             perplex_kernels::elementwise::rms_norm(x, w, eps, &mut out);
@@ -61,7 +61,12 @@ impl candle_core::InplaceOp2 for InPlace {
         l2: &Layout,
     ) -> candle_core::Result<()> {
         if l1.shape() != l2.shape() {
-            candle_core::bail!("{}: shapes {:?} and {:?}", self.name(), l1.shape(), l2.shape())
+            candle_core::bail!(
+                "{}: shapes {:?} and {:?}",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            )
         }
         let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
         else {
@@ -91,7 +96,8 @@ mod tests {
     #[test]
     fn rms_norm_agrees_with_candles() {
         let x = t(&perplex_kernels::testing::random(6 * 40, 1), (6, 40));
-        let w = Tensor::from_vec(perplex_kernels::testing::random(40, 2), 40, &Device::Cpu).unwrap();
+        let w =
+            Tensor::from_vec(perplex_kernels::testing::random(40, 2), 40, &Device::Cpu).unwrap();
         let ours = rms_norm(&x, &w, 1e-5).unwrap().to_vec2::<f32>().unwrap();
         let theirs = candle_nn::ops::rms_norm(&x, &w, 1e-5)
             .unwrap()
@@ -101,18 +107,28 @@ mod tests {
             assert!((a - b).abs() <= 4.0 * f32::EPSILON * b.abs(), "{a} vs {b}");
         }
         let bad = Tensor::zeros(7, candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(rms_norm(&x, &bad, 1e-5).is_err(), "240 values are not rows of 7");
+        assert!(
+            rms_norm(&x, &bad, 1e-5).is_err(),
+            "240 values are not rows of 7"
+        );
     }
 
     #[test]
     fn in_place_steps_write_into_the_first_tensor() {
-        let (g, u) = ([-2.0f32, -0.5, 0.0, 1.0, 3.0, 9.0], [1.5f32, 2.0, 3.0, -1.0, 0.5, 1.0]);
+        let (g, u) = (
+            [-2.0f32, -0.5, 0.0, 1.0, 3.0, 9.0],
+            [1.5f32, 2.0, 3.0, -1.0, 0.5, 1.0],
+        );
         let gate = t(&g, (2, 3));
         silu_mul_in_place(&gate, &t(&u, (2, 3))).unwrap();
         let want = candle_nn::ops::silu(&t(&g, (2, 3))).unwrap() * t(&u, (2, 3));
         let (got, want) = (
             gate.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            want.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
         );
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() <= 4.0 * f32::EPSILON * b.abs(), "{a} vs {b}");
