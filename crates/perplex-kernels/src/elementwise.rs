@@ -1,6 +1,6 @@
 //! The element-wise work between the matrix products, on slices and in
 //! place where the caller owns the buffer: RMSNorm over rows, the gated
-//! MLP's `SiLU(gate) · up`, and the residual add.
+//! MLP's `SiLU(gate) · up`, rotary embeddings, and the residual add.
 //!
 //! # Contract
 //!
@@ -17,6 +17,8 @@
 //!   and are the same bits as each other; the portable path uses
 //!   `f32::exp` (within 1 ulp), so it differs from them by a few ulp.
 //!   NaN stays NaN.
+//! - [`rope_heads`]: rotary embeddings fused with the split of a
+//!   projection's rows into heads (candle's operations, in its order).
 //! - [`add_in_place`]: `x ← x + y`; one f32 addition per element, the same
 //!   bits at any vector width, so it has no SIMD twin to choose.
 //!
@@ -150,6 +152,74 @@ pub fn add_in_place(x: &mut [f32], y: &[f32]) {
     }
 }
 
+/// The shape of a [`rope_heads`] call: `batch` windows of `len` positions,
+/// `heads` heads of `head_dim` (even) values each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadsShape {
+    /// Windows.
+    pub batch: usize,
+    /// Positions per window.
+    pub len: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Values per head (even).
+    pub head_dim: usize,
+}
+
+/// Rotary embeddings fused with the split into heads: `x` is
+/// `[batch, len, heads·head_dim]` (a projection's output), `out`
+/// `[batch, heads, len, head_dim]`, each head's halves `(a, b)` rotated by
+/// the position's angles, `(a·cos − b·sin, a·sin + b·cos)` (transformers'
+/// `rotate_half` form). `cos` and `sin` are `[len, head_dim / 2]`, one
+/// table for every window, or `[batch, len, head_dim / 2]`, one per window. Each value is these f32 operations
+/// in this order at any vector width, so there is no SIMD twin to choose.
+/// Runs on the current rayon pool, one (window, head) per task.
+///
+/// # Panics
+/// If the slices do not match `shape`, or `head_dim` is odd.
+pub fn rope_heads(x: &[f32], shape: HeadsShape, cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let HeadsShape {
+        batch,
+        len,
+        heads,
+        head_dim: d,
+    } = shape;
+    assert!(d % 2 == 0, "rope_heads: odd head_dim {d}");
+    assert_eq!(x.len(), batch * len * heads * d, "rope_heads: input length");
+    assert_eq!(out.len(), x.len(), "rope_heads: output length");
+    assert_eq!(cos.len(), sin.len(), "rope_heads: cos and sin lengths");
+    if x.is_empty() {
+        return;
+    }
+    let half = d / 2;
+    let per_window = cos.len() == batch * len * half && batch > 1;
+    assert!(
+        per_window || cos.len() == len * half,
+        "rope_heads: tables of {} values for {batch} × {len} positions of {d}",
+        cos.len()
+    );
+    let table_len = len;
+    out.par_chunks_mut(len * d)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let (w, h) = (task / heads, task % heads);
+            let table = if per_window { w * table_len * half } else { 0 };
+            for (t, o) in out.chunks_exact_mut(d).enumerate() {
+                let src = &x[((w * len + t) * heads + h) * d..][..d];
+                let (c, s) = (
+                    &cos[table + t * half..][..half],
+                    &sin[table + t * half..][..half],
+                );
+                let (a, b) = src.split_at(half);
+                let (o1, o2) = o.split_at_mut(half);
+                for i in 0..half {
+                    o1[i] = a[i] * c[i] - b[i] * s[i];
+                    o2[i] = a[i] * s[i] + b[i] * c[i];
+                }
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +317,44 @@ mod tests {
         let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
         add_in_place(&mut x, &y);
         assert_eq!(x, want);
+    }
+
+    #[test]
+    fn rope_heads_rotates_and_splits_heads() {
+        let shape = HeadsShape {
+            batch: 2,
+            len: 5,
+            heads: 3,
+            head_dim: 4,
+        };
+        let x = random(2 * 5 * 3 * 4, 21);
+        // per-window tables
+        let angles: Vec<f64> = (0..2 * 5 * 2).map(|i| i as f64 * 0.37).collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos() as f32).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin() as f32).collect();
+        let mut out = vec![0.0; x.len()];
+        rope_heads(&x, shape, &cos, &sin, &mut out);
+        for (w, t, h, i) in (0..2).flat_map(|w| {
+            (0..5).flat_map(move |t| (0..3).flat_map(move |h| (0..2).map(move |i| (w, t, h, i))))
+        }) {
+            let src = ((w * 5 + t) * 3 + h) * 4;
+            let (a, b) = (f64::from(x[src + i]), f64::from(x[src + i + 2]));
+            let k = (w * 5 + t) * 2 + i;
+            let (c, s) = (f64::from(cos[k]), f64::from(sin[k]));
+            let dst = ((w * 3 + h) * 5 + t) * 4;
+            // two products and a sum, each rounded once
+            let tol = 2.0 * f64::from(f32::EPSILON) * (a.abs() + b.abs());
+            assert!((f64::from(out[dst + i]) - (a * c - b * s)).abs() <= tol);
+            assert!((f64::from(out[dst + i + 2]) - (a * s + b * c)).abs() <= tol);
+        }
+        // one shared table: window 1 sees the same angles as window 0
+        let mut shared = vec![0.0; x.len()];
+        rope_heads(&x, shape, &cos[..10], &sin[..10], &mut shared);
+        assert_eq!(shared[..60], out[..60]);
+        let mut one = vec![0.0; 60];
+        let first = HeadsShape { batch: 1, ..shape };
+        rope_heads(&x[60..], first, &cos[..10], &sin[..10], &mut one);
+        assert_eq!(shared[60..], one[..], "window 1 on the shared table");
     }
 
     /// `isa`'s kernels against the portable ones: RMSNorm the same bits,

@@ -1,7 +1,8 @@
 //! The element-wise steps of the packed-kernel path on `perplex-kernels`'
 //! [`elementwise`](perplex_kernels::elementwise) kernels instead of candle's
-//! ops: RMSNorm into one new tensor, `SiLU(gate) · up` and the residual add
-//! in place in a tensor the caller just made (so no allocation at all).
+//! ops: RMSNorm into one new tensor, the split into heads with RoPE into
+//! one new tensor, `SiLU(gate) · up` and the residual add in place in a
+//! tensor the caller just made (so no allocation at all).
 //!
 //! Only the packed path (`Kernels::Packed`) calls these; candle's path
 //! (`Kernels::Candle`, the reference) keeps candle's ops. The in-place
@@ -26,6 +27,48 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Re
         })
     })???;
     Tensor::from_vec(out, x.shape(), x.device())
+}
+
+/// `x` (`[b·l, n·d]`, a projection's rows) split into heads `[b, n, l, d]`
+/// with RoPE applied: `cos`, `sin` are `[l, d/2]` or `[b, l, d/2]` (see
+/// `Rope::tables`). The same f32 operations as candle's `rope`, so the same
+/// bits.
+pub(crate) fn rope_heads(
+    x: &Tensor,
+    (batch, len, heads, head_dim): (usize, usize, usize, usize),
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<Tensor> {
+    use perplex_kernels::elementwise::HeadsShape;
+    let shape = HeadsShape {
+        batch,
+        len,
+        heads,
+        head_dim,
+    };
+    let n = batch * len * heads * head_dim;
+    let half = head_dim / 2;
+    let tables = cos.elem_count();
+    if x.elem_count() != n
+        || head_dim % 2 != 0
+        || cos.dims() != sin.dims()
+        || (tables != len * half && tables != batch * len * half)
+    {
+        candle_core::bail!(
+            "rope of {:?} as {batch} × {len} × {heads} × {head_dim} with tables {:?}",
+            x.dims(),
+            cos.dims()
+        )
+    }
+    let mut out = vec![0f32; n];
+    with_slice(x, |x| {
+        with_slice(cos, |c| {
+            with_slice(sin, |s| {
+                perplex_kernels::elementwise::rope_heads(x, shape, c, s, &mut out)
+            })
+        })
+    })???;
+    Tensor::from_vec(out, (batch, heads, len, head_dim), x.device())
 }
 
 /// `gate ← SiLU(gate) · up`; `gate` must be a tensor no other shares.
@@ -111,6 +154,38 @@ mod tests {
             rms_norm(&x, &bad, 1e-5).is_err(),
             "240 values are not rows of 7"
         );
+    }
+
+    #[test]
+    fn rope_heads_is_candles_heads_and_rope_bit_for_bit() {
+        let (b, l, n, d) = (2, 7, 3, 8);
+        let x = t(
+            &perplex_kernels::testing::random(b * l * n * d, 3),
+            (b * l, n * d),
+        );
+        let rope = crate::rope::Rope::new(d, 10_000.0, &crate::config::RopeScaling::None, 64);
+        for lens in [vec![7, 7], vec![7, 3]] {
+            let (cos, sin) = rope.tables(&lens, l, &Device::Cpu).unwrap();
+            let ours = rope_heads(&x, (b, l, n, d), &cos, &sin).unwrap();
+            let heads = x
+                .reshape((b, l, n, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            let theirs = candle_nn::rotary_emb::rope(&heads, &cos, &sin).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                v.iter().map(|f| f.to_bits()).collect()
+            };
+            assert_eq!(bits(&ours), bits(&theirs));
+        }
+        // a per-window table (LongRoPE, dynamic NTK past the context)
+        let per_window =
+            Tensor::ones((b, l, d / 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(rope_heads(&x, (b, l, n, d), &per_window, &per_window).is_ok());
+        assert!(rope_heads(&x, (b, l, n, d + 2), &per_window, &per_window).is_err());
     }
 
     #[test]
