@@ -212,9 +212,12 @@ pub fn rope_heads(x: &[f32], shape: HeadsShape, cos: &[f32], sin: &[f32], out: &
                 );
                 let (a, b) = src.split_at(half);
                 let (o1, o2) = o.split_at_mut(half);
-                for i in 0..half {
-                    o1[i] = a[i] * c[i] - b[i] * s[i];
-                    o2[i] = a[i] * s[i] + b[i] * c[i];
+                // zipped so that the loop vectorises without bounds checks
+                let ab = a.iter().zip(b);
+                let cs = c.iter().zip(s);
+                for (((o1, o2), (&a, &b)), (&c, &s)) in o1.iter_mut().zip(o2).zip(ab).zip(cs) {
+                    *o1 = a * c - b * s;
+                    *o2 = a * s + b * c;
                 }
             }
         });
