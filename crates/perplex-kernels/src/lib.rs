@@ -9,6 +9,9 @@
 //!   values) per block of queries, in f32.
 //! - [`exp`]: a vectorised `exp` and the softmax/log-sum-exp reductions
 //!   built on it.
+//! - [`elementwise`]: the work between the products, in place where it
+//!   can be: RMSNorm over rows, the gated MLP's `SiLU(gate) · up`, the
+//!   residual add.
 //! - [`peak`]: the machine's measured arithmetic peak (the roofline).
 //!
 //! # Determinism
@@ -38,7 +41,7 @@
 //! The public API is safe. All SIMD code is in one module per architecture
 //! (`x86.rs`: AVX-512 and AVX2), whose entry points take an [`Isa`] and
 //! decline what it does not report; another (NEON on aarch64) is one more
-//! such module and one more arm where `gemm`, `exp` and `peak` pick a
+//! such module and one more arm where `gemm`, `exp`, `elementwise` and `peak` pick a
 //! kernel. The rest is the micro-kernels' output pointer (`gemm.rs`: tasks
 //! writing disjoint tiles of one product); every `unsafe fn` states its
 //! contract and every `unsafe` block why it holds.
@@ -59,6 +62,7 @@ mod isa;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub mod elementwise;
 pub mod exp;
 pub mod peak;
 

@@ -851,6 +851,219 @@ fn exp_shifted_avx512(x: &mut [f32], shift: f32) -> f32 {
     _mm512_reduce_add_ps(sum)
 }
 
+/// `Σ x²` in f64, element `i` in lane `i mod 8` (see `elementwise`), where
+/// `isa` has AVX2 and FMA. Each square is exact in f64, so a fused
+/// multiply-add rounds once, as the portable `+= v · v` does: the same bits.
+pub(crate) fn sum_squares(isa: Isa, x: &[f32]) -> Option<[f64; 8]> {
+    if isa.avx512f() {
+        // SAFETY: `isa` proves AVX-512 F present.
+        Some(unsafe { sum_squares_avx512(x) })
+    } else if isa.avx2_fma() {
+        // SAFETY: `isa` proves AVX2 and FMA present.
+        Some(unsafe { sum_squares_avx2(x) })
+    } else {
+        None
+    }
+}
+
+/// `x`'s last `x.len() % 8` elements, zero-padded to 8 (zeros add nothing
+/// to a sum of squares).
+fn padded_tail(x: &[f32]) -> Option<[f32; 8]> {
+    let tail = x.chunks_exact(8).remainder();
+    (!tail.is_empty()).then(|| {
+        let mut rest = [0.0f32; 8];
+        rest[..tail.len()].copy_from_slice(tail);
+        rest
+    })
+}
+
+#[target_feature(enable = "avx512f")]
+fn sum_squares_avx512(x: &[f32]) -> [f64; 8] {
+    let mut acc = _mm512_setzero_pd();
+    let tail = padded_tail(x);
+    for c in x.chunks_exact(8).chain(tail.as_ref().map(|t| &t[..])) {
+        // SAFETY: `c` holds 8 floats.
+        let v = _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(c.as_ptr()) });
+        acc = _mm512_fmadd_pd(v, v, acc);
+    }
+    let mut lanes = [0.0f64; 8];
+    // SAFETY: `lanes` holds 8 doubles.
+    unsafe { _mm512_storeu_pd(lanes.as_mut_ptr(), acc) };
+    lanes
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn sum_squares_avx2(x: &[f32]) -> [f64; 8] {
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let tail = padded_tail(x);
+    for c in x.chunks_exact(8).chain(tail.as_ref().map(|t| &t[..])) {
+        // SAFETY: `c` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        let (a, b) = (
+            _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+        );
+        lo = _mm256_fmadd_pd(a, a, lo);
+        hi = _mm256_fmadd_pd(b, b, hi);
+    }
+    let mut lanes = [0.0f64; 8];
+    // SAFETY: `lanes` holds 8 doubles, two stores of 4.
+    unsafe {
+        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
+        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+    }
+    lanes
+}
+
+/// `out = (x · r) · w`, two f32 roundings per element like the portable
+/// loop, where `isa` has AVX2 and FMA; `false` otherwise.
+///
+/// # Panics
+/// If `w` or `out` is shorter than `x`.
+pub(crate) fn scale_mul(isa: Isa, x: &[f32], r: f32, w: &[f32], out: &mut [f32]) -> bool {
+    assert!(w.len() >= x.len() && out.len() >= x.len());
+    if isa.avx512f() {
+        // SAFETY: `isa` proves AVX-512 F present.
+        unsafe { scale_mul_avx512(x, r, w, out) };
+    } else if isa.avx2_fma() {
+        // SAFETY: `isa` proves AVX2 and FMA present.
+        unsafe { scale_mul_avx2(x, r, w, out) };
+    } else {
+        return false;
+    }
+    true
+}
+
+#[target_feature(enable = "avx512f")]
+fn scale_mul_avx512(x: &[f32], r: f32, w: &[f32], out: &mut [f32]) {
+    let rv = _mm512_set1_ps(r);
+    let mut i = 0;
+    while i < x.len() {
+        let m: u16 = if x.len() - i >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << (x.len() - i)) - 1
+        };
+        // SAFETY: lanes `i..i + 16` the mask selects lie inside `x`, and so
+        // inside `w` and `out` (checked by `scale_mul`).
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+            let wv = _mm512_maskz_loadu_ps(m, w.as_ptr().add(i));
+            let y = _mm512_mul_ps(_mm512_mul_ps(v, rv), wv);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, y);
+        }
+        i += 16;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn scale_mul_avx2(x: &[f32], r: f32, w: &[f32], out: &mut [f32]) {
+    let rv = _mm256_set1_ps(r);
+    let whole = x.len() / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        // SAFETY: `i + 8 <= x.len()`, and `w`, `out` are at least as long
+        // (checked by `scale_mul`).
+        unsafe {
+            let v = _mm256_loadu_ps(x.as_ptr().add(i));
+            let wv = _mm256_loadu_ps(w.as_ptr().add(i));
+            let y = _mm256_mul_ps(_mm256_mul_ps(v, rv), wv);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
+        }
+    }
+    for i in whole..x.len() {
+        out[i] = (x[i] * r) * w[i];
+    }
+}
+
+/// `gate ← SiLU(gate) · up` (see `elementwise` for the formula) with
+/// [`exp16`] / [`exp8`], where `isa` has AVX2 and FMA; `false` otherwise.
+///
+/// # Panics
+/// If `up` is shorter than `gate`.
+pub(crate) fn silu_mul(isa: Isa, gate: &mut [f32], up: &[f32]) -> bool {
+    assert!(up.len() >= gate.len());
+    if isa.avx512f() {
+        // SAFETY: `isa` proves AVX-512 F present.
+        unsafe { silu_mul_avx512(gate, up) };
+    } else if isa.avx2_fma() {
+        // SAFETY: `isa` proves AVX2 and FMA present.
+        unsafe { silu_mul_avx2(gate, up) };
+    } else {
+        return false;
+    }
+    true
+}
+
+#[target_feature(enable = "avx512f")]
+fn silu16(g: __m512, u: __m512) -> __m512 {
+    let zero = _mm512_setzero_ps();
+    // exp(-|g|) ≤ 1: never overflows; `0 - a` is `-a` (a zero's sign aside,
+    // which exp does not see)
+    let e = exp16(_mm512_sub_ps(zero, _mm512_abs_ps(g)));
+    let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(g, zero);
+    let num = _mm512_mask_blend_ps(nonneg, _mm512_mul_ps(g, e), g);
+    let s = _mm512_div_ps(num, _mm512_add_ps(_mm512_set1_ps(1.0), e));
+    _mm512_mul_ps(s, u)
+}
+
+#[target_feature(enable = "avx512f")]
+fn silu_mul_avx512(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len();
+    let mut i = 0;
+    while i < n {
+        let m: u16 = if n - i >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << (n - i)) - 1
+        };
+        // SAFETY: the lanes the mask selects lie inside `gate`, and so
+        // inside `up` (checked by `silu_mul`).
+        unsafe {
+            let g = _mm512_maskz_loadu_ps(m, gate.as_ptr().add(i));
+            let u = _mm512_maskz_loadu_ps(m, up.as_ptr().add(i));
+            _mm512_mask_storeu_ps(gate.as_mut_ptr().add(i), m, silu16(g, u));
+        }
+        i += 16;
+    }
+}
+
+/// [`silu16`] on 8 lanes, the same operations in the same order.
+#[target_feature(enable = "avx2,fma")]
+fn silu8(g: __m256, u: __m256) -> __m256 {
+    let zero = _mm256_setzero_ps();
+    let abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0), g);
+    let e = exp8(_mm256_sub_ps(zero, abs));
+    let nonneg = _mm256_cmp_ps::<_CMP_GE_OQ>(g, zero);
+    let num = _mm256_blendv_ps(_mm256_mul_ps(g, e), g, nonneg);
+    let s = _mm256_div_ps(num, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+    _mm256_mul_ps(s, u)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn silu_mul_avx2(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len();
+    let whole = n / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        // SAFETY: `i + 8 <= gate.len() <= up.len()`.
+        unsafe {
+            let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+            let u = _mm256_loadu_ps(up.as_ptr().add(i));
+            _mm256_storeu_ps(gate.as_mut_ptr().add(i), silu8(g, u));
+        }
+    }
+    if whole < n {
+        let (mut g, mut u) = ([0.0f32; 8], [0.0f32; 8]);
+        g[..n - whole].copy_from_slice(&gate[whole..]);
+        u[..n - whole].copy_from_slice(&up[whole..n]);
+        // SAFETY: `g` and `u` hold 8 floats each.
+        unsafe {
+            let y = silu8(_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(u.as_ptr()));
+            _mm256_storeu_ps(g.as_mut_ptr(), y);
+        }
+        gate[whole..].copy_from_slice(&g[..n - whole]);
+    }
+}
+
 /// `iters` rounds of 12 independent `unit` instructions on 16 lanes, where
 /// `isa` has them; returns the FLOPs.
 pub(crate) fn peak(isa: Isa, unit: Unit, iters: usize) -> Option<f64> {
@@ -924,6 +1137,12 @@ mod tests {
         assert!(sum_exp(isa, &[1.0; 20], 0.0).is_none());
         let mut x = [1.0f32; 20];
         assert!(exp_shifted(isa, &mut x, 0.0).is_none());
+        assert_eq!(x, [1.0; 20], "nothing written");
+        assert!(sum_squares(isa, &[1.0; 20]).is_none());
+        let mut out = [0.0f32; 20];
+        assert!(!scale_mul(isa, &[1.0; 20], 2.0, &[1.0; 20], &mut out));
+        assert_eq!(out, [0.0; 20], "nothing written");
+        assert!(!silu_mul(isa, &mut x, &[1.0; 20]));
         assert_eq!(x, [1.0; 20], "nothing written");
         assert!(peak(isa, Unit::F32Fma, 1).is_none());
         assert!(peak(isa, Unit::Bf16Dot, 1).is_none());

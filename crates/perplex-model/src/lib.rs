@@ -53,8 +53,9 @@
 //!
 //! Forward passes run inside a rayon pool of [`LoadOptions::threads`]
 //! threads, or of the process-wide [`set_threads`] count when that is unset:
-//! candle's matmuls (gemm), softmax and norms, and perplex's own head
-//! reduction and dequantization run there. candle's element-wise kernels use
+//! candle's matmuls (gemm), softmax and norms, and perplex's own kernels
+//! (products, attention, norms, `SiLU·up`, residual adds), head reduction
+//! and dequantization run there. candle's element-wise kernels use
 //! a separate pool that candle sizes once per process from
 //! `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: physical cores), and
 //! gemm splits its work into that many tasks. A binary that must stay within
@@ -64,6 +65,7 @@
 pub mod config;
 mod decoder;
 pub mod error;
+mod fused;
 mod gguf;
 pub mod gguf_vocab;
 mod head;

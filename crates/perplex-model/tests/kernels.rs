@@ -1,5 +1,5 @@
 //! The execution paths agree: candle's ops (`PERPLEX_KERNELS=candle`) and
-//! the packed kernels (AVX-512 or AVX2) give the same per-token NLLs (1e-5) on every
+//! the packed kernels (AVX-512 or AVX2) give the same per-token NLLs (2e-5) on every
 //! family fixture and a quantized GGUF, and the fast mode (bf16 products
 //! where the CPU has AVX-512 BF16, 12-bit weights × 16-bit activations
 //! elsewhere, and those forced with `PERPLEX_FAST=int16`) stays near the exact mode (within 1 % (bf16) or 0.2 % (int16) of its
@@ -91,7 +91,11 @@ fn candle_and_the_packed_kernels_agree() {
             .map(|(x, y)| (x.nll - y.nll).abs())
             .fold(0.0, f64::max);
         eprintln!("{name}: candle vs packed kernels, largest |Δnll| {worst:.2e}");
-        assert!(worst <= 1e-5, "{name}: {worst}");
+        // the packed path's RMSNorm sums squares in f64 (transformers' f32
+        // sum is in partial sums, candle's one after the other): on tiny-llama 7e-6
+        // from transformers where candle's path is 1.4e-5, so the two paths
+        // differ by up to ~1.2e-5 here; a broken kernel is off by far more
+        assert!(worst <= 2e-5, "{name}: {worst}");
     }
 }
 

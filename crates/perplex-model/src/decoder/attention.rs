@@ -107,7 +107,7 @@ impl Decoder {
                 Some(w) => {
                     let rows = t.dims()[0];
                     let n = t.dims()[1] / d;
-                    candle_nn::ops::rms_norm(&t.contiguous()?.reshape((rows * n, d))?, w, eps)?
+                    self.rms_norm(&t.contiguous()?.reshape((rows * n, d))?, w, eps)?
                         .reshape((rows, n * d))
                 }
             }
@@ -117,12 +117,22 @@ impl Decoder {
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, d))?.transpose(1, 2)?.contiguous()
         };
-        let (mut q, mut k) = (heads(q, c.num_heads)?, heads(k, c.num_kv_heads)?);
         let v = heads(v, c.num_kv_heads)?;
-        if let Some((cos, sin)) = ctx.ropes.get(layer.rope) {
-            q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-            k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        }
+        let (q, k) = match (self.kernels, ctx.ropes.get(layer.rope)) {
+            // the split into heads and RoPE in one pass, candle's operations
+            (Kernels::Packed(_), Some((cos, sin))) => (
+                crate::fused::rope_heads(&q, (b, l, c.num_heads, d), cos, sin)?,
+                crate::fused::rope_heads(&k, (b, l, c.num_kv_heads, d), cos, sin)?,
+            ),
+            (_, rope) => {
+                let (mut q, mut k) = (heads(q, c.num_heads)?, heads(k, c.num_kv_heads)?);
+                if let Some((cos, sin)) = rope {
+                    q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+                    k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+                }
+                (q, k)
+            }
+        };
         let attn = match self.kernels {
             Kernels::Packed(_) => self.fused_attention(&q, &k, &v, layer.mask, ctx)?,
             Kernels::Candle => self.attention(&q, &k, &v, &ctx.masks[layer.mask], ctx)?,

@@ -122,7 +122,49 @@ impl Decoder {
                 let zero = n.weight.zeros_like()?;
                 candle_nn::ops::layer_norm(x, &n.weight, &zero, eps)
             }
-            (NormKind::Rms, _) => candle_nn::ops::rms_norm(x, &n.weight, eps),
+            (NormKind::Rms, _) => self.rms_norm(x, &n.weight, eps),
+        }
+    }
+
+    /// RMSNorm over the last dimension: `perplex-kernels`' on the packed
+    /// path, candle's on candle's.
+    pub(super) fn rms_norm(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        eps: f32,
+    ) -> candle_core::Result<Tensor> {
+        match self.kernels {
+            Kernels::Packed(_) => crate::fused::rms_norm(x, weight, eps),
+            Kernels::Candle => candle_nn::ops::rms_norm(x, weight, eps),
+        }
+    }
+
+    /// `x + y`, into `y`'s storage on the packed path: `y` must be a tensor
+    /// just computed and shared with no other.
+    fn residual(&self, x: &Tensor, y: Tensor) -> candle_core::Result<Tensor> {
+        match self.kernels {
+            Kernels::Packed(_) if y.is_contiguous() && x.is_contiguous() => {
+                crate::fused::add_in_place(&y, x)?;
+                Ok(y)
+            }
+            _ => x + y,
+        }
+    }
+
+    /// `act(gate) · up` for the gate and up projections just computed
+    /// (`gate` shared with no other): fused in place for SiLU on the packed
+    /// path.
+    fn gated(&self, gate: Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+        let fused = matches!(self.kernels, Kernels::Packed(_))
+            && self.config.activation == Activation::Silu
+            && gate.is_contiguous()
+            && up.is_contiguous();
+        if fused {
+            crate::fused::silu_mul_in_place(&gate, up)?;
+            Ok(gate)
+        } else {
+            self.activation(&gate)? * up
         }
     }
 
@@ -142,10 +184,10 @@ impl Decoder {
     ) -> candle_core::Result<Tensor> {
         let xn = self.norm(x, &layer.attn_norm)?;
         let attn = self.self_attention(layer, &xn, ctx)?;
-        let x = (x + attn)?;
+        let x = self.residual(x, attn)?;
         let xn = self.norm(&x, &layer.ffn_norm)?;
         let mlp = self.mlp(layer, &xn)?;
-        x + mlp
+        self.residual(&x, mlp)
     }
 
     /// The MLP of `layer` over the normed rows `xn` (`[rows, hidden]`), with
@@ -167,11 +209,13 @@ impl Decoder {
             let xs = xn.narrow(0, r0, chunk.min(rows - r0))?;
             let act = match (&layer.mlp_in, &w2) {
                 (MlpIn::Gated { gate, up }, Some(wu)) => {
-                    (self.activation(&gate.apply(&xs, &w1)?)? * up.apply(&xs, wu)?)?
+                    self.gated(gate.apply(&xs, &w1)?, &up.apply(&xs, wu)?)?
                 }
                 (MlpIn::FusedGated(gu), _) => {
                     let y = gu.apply(&xs, &w1)?;
-                    (self.activation(&y.narrow(1, 0, inter)?)? * y.narrow(1, inter, inter)?)?
+                    // the gate half copied out: a tensor of its own
+                    let gate = y.narrow(1, 0, inter)?.contiguous()?;
+                    self.gated(gate, &y.narrow(1, inter, inter)?.contiguous()?)?
                 }
                 (MlpIn::Plain(up), _) | (MlpIn::Gated { up, .. }, None) => {
                     self.activation(&up.apply(&xs, &w1)?)?

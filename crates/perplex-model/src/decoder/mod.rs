@@ -1,7 +1,8 @@
 //! The decoder-only transformer every supported family runs on: GPT-2,
 //! Llama 2/3, Mistral, Qwen2/3, Gemma 1/2/3 and Phi-3, on the CPU: the
-//! matrix products and attention on `perplex-kernels` where the CPU has
-//! AVX-512, candle's ops elsewhere (see `matmul.rs`).
+//! matrix products, attention, RMSNorm, `SiLU(gate)·up` and the residual
+//! adds on `perplex-kernels` where the CPU has AVX2 and FMA, candle's ops
+//! elsewhere (see `matmul.rs` and `fused.rs`).
 //!
 //! One forward pass with switches read from [`ModelConfig`] (norm kind,
 //! fused or split projections, q/k norms, sandwich norms, GELU or SiLU,
