@@ -213,8 +213,10 @@ impl Decoder {
                 }
                 (MlpIn::FusedGated(gu), _) => {
                     let y = gu.apply(&xs, &w1)?;
-                    // the gate half copied out: a tensor of its own
-                    let gate = y.narrow(1, 0, inter)?.contiguous()?;
+                    // the gate half copied out into storage of its own (for one row
+                    // `contiguous` would return a view of `y`'s, which the in-place
+                    // step would then lock for writing while reading `up` from it)
+                    let gate = y.narrow(1, 0, inter)?.force_contiguous()?;
                     self.gated(gate, &y.narrow(1, inter, inter)?.contiguous()?)?
                 }
                 (MlpIn::Plain(up), _) | (MlpIn::Gated { up, .. }, None) => {

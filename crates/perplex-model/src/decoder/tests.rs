@@ -245,3 +245,18 @@ fn half_precision_weights_stay_in_their_two_bytes() {
         assert_eq!(2 * bytes, f32, "{half}");
     }
 }
+
+#[test]
+fn a_fused_gate_and_up_in_chunks_of_one_row_scores_as_in_one_chunk() {
+    // Phi-3 keeps gate and up in one matrix; a chunk of one row is where a
+    // view of the gate half would share the product's storage
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let mut m = load_dir(&fixtures.join("tiny-phi3"));
+    let t = tokens(9, 4);
+    let whole = score(&mut m, &[(&t[..], 1)]);
+    m.tiling = Tiling {
+        mlp_activation_elems: 2 * m.config.intermediate_size,
+        ..m.tiling
+    };
+    assert_close(&score(&mut m, &[(&t[..], 1)]), &whole, 1e-6);
+}
