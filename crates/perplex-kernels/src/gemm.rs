@@ -364,60 +364,236 @@ pub fn matmul_with(isa: Isa, a: &[f32], m: usize, w: &PackedMatrix, c: &mut [f32
         c.fill(0.0);
         return;
     }
-    let (converted, quantized);
-    let (lhs, lda) = match w.precision {
-        Precision::F32 => (Lhs::F32(a), k),
-        Precision::Bf16 => {
-            converted = to_bf16_pairs(isa, a, m, k, w.steps);
-            (Lhs::Bf16(&converted), w.steps)
-        }
-        Precision::Int16 => {
-            quantized = quantize_rows(isa, a, m, k, w.steps);
-            let lhs = Lhs::Int16 {
-                q: &quantized.q,
-                scales: &quantized.scales,
-            };
-            (lhs, w.steps)
-        }
-    };
-    let kernel = TileKernel::for_isa(isa, w.precision);
-    let block = block_steps(w.precision);
+    let operand = Operand::new(isa, a, m, k, w.precision, w.steps);
+    let out = SharedOut(c.as_mut_ptr(), c.len());
+    let product = Product::new(isa, &operand, m, n, w.precision, w.steps, &out);
     let panels = n.div_ceil(NR);
     let row_tasks = m.div_ceil(MB);
     let panel_tasks = panels.div_ceil(NB);
-    // Each task owns rows r0..r1 × columns of its panels: disjoint parts of
-    // `c`, written through one shared pointer.
-    let out = &SharedOut(c.as_mut_ptr(), c.len());
     (0..row_tasks * panel_tasks).into_par_iter().for_each(|t| {
         let (rt, pt) = (t / panel_tasks, t % panel_tasks);
-        let (r0, r1) = (rt * MB, ((rt + 1) * MB).min(m));
-        let (p0, p1) = (pt * NB, ((pt + 1) * NB).min(panels));
-        for s0 in (0..w.steps).step_by(block) {
-            let steps = block.min(w.steps - s0);
-            for row in (r0..r1).step_by(MR) {
-                for p in p0..p1 {
+        let rows = rt * MB..((rt + 1) * MB).min(m);
+        let panels = pt * NB..((pt + 1) * NB).min(panels);
+        // SAFETY: tasks own disjoint rows × panels of `c`.
+        unsafe { product.run(rows, panels, |p| w.panel(p)) };
+    });
+}
+
+/// [`matmul`] against a weight `[rows, cols]` that is packed as the
+/// product goes instead of beforehand: `fill` writes rows `first..first +
+/// n` (at most 32) row-major into the buffer it is given, as for
+/// [`PackedMatrix::pack_with`]. The result is [`matmul`]'s against that
+/// packed matrix, bit for bit, but the packed weight is never whole in
+/// memory: each task packs a group of at most eight panels into a buffer
+/// its thread keeps for the next product, then multiplies every row of `a`
+/// by them. For a weight that is used in one product, stored in another
+/// type (bf16, GGUF blocks) and too large to pack once and keep.
+///
+/// # Panics
+/// If the slices do not have those lengths.
+pub fn matmul_packing<F>(
+    a: &[f32],
+    m: usize,
+    (rows, cols): (usize, usize),
+    precision: Precision,
+    fill: F,
+    c: &mut [f32],
+) where
+    F: Fn(usize, usize, &mut [f32]) + Sync,
+{
+    matmul_packing_with(Isa::detect(), a, m, (rows, cols), precision, fill, c)
+}
+
+/// [`matmul_packing`] with the kernels `isa` allows (see [`matmul_with`]).
+///
+/// # Panics
+/// As [`matmul_packing`].
+pub fn matmul_packing_with<F>(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    (n, k): (usize, usize),
+    precision: Precision,
+    fill: F,
+    c: &mut [f32],
+) where
+    F: Fn(usize, usize, &mut [f32]) + Sync,
+{
+    assert_eq!(a.len(), m * k, "left operand of {m}x{k}");
+    assert_eq!(c.len(), m * n, "product of {m}x{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let steps = k.div_ceil(precision.step_k());
+    let panel_len = steps * precision.step_lines();
+    let operand = Operand::new(isa, a, m, k, precision, steps);
+    let out = SharedOut(c.as_mut_ptr(), c.len());
+    let product = Product::new(isa, &operand, m, n, precision, steps, &out);
+    let panels = n.div_ceil(NR);
+    // groups of up to NB panels, smaller where that would leave threads idle
+    let group = NB.min(panels.div_ceil(rayon::current_num_threads())).max(1);
+    (0..panels.div_ceil(group)).into_par_iter().for_each(|g| {
+        let (p0, p1) = (g * group, ((g + 1) * group).min(panels));
+        // taken, not borrowed: a `fill` that runs rayon work may start
+        // another task on this thread, which then packs into a buffer of its own
+        let mut scratch = SCRATCH.take();
+        let lines = grown(&mut scratch.panels, (p1 - p0) * panel_len);
+        for (p, panel) in (p0..p1).zip(lines.chunks_exact_mut(panel_len)) {
+            let first = p * NR;
+            let n_rows = NR.min(n - first);
+            if n_rows < NR {
+                // the padding columns must be zero; full panels are overwritten
+                panel.fill(Line::default());
+            }
+            let rows = grown(&mut scratch.rows, n_rows * k);
+            fill(first, n_rows, rows);
+            pack_panel(rows, n_rows, k, precision, panel);
+        }
+        let lines = &scratch.panels[..(p1 - p0) * panel_len];
+        for rt in 0..m.div_ceil(MB) {
+            let rows = rt * MB..((rt + 1) * MB).min(m);
+            // SAFETY: tasks own disjoint panels of `c` (every row).
+            unsafe {
+                product.run(rows, p0..p1, |p| {
+                    &lines[(p - p0) * panel_len..(p - p0 + 1) * panel_len]
+                })
+            };
+        }
+        SCRATCH.set(scratch);
+    });
+}
+
+/// Buffers a thread keeps between [`matmul_packing`] calls, so that the
+/// panels of each product reuse memory the last one touched (fresh
+/// allocations of this size would be fresh pages, zeroed by the kernel at
+/// first touch).
+#[derive(Default)]
+struct Scratch {
+    panels: Vec<Line>,
+    rows: Vec<f32>,
+}
+
+/// The first `len` elements of `v`, grown to hold them (contents
+/// unspecified).
+fn grown<T: Clone + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+    &mut v[..len]
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+/// The left operand as the kernels read it, converted once per product.
+enum Operand<'a> {
+    F32(&'a [f32], usize),
+    Bf16(Vec<u32>, usize),
+    Int16(QuantizedRows, usize),
+}
+
+impl<'a> Operand<'a> {
+    fn new(isa: Isa, a: &'a [f32], m: usize, k: usize, precision: Precision, steps: usize) -> Self {
+        match precision {
+            Precision::F32 => Operand::F32(a, k),
+            Precision::Bf16 => Operand::Bf16(to_bf16_pairs(isa, a, m, k, steps), steps),
+            Precision::Int16 => Operand::Int16(quantize_rows(isa, a, m, k, steps), steps),
+        }
+    }
+
+    /// The kernels' view, and its row stride.
+    fn lhs(&self) -> (Lhs<'_>, usize) {
+        match self {
+            Operand::F32(a, lda) => (Lhs::F32(a), *lda),
+            Operand::Bf16(pairs, lda) => (Lhs::Bf16(pairs), *lda),
+            Operand::Int16(rows, lda) => {
+                let lhs = Lhs::Int16 {
+                    q: &rows.q,
+                    scales: &rows.scales,
+                };
+                (lhs, *lda)
+            }
+        }
+    }
+}
+
+/// One product's shared state: its kernel, left operand and output.
+struct Product<'a> {
+    kernel: TileKernel,
+    lhs: Lhs<'a>,
+    lda: usize,
+    n: usize,
+    steps: usize,
+    block: usize,
+    out: &'a SharedOut,
+}
+
+impl<'a> Product<'a> {
+    fn new(
+        isa: Isa,
+        operand: &'a Operand<'_>,
+        m: usize,
+        n: usize,
+        precision: Precision,
+        steps: usize,
+        out: &'a SharedOut,
+    ) -> Self {
+        let (lhs, lda) = operand.lhs();
+        debug_assert!(out.1 >= m * n);
+        Product {
+            kernel: TileKernel::for_isa(isa, precision),
+            lhs,
+            lda,
+            n,
+            steps,
+            block: block_steps(precision),
+            out,
+        }
+    }
+
+    /// `C[rows, panels] = A[rows] · panel(p)ᵀ` for `p` in `panels`, every
+    /// step: the blocks of steps outermost, so each element is summed in
+    /// the same order whatever the task's shape.
+    ///
+    /// # Safety
+    /// Nothing else reads or writes those elements of the output meanwhile.
+    unsafe fn run<'p>(
+        &self,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        panel: impl Fn(usize) -> &'p [Line],
+    ) {
+        let n = self.n;
+        for s0 in (0..self.steps).step_by(self.block) {
+            let steps = self.block.min(self.steps - s0);
+            for row in rows.clone().step_by(MR) {
+                for p in panels.clone() {
                     let tile = Tile {
-                        lhs,
-                        lda,
+                        lhs: self.lhs,
+                        lda: self.lda,
                         row,
                         step: s0,
                         a_col: s0,
                         steps,
-                        mr: MR.min(r1 - row),
-                        panel: w.panel(p),
+                        mr: MR.min(rows.end - row),
+                        panel: panel(p),
                         ncols: NR.min(n - p * NR),
                         accumulate: s0 > 0,
                     };
                     let first = row * n + p * NR;
-                    assert!(first + (tile.mr - 1) * n + tile.ncols <= out.1);
+                    assert!(first + (tile.mr - 1) * n + tile.ncols <= self.out.1);
                     // SAFETY: the tile's elements are in bounds (checked) and
-                    // this task is their only reader and writer: it owns rows
-                    // r0..r1 × columns p0·NR..p1·NR.
-                    unsafe { kernel.run(&tile, out.0.add(first), n) };
+                    // the caller's task is their only reader and writer.
+                    unsafe { self.kernel.run(&tile, self.out.0.add(first), n) };
                 }
             }
         }
-    });
+    }
 }
 
 /// A single-threaded block of a product, for callers that split the work
@@ -525,10 +701,10 @@ fn block_steps(precision: Precision) -> usize {
     KC / precision.step_k()
 }
 
-/// The output pointer (and length) shared by the tasks of one [`matmul_with`].
+/// The output pointer (and length) shared by the tasks of one product.
 struct SharedOut(*mut f32, usize);
 
-// SAFETY: tasks write disjoint elements (see `matmul_with`).
+// SAFETY: tasks write disjoint elements (see `Product::run`).
 unsafe impl Sync for SharedOut {}
 
 /// `a` as rows of `steps` bf16 pairs (zero-padded).
@@ -1030,5 +1206,64 @@ mod tests {
         for isa in [Isa::detect(), Isa::detect().without_avx512(), Isa::PORTABLE] {
             assert_eq!(run(1, isa), run(3, isa), "{isa:?}");
         }
+    }
+
+    #[test]
+    fn packing_during_the_product_gives_the_packed_products_bits() {
+        // m > MB, a partial last panel, k past one block of steps and not a
+        // multiple of QK; 1 to 3 threads (groups of 8 panels, and smaller)
+        let (m, n, k) = (100, 300, 421);
+        let (a, w) = (random(m * k, 17), random(n * k, 18));
+        for precision in [Precision::F32, Precision::Bf16, Precision::Int16] {
+            let p = PackedMatrix::pack(&w, n, k, precision);
+            for isa in [Isa::detect(), Isa::detect().without_avx512(), Isa::PORTABLE] {
+                let mut expected = vec![0.0; m * n];
+                matmul_with(isa, &a, m, &p, &mut expected);
+                for threads in [1, 2, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    // twice: the second product reuses the first's buffers,
+                    // which hold stale panels
+                    for _ in 0..2 {
+                        let mut c = vec![f32::NAN; m * n];
+                        pool.install(|| {
+                            matmul_packing_with(
+                                isa,
+                                &a,
+                                m,
+                                (n, k),
+                                precision,
+                                |first, rows, out| {
+                                    assert!(rows <= NR && out.len() == rows * k);
+                                    out.copy_from_slice(&w[first * k..(first + rows) * k]);
+                                },
+                                &mut c,
+                            )
+                        });
+                        assert_eq!(c, expected, "{precision:?} {isa:?} {threads} threads");
+                    }
+                }
+            }
+        }
+        // a narrower weight after a wider one: its padding must not be the
+        // wider one's stale columns
+        let narrow = 40;
+        let p = PackedMatrix::pack(&w[..narrow * k], narrow, k, Precision::F32);
+        let mut expected = vec![0.0; m * narrow];
+        matmul(&a, m, &p, &mut expected);
+        let mut c = vec![0.0; m * narrow];
+        matmul_packing(
+            &a,
+            m,
+            (narrow, k),
+            Precision::F32,
+            |first, rows, out| {
+                out.copy_from_slice(&w[first * k..(first + rows) * k]);
+            },
+            &mut c,
+        );
+        assert_eq!(c, expected);
     }
 }

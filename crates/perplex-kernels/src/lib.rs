@@ -66,7 +66,9 @@ pub mod elementwise;
 pub mod exp;
 pub mod peak;
 
-pub use gemm::{matmul, matmul_block, matmul_with, PackedMatrix, Precision};
+pub use gemm::{
+    matmul, matmul_block, matmul_packing, matmul_packing_with, matmul_with, PackedMatrix, Precision,
+};
 pub use isa::{cpu_cap, CpuCapError, Isa, CPU_CAP_VAR};
 
 /// Deterministic inputs for tests and benchmarks (not part of the API).

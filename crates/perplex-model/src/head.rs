@@ -148,7 +148,7 @@ pub(crate) fn fused_head(
     let chunk_positions = (tiling.logit_elems / tile_rows).max(1);
     for first in (0..vocab).step_by(tile_rows) {
         let rows = tile_rows.min(vocab - first);
-        let tile = kernels.ready(head, first, rows)?;
+        let tile = kernels.ready(head, first, rows, positions.div_ceil(chunk_positions))?;
         for p0 in (0..positions).step_by(chunk_positions) {
             let n = chunk_positions.min(positions - p0);
             let logits = tile.multiply(&hidden.narrow(0, p0, n)?)?;

@@ -71,6 +71,7 @@ pub mod gguf_vocab;
 mod head;
 pub mod inspect;
 pub mod lora;
+mod mapped;
 mod matmul;
 pub mod memory;
 pub mod rope;

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use perplex_kernels::{PackedMatrix, Precision};
 
 use crate::error::ModelError;
-use crate::weights::Weight;
+use crate::weights::{FirstFailure, Weight};
 use crate::Compute;
 
 /// How the linear layers and the head multiply.
@@ -110,23 +110,44 @@ pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_c
 }
 
 /// Rows of a weight made ready for one or more products: packed panels
-/// (borrowed when packed at load, else freshly packed or dequantized), or
-/// an f32 tensor for candle.
+/// (borrowed when packed at load, else packed now), rows to pack panel by
+/// panel during the one product they serve, or an f32 tensor for candle.
 pub(crate) enum Ready<'a> {
     Packed(Cow<'a, PackedMatrix>),
+    Packing {
+        weight: &'a Weight,
+        first: usize,
+        len: usize,
+        precision: Precision,
+    },
     Tensor(Tensor),
 }
 
 impl Kernels {
-    /// Rows `first..first + len` of `w`, ready to multiply.
+    /// Rows `first..first + len` of `w`, ready for `products` products.
+    ///
+    /// On the packed path a weight not packed at load is packed during the
+    /// product when it serves one (its working set: a few panels per
+    /// thread), and packed whole now when it serves more (widened once).
     pub(crate) fn ready<'a>(
         self,
         w: &'a Weight,
         first: usize,
         len: usize,
+        products: usize,
     ) -> candle_core::Result<Ready<'a>> {
         Ok(match self {
-            Kernels::Packed(p) => Ready::Packed(w.packed_rows(first, len, p)?),
+            Kernels::Packed(precision) => match w {
+                Weight::Dense(_) | Weight::Quant(_) | Weight::Mapped(_) if products <= 1 => {
+                    Ready::Packing {
+                        weight: w,
+                        first,
+                        len,
+                        precision,
+                    }
+                }
+                _ => Ready::Packed(w.packed_rows(first, len, precision)?),
+            },
             Kernels::Candle if (first, len) == (0, w.dims().0) => Ready::Tensor(w.to_f32()?),
             Kernels::Candle => Ready::Tensor(w.rows_f32(first, len)?),
         })
@@ -138,7 +159,45 @@ impl Ready<'_> {
     pub(crate) fn multiply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Ready::Packed(p) => packed_matmul(x, p),
+            Ready::Packing {
+                weight,
+                first,
+                len,
+                precision,
+            } => packing_matmul(x, weight, *first, *len, *precision),
             Ready::Tensor(t) => x.matmul(&t.t()?),
         }
     }
+}
+
+/// `x · Wᵀ` for rows `start..start + len` of `w`, packed during the product.
+fn packing_matmul(
+    x: &Tensor,
+    w: &Weight,
+    start: usize,
+    len: usize,
+    precision: Precision,
+) -> candle_core::Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (rows, cols) = w.dims();
+    if k != cols || start + len > rows {
+        candle_core::bail!(
+            "matmul of [{m}, {k}] by rows {start}..{} of a [{rows}, {cols}]ᵀ",
+            start + len
+        )
+    }
+    let mut out = vec![0f32; m * len];
+    let failure = FirstFailure::default();
+    with_slice(x, |data| {
+        perplex_kernels::matmul_packing(
+            data,
+            m,
+            (len, k),
+            precision,
+            |first, n, rows| failure.keep(w.rows_into(start + first, n, rows)),
+            &mut out,
+        )
+    })?;
+    failure.into_result()?;
+    Tensor::from_vec(out, (m, len), &Device::Cpu)
 }

@@ -111,10 +111,21 @@ pub(crate) fn working_bytes_with(
     // during attention, q, k, v with their per-head copies, packed keys and
     // values, and the output (2 q + 3 kv beyond what the end keeps)
     let activations = f32s(rows * (8 * h + 2 * q + 3 * kv));
-    // one layer's quantized matrices dequantized for the kernels at use
-    let layer_weights = f32s(h * (2 * q + 2 * kv + 3 * inter));
     // a chunk of MLP rows: gate, up and their product
     let chunk = (tiling.mlp_activation_elems as u128 / (2 * inter).max(1)).max(1);
+    // matrices not packed at load, widened for the kernels at use: candle
+    // takes a layer's whole; the packed path packs a group of 8 panels of
+    // 32 rows per thread during each product (and its 32 rows of scratch),
+    // or the MLP's whole when its rows are split in chunks
+    let layer_weights = match kernels {
+        Kernels::Candle => f32s(h * (2 * q + 2 * kv + 3 * inter)),
+        Kernels::Packed(_) => {
+            let threads = rayon::current_num_threads() as u128;
+            let widest = h.max(q).max(inter);
+            let mlp_whole = if rows > chunk { f32s(3 * h * inter) } else { 0 };
+            f32s(threads * 9 * 32 * widest) + mlp_whole
+        }
+    };
     let mlp = f32s(3 * chunk.min(rows) * inter);
     // the output head: a dequantized weight tile and a block of logits
     let vocab = c.vocab_size as u128;

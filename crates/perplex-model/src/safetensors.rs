@@ -5,17 +5,20 @@
 //! `{name: {dtype, shape, data_offsets: [begin, end]}}` and the data section.
 //! The header is checked against the file size up front, so a truncated
 //! download is reported with the file's name before any weight is read;
-//! tensors are then read one at a time (no memory map, no whole-file buffer).
+//! f16/bf16 matrices are then views of the mapped file (`mapped.rs`), other
+//! tensors are read one at a time (no whole-file buffer).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::{QStorage, QTensor, QuantizedType};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
 use crate::error::ModelError;
+use crate::mapped::{Half, MappedFile, MappedMatrix};
 
 /// Headers larger than this are not safetensors headers.
 const MAX_HEADER_BYTES: u64 = 256 << 20;
@@ -40,6 +43,9 @@ struct TensorInfo {
 pub(crate) struct SafetensorsFile {
     path: PathBuf,
     file: fs_err::File,
+    /// The file mapped read-only (`None` where mapping failed: its
+    /// matrices are then read).
+    map: Option<Arc<MappedFile>>,
     data_start: u64,
     tensors: HashMap<String, TensorInfo>,
 }
@@ -134,9 +140,11 @@ impl SafetensorsFile {
                 },
             );
         }
+        let map = MappedFile::map(file.file(), path).ok();
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
             file,
+            map,
             data_start,
             tensors,
         })
@@ -154,6 +162,24 @@ impl SafetensorsFile {
         self.tensors
             .get(name)
             .map(|i| (i.shape.clone(), i.dtype.to_ascii_lowercase()))
+    }
+
+    /// `name` (which must exist) as a view of the mapped file, when it is
+    /// an f16 or bf16 matrix and the file is mapped; `None` otherwise.
+    pub(crate) fn map_half(&self, name: &str) -> Option<MappedMatrix> {
+        let info = &self.tensors[name];
+        let half = match info.dtype.as_str() {
+            "F16" => Half::F16,
+            "BF16" => Half::Bf16,
+            _ => return None,
+        };
+        let &[rows, cols] = info.shape.as_slice() else {
+            return None;
+        };
+        let map = self.map.as_ref()?;
+        // the header check put the tensor's bytes inside the file
+        let offset = usize::try_from(self.data_start + info.begin).ok()?;
+        Some(MappedMatrix::new(map.clone(), offset, (rows, cols), half))
     }
 
     /// `name` (which must exist) in its stored half precision, when it is
@@ -337,6 +363,13 @@ impl SafetensorsSet {
                 .values()
                 .map(|info| (info.shape.clone(), info.dtype.to_ascii_lowercase()))
         })
+    }
+
+    /// `name` as a view of its mapped file (see
+    /// [`SafetensorsFile::map_half`]), or `None` when no file has it or it
+    /// cannot be mapped.
+    pub(crate) fn map_half(&self, name: &str) -> Option<MappedMatrix> {
+        self.files[*self.owner.get(name)?].map_half(name)
     }
 
     /// `name` in its stored half precision (see

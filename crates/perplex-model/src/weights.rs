@@ -1,7 +1,8 @@
 //! Weight storage: dense f32 tensors, matrices packed once for
-//! `perplex-kernels`, or GGUF tensors kept in their stored type and
-//! dequantized into scratch (packed panels, or an f32 tensor) just before
-//! use.
+//! `perplex-kernels`, f16/bf16 matrices read in place from the mapped
+//! checkpoint, or GGUF tensors kept in their stored type; the last two are
+//! widened or dequantized into scratch (packed panels, or an f32 tensor)
+//! just before use.
 //!
 //! Matmuls are always `dequantize(W) × activations` in the compute
 //! precision: candle's `QMatMul` quantizes the activations to q8 (as
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 use perplex_kernels::{PackedMatrix, Precision};
+
+use crate::mapped::MappedMatrix;
 use rayon::prelude::*;
 
 /// Rows dequantized together when a whole matrix is materialised in parallel.
@@ -27,8 +30,10 @@ pub(crate) enum Weight {
     /// Stored in a GGUF type; rows are contiguous runs of blocks.
     Quant(Arc<QTensor>),
     /// Packed at load for the kernels (linear layers only: the embedding
-    /// and head stay `Dense` or `Quant`, they are read by rows).
+    /// and head stay as stored, they are read by rows).
     Packed(Arc<PackedMatrix>),
+    /// f16/bf16 in the mapped safetensors file.
+    Mapped(MappedMatrix),
 }
 
 impl std::fmt::Debug for Weight {
@@ -37,6 +42,7 @@ impl std::fmt::Debug for Weight {
             Weight::Dense(t) => write!(f, "Dense({:?})", t.dims()),
             Weight::Quant(q) => write!(f, "Quant({:?}, {:?})", q.dtype(), q.shape().dims()),
             Weight::Packed(p) => write!(f, "{p:?}"),
+            Weight::Mapped(m) => write!(f, "{m:?}"),
         }
     }
 }
@@ -48,6 +54,7 @@ impl Weight {
             Weight::Dense(t) => t.dims().to_vec(),
             Weight::Quant(q) => q.shape().dims().to_vec(),
             Weight::Packed(p) => vec![p.rows(), p.cols()],
+            Weight::Mapped(m) => vec![m.dims().0, m.dims().1],
         };
         (dims[0], dims[1])
     }
@@ -58,6 +65,7 @@ impl Weight {
             Weight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
             Weight::Quant(q) => q.storage_size_in_bytes(),
             Weight::Packed(p) => p.bytes(),
+            Weight::Mapped(m) => m.bytes(),
         }
     }
 
@@ -78,6 +86,7 @@ impl Weight {
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 Tensor::cat(&parts, 0)
             }
+            Weight::Mapped(m) => m.rows_f32(0, m.dims().0),
             Weight::Packed(_) => packed_as_tensor(),
         }
     }
@@ -103,33 +112,45 @@ impl Weight {
         if start + len > rows {
             candle_core::bail!("rows {start}..{} of a {rows}-row matrix", start + len)
         }
-        let failure = std::sync::Mutex::new(None);
         let packed = match self {
             Weight::Packed(p) if p.precision() == precision && (start, len) == (0, rows) => {
                 return Ok(Cow::Borrowed(p));
             }
             Weight::Packed(_) => candle_core::bail!("a packed weight cannot be repacked"),
-            // straight from the tensor's storage, one panel of rows at a time
-            Weight::Dense(t) => crate::matmul::with_slice(t, |data| {
-                PackedMatrix::pack_with(len, cols, precision, |first, n, out| {
-                    let from = (start + first) * cols;
-                    out.copy_from_slice(&data[from..from + n * cols]);
-                })
-            })?,
-            Weight::Quant(q) => PackedMatrix::pack_with(len, cols, precision, |first, n, out| {
-                let rows = dequantize_rows(q, start + first, n)
-                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>());
-                match rows {
-                    Ok(rows) => out.copy_from_slice(&rows),
-                    Err(e) => {
-                        failure.lock().expect("not poisoned").get_or_insert(e);
-                    }
-                }
-            }),
+            Weight::Dense(_) | Weight::Quant(_) | Weight::Mapped(_) => {
+                let failure = FirstFailure::default();
+                let packed = PackedMatrix::pack_with(len, cols, precision, |first, n, out| {
+                    failure.keep(self.rows_into(start + first, n, out))
+                });
+                failure.into_result()?;
+                packed
+            }
         };
-        match failure.into_inner().expect("not poisoned") {
-            Some(e) => Err(e),
-            None => Ok(Cow::Owned(packed)),
+        Ok(Cow::Owned(packed))
+    }
+
+    /// Writes rows `start..start + n` in f32, row-major, into `out` (`n ×
+    /// cols` values): copied, or dequantized.
+    pub(crate) fn rows_into(
+        &self,
+        start: usize,
+        n: usize,
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let cols = self.dims().1;
+        match self {
+            Weight::Dense(t) => crate::matmul::with_slice(t, |data| {
+                out.copy_from_slice(&data[start * cols..(start + n) * cols]);
+            }),
+            Weight::Quant(q) => {
+                let rows = dequantize_rows(q, start, n)?;
+                crate::matmul::with_slice(&rows, |data| out.copy_from_slice(data))
+            }
+            Weight::Mapped(m) => {
+                m.rows_into(start, n, out);
+                Ok(())
+            }
+            Weight::Packed(_) => packed_as_tensor(),
         }
     }
 
@@ -138,6 +159,7 @@ impl Weight {
         match self {
             Weight::Dense(t) => t.narrow(0, start, len),
             Weight::Quant(q) => dequantize_rows(q, start, len),
+            Weight::Mapped(m) => m.rows_f32(start, len),
             Weight::Packed(_) => packed_as_tensor(),
         }
     }
@@ -148,7 +170,28 @@ impl Weight {
             Weight::Dense(t) => t.index_select(ids, 0),
             // dequantizes only the selected rows, exactly
             Weight::Quant(q) => q.embedding(ids),
+            Weight::Mapped(m) => m.embedding(ids),
             Weight::Packed(_) => packed_as_tensor(),
+        }
+    }
+}
+
+/// The first error of a callback that cannot return one (a `fill` of the
+/// kernels'), kept to be returned once it is done.
+#[derive(Default)]
+pub(crate) struct FirstFailure(std::sync::Mutex<Option<candle_core::Error>>);
+
+impl FirstFailure {
+    pub(crate) fn keep(&self, result: candle_core::Result<()>) {
+        if let Err(e) = result {
+            self.0.lock().expect("not poisoned").get_or_insert(e);
+        }
+    }
+
+    pub(crate) fn into_result(self) -> candle_core::Result<()> {
+        match self.0.into_inner().expect("not poisoned") {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 }

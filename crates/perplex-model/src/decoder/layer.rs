@@ -40,9 +40,13 @@ impl Layer {
 }
 
 impl Linear {
-    /// The weight ready to multiply with `kernels`.
-    pub(super) fn ready(&self, kernels: Kernels) -> candle_core::Result<Ready<'_>> {
-        kernels.ready(&self.weight, 0, self.weight.dims().0)
+    /// The weight ready for `products` products with `kernels`.
+    pub(super) fn ready(
+        &self,
+        kernels: Kernels,
+        products: usize,
+    ) -> candle_core::Result<Ready<'_>> {
+        kernels.ready(&self.weight, 0, self.weight.dims().0, products)
     }
 
     /// Applies the layer with its weight made ready.
@@ -58,7 +62,7 @@ impl Linear {
     }
 
     pub(super) fn forward(&self, x: &Tensor, kernels: Kernels) -> candle_core::Result<Tensor> {
-        self.apply(x, &self.ready(kernels)?)
+        self.apply(x, &self.ready(kernels, 1)?)
     }
 }
 
@@ -196,15 +200,19 @@ impl Decoder {
         let c = &self.config;
         let inter = c.intermediate_size;
         let kernels = self.kernels;
-        let wd = layer.down.ready(kernels)?;
-        let (w1, w2) = match &layer.mlp_in {
-            MlpIn::Gated { gate, up } => (gate.ready(kernels)?, Some(up.ready(kernels)?)),
-            MlpIn::FusedGated(gu) => (gu.ready(kernels)?, None),
-            MlpIn::Plain(up) => (up.ready(kernels)?, None),
-        };
         let rows = xn.dims()[0];
         let chunk = (self.tiling.mlp_activation_elems / (2 * inter)).max(1);
-        let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
+        let chunks = rows.div_ceil(chunk);
+        let wd = layer.down.ready(kernels, chunks)?;
+        let (w1, w2) = match &layer.mlp_in {
+            MlpIn::Gated { gate, up } => (
+                gate.ready(kernels, chunks)?,
+                Some(up.ready(kernels, chunks)?),
+            ),
+            MlpIn::FusedGated(gu) => (gu.ready(kernels, chunks)?, None),
+            MlpIn::Plain(up) => (up.ready(kernels, chunks)?, None),
+        };
+        let mut parts = Vec::with_capacity(chunks);
         for r0 in (0..rows).step_by(chunk) {
             let xs = xn.narrow(0, r0, chunk.min(rows - r0))?;
             let act = match (&layer.mlp_in, &w2) {

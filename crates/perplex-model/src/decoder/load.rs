@@ -127,6 +127,10 @@ impl Loader<'_> {
                 // f16/bf16 matrices stay in their 2 bytes an element and are
                 // widened (exactly) into panels at each use, as GGUF's are
                 if expected.len() == 2 && !transposed {
+                    if let Some(m) = set.map_half(&name) {
+                        self.summary.add(&dtype, m.dims().0 * m.dims().1);
+                        return Ok(Some(Weight::Mapped(m)));
+                    }
                     if let Some(q) = set.read_half(&name)? {
                         self.summary.add(&dtype, q.shape().elem_count());
                         return Ok(Some(Weight::Quant(Arc::new(q))));
@@ -184,7 +188,9 @@ impl Loader<'_> {
     fn vector(&mut self, part: Part, len: usize) -> Result<Tensor, ModelError> {
         match self.required(part, &[len], None)? {
             Weight::Dense(t) => Ok(t),
-            Weight::Quant(_) | Weight::Packed(_) => unreachable!("vectors are loaded dense"),
+            Weight::Quant(_) | Weight::Packed(_) | Weight::Mapped(_) => {
+                unreachable!("vectors are loaded dense")
+            }
         }
     }
 
@@ -225,7 +231,7 @@ impl Loader<'_> {
         let loaded = self.load(part, "bias", &[len], rope_heads)?;
         match (loaded, wanted) {
             (Some(Weight::Dense(t)), _) => Ok(Some(t)),
-            (Some(Weight::Quant(_) | Weight::Packed(_)), _) => {
+            (Some(Weight::Quant(_) | Weight::Packed(_) | Weight::Mapped(_)), _) => {
                 unreachable!("vectors are loaded dense")
             }
             (None, true) => Err(self.missing(self.name(part, "bias"))),

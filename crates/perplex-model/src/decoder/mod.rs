@@ -238,7 +238,7 @@ impl LogitTiles for DecoderLogits<'_> {
         let m = self.model;
         let logits = m
             .on_pool(|| -> candle_core::Result<Vec<f32>> {
-                let rows = m.kernels.ready(m.head_weight(), first, len)?;
+                let rows = m.kernels.ready(m.head_weight(), first, len, 1)?;
                 rows.multiply(&self.hidden)?.flatten_all()?.to_vec1::<f32>()
             })
             .map_err(backend)?;
