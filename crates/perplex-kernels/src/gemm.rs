@@ -196,14 +196,25 @@ impl PackedMatrix {
 }
 
 fn pack_panel(rows: &[f32], n: usize, cols: usize, precision: Precision, panel: &mut [Line]) {
-    for (j, row) in rows.chunks_exact(cols.max(1)).take(n).enumerate() {
-        let (half, lane) = (j / 16, j % 16);
-        match precision {
-            Precision::F32 => {
-                for (k, &v) in row.iter().enumerate() {
+    if precision == Precision::F32 {
+        // a transpose, in blocks of 16 `k`: each row's block is one cache
+        // line read, and the 32 lines written stay in L1 (row by row over
+        // the whole `k`, every write would land on another line)
+        for k0 in (0..cols).step_by(16) {
+            let k1 = (k0 + 16).min(cols);
+            for (j, row) in rows.chunks_exact(cols).take(n).enumerate() {
+                let (half, lane) = (j / 16, j % 16);
+                for (k, &v) in (k0..k1).zip(&row[k0..k1]) {
                     panel[k * 2 + half].0[lane] = v.to_bits();
                 }
             }
+        }
+        return;
+    }
+    for (j, row) in rows.chunks_exact(cols.max(1)).take(n).enumerate() {
+        let (half, lane) = (j / 16, j % 16);
+        match precision {
+            Precision::F32 => unreachable!("packed above"),
             Precision::Bf16 => {
                 for (kk, pair) in row.chunks(2).enumerate() {
                     panel[kk * 2 + half].0[lane] = bf16_pair(pair);
