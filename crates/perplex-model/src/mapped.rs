@@ -11,32 +11,24 @@
 //! it is outside the contract (as for every tool that maps its weights): a
 //! run may then read the new bytes, or be stopped by the system (SIGBUS).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-
-use crate::error::ModelError;
 
 /// A whole file mapped read-only.
 #[derive(Debug)]
 pub(crate) struct MappedFile(memmap2::Mmap);
 
 impl MappedFile {
-    /// Maps `file` (opened from `path`) read-only, its pages read ahead.
+    /// Maps `file` read-only, its pages read ahead.
     #[allow(unsafe_code)]
-    pub(crate) fn map(file: &std::fs::File, path: &Path) -> Result<Arc<Self>, ModelError> {
+    pub(crate) fn map(file: &std::fs::File) -> std::io::Result<Arc<Self>> {
         // SAFETY: the map is only ever read, as bytes (no type is built on
         // it without a check), and the file is the checkpoint being
         // evaluated, which the module's contract says is not changed while
         // it is mapped.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(file) };
-        map.map(|m| Arc::new(MappedFile(m))).map_err(|source| {
-            ModelError::Io(std::io::Error::new(
-                source.kind(),
-                format!("mapping {} into memory: {source}", path.display()),
-            ))
-        })
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(file)? };
+        Ok(Arc::new(MappedFile(map)))
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -185,7 +177,7 @@ mod tests {
         let path = dir.path().join("m.bin");
         std::fs::write(&path, bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let map = MappedFile::map(&file, &path).unwrap();
+        let map = MappedFile::map(&file).unwrap();
         (dir, map)
     }
 

@@ -140,7 +140,8 @@ impl SafetensorsFile {
                 },
             );
         }
-        let map = MappedFile::map(file.file(), path).ok();
+        // a file that cannot be mapped has its matrices read instead
+        let map = MappedFile::map(file.file()).ok();
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
             file,

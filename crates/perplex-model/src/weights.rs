@@ -15,9 +15,9 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 use perplex_kernels::{PackedMatrix, Precision};
+use rayon::prelude::*;
 
 use crate::mapped::MappedMatrix;
-use rayon::prelude::*;
 
 /// Rows dequantized together when a whole matrix is materialised in parallel.
 const DEQUANT_CHUNK_ELEMS: usize = 1 << 18;
