@@ -5,16 +5,21 @@
 //! its RoPE can rotate adjacent pairs; for a tensor of `n_head` heads it
 //! stores `w.reshape(n_head, 2, rows / n_head / 2, cols).swapaxes(1, 2)`.
 //! Rows are whole runs of quantization blocks, so perplex undoes the
-//! permutation at load by moving rows, without touching their data, and then
-//! uses the same (half-split) RoPE as for Hugging Face weights.
+//! permutation by reading each row from where the converter put it (a
+//! matrix of the mapped file reads them in place; where the file cannot be
+//! mapped, the rows are moved once at load), without touching their data,
+//! and then uses the same (half-split) RoPE as for Hugging Face weights.
 
+use std::cell::OnceCell;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::ModelError;
+use crate::mapped::{Encoding, MappedFile, MappedMatrix};
 use crate::weights::{qtensor_from_bytes, row_bytes};
 
 /// An open GGUF file with its parsed header.
@@ -22,6 +27,9 @@ pub(crate) struct GgufFile {
     pub(crate) path: PathBuf,
     pub(crate) content: gguf_file::Content,
     reader: BufReader<fs_err::File>,
+    /// The file mapped at the first matrix asked for (`inspect` reads the
+    /// header only); `None` inside when it cannot be mapped.
+    map: OnceCell<Option<Arc<MappedFile>>>,
 }
 
 impl GgufFile {
@@ -62,6 +70,7 @@ impl GgufFile {
             path: path.to_path_buf(),
             content,
             reader,
+            map: OnceCell::new(),
         })
     }
 
@@ -71,6 +80,55 @@ impl GgufFile {
             .tensor_infos
             .get(name)
             .map(|i| (i.shape.dims().to_vec(), i.ggml_dtype))
+    }
+
+    /// `name` (which must exist) as a view of the mapped file, when it is a
+    /// matrix stored in another type than f32 and the file can be mapped;
+    /// `None` otherwise (then it is read). Its rows are in the file's order:
+    /// see [`MappedMatrix::unpermuted`] for `attn_q` and `attn_k`.
+    pub(crate) fn map_matrix(&self, name: &str) -> Result<Option<MappedMatrix>, ModelError> {
+        let info = &self.content.tensor_infos[name];
+        let encoding = match info.ggml_dtype {
+            GgmlDType::F32 => return Ok(None),
+            GgmlDType::F16 => Encoding::F16,
+            GgmlDType::BF16 => Encoding::Bf16,
+            dtype => Encoding::Blocks(dtype),
+        };
+        // PyTorch order: rows, then the elements of a row
+        let &[rows, cols] = info.shape.dims() else {
+            return Ok(None);
+        };
+        if !cols.is_multiple_of(info.ggml_dtype.block_size()) {
+            return Ok(None);
+        }
+        let map = self
+            .map
+            .get_or_init(|| MappedFile::map(self.reader.get_ref().file()).ok());
+        let Some(map) = map else {
+            return Ok(None);
+        };
+        // the header check made the size a number; the data may still be cut off
+        let size = rows * row_bytes(info.ggml_dtype, cols);
+        let start = usize::try_from(self.content.tensor_data_offset)
+            .ok()
+            .zip(usize::try_from(info.offset).ok())
+            .and_then(|(base, offset)| base.checked_add(offset));
+        let file_len = map.bytes().len();
+        match start.filter(|s| s.checked_add(size).is_some_and(|end| end <= file_len)) {
+            Some(start) => Ok(Some(MappedMatrix::new(
+                map.clone(),
+                start,
+                (rows, cols),
+                encoding,
+            ))),
+            None => Err(ModelError::GgufTensor {
+                name: name.to_string(),
+                path: self.path.clone(),
+                source: Box::new(candle_core::Error::Msg(format!(
+                    "its {size} bytes of data end past the file's {file_len}"
+                ))),
+            }),
+        }
     }
 
     /// Reads `name` in its stored type; `None` when the file has no such tensor.
@@ -480,10 +538,29 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let mut g = GgufFile::open(&path).unwrap();
         assert!(g.read("a.weight").unwrap().is_some());
+        // f32 is read (and kept dense); other matrices are views of the map
+        assert!(g.map_matrix("a.weight").unwrap().is_none());
+        let m = g.map_matrix("b.weight").unwrap().unwrap();
+        let read = g.read("b.weight").unwrap().unwrap();
+        let read = read
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        assert_eq!(
+            m.rows_f32(0, 4)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            read.to_vec1::<f32>().unwrap()
+        );
 
         // data cut short: the header parses, the tensor does not
         std::fs::write(&path, &bytes[..bytes.len() - 60]).unwrap();
         let mut g = GgufFile::open(&path).unwrap();
+        let mapped = g.map_matrix("b.weight").unwrap_err();
         let err = g.read("b.weight").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -493,6 +570,11 @@ mod tests {
             )
         );
         assert!(err.hint().unwrap().contains("download it again"));
+        // mapped, the same error and hint, the cause saying where the data ends
+        assert_eq!(mapped.to_string(), err.to_string());
+        assert_eq!(mapped.hint(), err.hint());
+        let cause = std::error::Error::source(&mapped).unwrap().to_string();
+        assert!(cause.contains("end past the file's"), "{cause}");
 
         // header cut short
         std::fs::write(&path, &bytes[..40]).unwrap();

@@ -8,6 +8,7 @@
 //! f16/bf16 matrices are then views of the mapped file (`mapped.rs`), other
 //! tensors are read one at a time (no whole-file buffer).
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
 use crate::error::ModelError;
-use crate::mapped::{Half, MappedFile, MappedMatrix};
+use crate::mapped::{Encoding, MappedFile, MappedMatrix};
 
 /// Headers larger than this are not safetensors headers.
 const MAX_HEADER_BYTES: u64 = 256 << 20;
@@ -43,9 +44,10 @@ struct TensorInfo {
 pub(crate) struct SafetensorsFile {
     path: PathBuf,
     file: fs_err::File,
-    /// The file mapped read-only (`None` where mapping failed: its
-    /// matrices are then read).
-    map: Option<Arc<MappedFile>>,
+    /// The file mapped read-only at the first f16/bf16 matrix asked for
+    /// (`inspect` reads headers only, and an f32 checkpoint is read, not
+    /// mapped); `None` inside where mapping failed: its matrices are then read.
+    map: OnceCell<Option<Arc<MappedFile>>>,
     data_start: u64,
     tensors: HashMap<String, TensorInfo>,
 }
@@ -140,12 +142,10 @@ impl SafetensorsFile {
                 },
             );
         }
-        // a file that cannot be mapped has its matrices read instead
-        let map = MappedFile::map(file.file()).ok();
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
             file,
-            map,
+            map: OnceCell::new(),
             data_start,
             tensors,
         })
@@ -170,14 +170,17 @@ impl SafetensorsFile {
     pub(crate) fn map_half(&self, name: &str) -> Option<MappedMatrix> {
         let info = &self.tensors[name];
         let half = match info.dtype.as_str() {
-            "F16" => Half::F16,
-            "BF16" => Half::Bf16,
+            "F16" => Encoding::F16,
+            "BF16" => Encoding::Bf16,
             _ => return None,
         };
         let &[rows, cols] = info.shape.as_slice() else {
             return None;
         };
-        let map = self.map.as_ref()?;
+        let map = self
+            .map
+            .get_or_init(|| MappedFile::map(self.file.file()).ok())
+            .as_ref()?;
         // the header check put the tensor's bytes inside the file
         let offset = usize::try_from(self.data_start + info.begin).ok()?;
         Some(MappedMatrix::new(map.clone(), offset, (rows, cols), half))

@@ -1,6 +1,7 @@
 //! Weight storage: dense f32 tensors, matrices packed once for
-//! `perplex-kernels`, f16/bf16 matrices read in place from the mapped
-//! checkpoint, or GGUF tensors kept in their stored type; the last two are
+//! `perplex-kernels`, f16/bf16 and GGUF matrices read in place from the
+//! mapped checkpoint, or GGUF tensors read in their stored type (where the
+//! file cannot be mapped); the last two are
 //! widened or dequantized into scratch (packed panels, or an f32 tensor)
 //! just before use.
 //!
@@ -73,20 +74,19 @@ impl Weight {
     pub(crate) fn to_f32(&self) -> candle_core::Result<Tensor> {
         match self {
             Weight::Dense(t) => Ok(t.clone()),
-            Weight::Quant(q) => {
+            Weight::Quant(_) | Weight::Mapped(_) => {
                 let (rows, cols) = self.dims();
                 let chunk_rows = (DEQUANT_CHUNK_ELEMS / cols.max(1)).max(1);
                 if rows <= chunk_rows {
-                    return q.dequantize(&Device::Cpu);
+                    return self.rows_f32(0, rows);
                 }
                 let starts: Vec<usize> = (0..rows).step_by(chunk_rows).collect();
                 let parts = starts
                     .par_iter()
-                    .map(|&s| dequantize_rows(q, s, chunk_rows.min(rows - s)))
+                    .map(|&s| self.rows_f32(s, chunk_rows.min(rows - s)))
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 Tensor::cat(&parts, 0)
             }
-            Weight::Mapped(m) => m.rows_f32(0, m.dims().0),
             Weight::Packed(_) => packed_as_tensor(),
         }
     }
@@ -146,10 +146,7 @@ impl Weight {
                 let rows = dequantize_rows(q, start, n)?;
                 crate::matmul::with_slice(&rows, |data| out.copy_from_slice(data))
             }
-            Weight::Mapped(m) => {
-                m.rows_into(start, n, out);
-                Ok(())
-            }
+            Weight::Mapped(m) => m.rows_into(start, n, out),
             Weight::Packed(_) => packed_as_tensor(),
         }
     }

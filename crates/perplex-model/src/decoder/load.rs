@@ -147,11 +147,26 @@ impl Loader<'_> {
                 Ok(Some(Weight::Dense(t)))
             }
             Store::Gguf(g) => {
-                let Some((shape, _)) = g.info(&name) else {
+                let Some((shape, dtype)) = g.info(&name) else {
                     return Ok(None);
                 };
                 if shape != stored {
                     return Err(shape_error(g.path.clone(), shape));
+                }
+                // matrices stay in the mapped file in their stored type, the
+                // q/k rows read through the converter's permutation
+                if expected.len() == 2 {
+                    if let Some(m) = g.map_matrix(&name)? {
+                        self.summary
+                            .add(ggml_type_name(dtype), m.dims().0 * m.dims().1);
+                        let m = match rope_heads {
+                            Some(n_head) => m
+                                .unpermuted(n_head)
+                                .map_err(backend(format!("un-permuting `{name}`")))?,
+                            None => m,
+                        };
+                        return Ok(Some(Weight::Mapped(m)));
+                    }
                 }
                 let mut q = g.read(&name)?.expect("present: info() found it");
                 self.summary
