@@ -116,7 +116,8 @@ pub(crate) fn working_bytes_with(
     // matrices not packed at load, widened for the kernels at use: candle
     // takes a layer's whole; the packed path packs a group of 8 panels of
     // 32 rows per thread during each product (and its 32 rows of scratch),
-    // or the MLP's whole when its rows are split in chunks
+    // or the MLP's whole when its rows are split in chunks. The threads are
+    // the calling pool's: a model estimates on its own pool.
     let layer_weights = match kernels {
         Kernels::Candle => f32s(h * (2 * q + 2 * kv + 3 * inter)),
         Kernels::Packed(_) => {

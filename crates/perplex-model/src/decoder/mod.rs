@@ -256,14 +256,16 @@ impl CausalLm for Decoder {
     }
 
     fn working_memory(&self, windows: usize, len: usize) -> Option<u64> {
-        let c = &self.config;
-        Some(crate::memory::working_bytes_with(
-            c,
-            &self.tiling,
-            self.kernels,
-            windows,
-            len,
-        ))
+        // on the model's pool: the packed path's buffers are per thread
+        Some(self.on_pool(|| {
+            crate::memory::working_bytes_with(
+                &self.config,
+                &self.tiling,
+                self.kernels,
+                windows,
+                len,
+            )
+        }))
     }
 
     fn logits<'a>(

@@ -260,3 +260,32 @@ fn a_fused_gate_and_up_in_chunks_of_one_row_scores_as_in_one_chunk() {
     };
     assert_close(&score(&mut m, &[(&t[..], 1)]), &whole, 1e-6);
 }
+
+#[test]
+fn the_working_memory_counts_the_models_own_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_hf_folder(tmp.path(), 2, serde_json::json!({}), &[]);
+    let mut m = load_dir(tmp.path());
+    let mut on = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        m.set_pool(Some(Arc::new(pool)));
+        m.working_memory(1, 16).unwrap()
+    };
+    let (one, three) = (on(1), on(3));
+    let c = &m.config;
+    match m.kernels {
+        // each thread packs a group of 8 panels of 32 rows (and 32 rows of
+        // scratch) of the widest matrix
+        Kernels::Packed(_) => {
+            let widest = c
+                .hidden_size
+                .max(c.num_heads * c.head_dim)
+                .max(c.intermediate_size);
+            assert_eq!(three - one, 2 * 9 * 32 * widest as u64 * 4);
+        }
+        Kernels::Candle => assert_eq!(three, one),
+    }
+}
