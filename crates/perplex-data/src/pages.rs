@@ -16,7 +16,8 @@
 //!   past it or that has fewer suffixes than prefixes (an `expect`);
 //! - a delta-encoded page whose block is too large to address (with
 //!   overflow checks, an overflow), or with a varint longer than 10 bytes
-//!   (an `assert!`);
+//!   (an `assert!`), and the same varint as the header of an RLE run of
+//!   levels or of dictionary indices;
 //!
 //! and its page reader on a column chunk whose offset or size in the footer
 //! is negative (an `assert!`). Its decoder also sizes buffers from declared
@@ -31,7 +32,8 @@
 //! before its pages are read, and every page on its way to the decoder: such
 //! a chunk or page is a `ParquetError` instead. Everything else reaches the
 //! decoder unchanged, at the cost of walking the lengths of a byte array
-//! page and the blocks of a delta page. The non-null values of a page are
+//! page, the blocks of a delta page, and the run headers of every page's
+//! levels and dictionary indices. The non-null values of a page are
 //! counted from its RLE definition levels; with the deprecated BIT_PACKED
 //! levels every level counts.
 
@@ -167,14 +169,26 @@ impl CheckedPages {
             }
         }
         let encoding = page.encoding();
-        if matches!(
+        let indices = matches!(
             encoding,
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
-        ) && !self.dictionary
-        {
+        );
+        if indices && !self.dictionary {
             return Err(ParquetError::General(format!(
                 "a {encoding} data page comes before any dictionary page"
             )));
+        }
+        // a page this cannot take apart is left to the decoder, which then
+        // fails on the same bytes with an error of its own
+        let Some((values, present)) = values(page, self.max_def, self.max_rep)? else {
+            return Ok(());
+        };
+        if indices {
+            // a byte of bit width, then the indices as a hybrid run
+            return match values.split_first() {
+                Some((&width, runs)) => hybrid_headers(runs, usize::from(width), present),
+                None => Ok(()),
+            };
         }
         let byte_arrays = self.physical == PhysicalType::BYTE_ARRAY;
         let checked = matches!(
@@ -186,11 +200,6 @@ impl CheckedPages {
         if !checked {
             return Ok(());
         }
-        // a page this cannot take apart is left to the decoder, which then
-        // fails on the same bytes with an error of its own
-        let Some((values, present)) = values(page, self.max_def, self.max_rep) else {
-            return Ok(());
-        };
         match encoding {
             Encoding::PLAIN => plain_byte_arrays(values, present),
             Encoding::DELTA_BINARY_PACKED => {
@@ -524,11 +533,14 @@ fn plain_byte_arrays(mut data: &[u8], count: usize) -> Result<()> {
 
 /// A data page's values (after its levels), and how many non-null values
 /// its definition levels give it (at most; all of them when the levels
-/// cannot be counted); `None` when the levels cannot be taken apart.
-fn values(page: &Page, max_def: i16, max_rep: i16) -> Option<(&[u8], usize)> {
+/// cannot be counted); `None` when the levels cannot be taken apart. Level
+/// runs whose headers the decoder would panic on are an error.
+fn values(page: &Page, max_def: i16, max_rep: i16) -> Result<Option<(&[u8], usize)>> {
     let num_values = page.num_values() as usize;
     let width = |max: i16| (16 - max.leading_zeros()) as usize;
-    match page {
+    // the levels of one kind, `None` when absent (`max` 0) or in the
+    // deprecated BIT_PACKED encoding (no headers, not counted here)
+    let (rep, def, values) = match page {
         Page::DataPage {
             buf,
             def_level_encoding,
@@ -536,11 +548,11 @@ fn values(page: &Page, max_def: i16, max_rep: i16) -> Option<(&[u8], usize)> {
             ..
         } => {
             let mut at = 0;
-            // the levels of one kind: RLE (a 4-byte length, then an
-            // RLE/bit-packed hybrid run), or the deprecated BIT_PACKED,
-            // not counted here (`None`)
+            // RLE: a 4-byte length, then an RLE/bit-packed hybrid run
             let mut levels = |encoding: Encoding, max: i16| -> Option<Option<&[u8]>> {
-                if encoding == Encoding::RLE {
+                if max == 0 {
+                    Some(None)
+                } else if encoding == Encoding::RLE {
                     let len = u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?) as usize;
                     let section = buf.get(at + 4..(at + 4).checked_add(len)?)?;
                     at += 4 + len;
@@ -550,18 +562,16 @@ fn values(page: &Page, max_def: i16, max_rep: i16) -> Option<(&[u8], usize)> {
                     Some(None)
                 }
             };
-            if max_rep > 0 {
-                levels(*rep_level_encoding, max_rep)?;
-            }
-            let present = if max_def > 0 {
-                match levels(*def_level_encoding, max_def)? {
-                    Some(def) => count_level(def, width(max_def), max_def, num_values),
-                    None => num_values,
-                }
-            } else {
-                num_values
+            let Some(rep) = levels(*rep_level_encoding, max_rep) else {
+                return Ok(None);
             };
-            Some((buf.get(at..)?, present))
+            let Some(def) = levels(*def_level_encoding, max_def) else {
+                return Ok(None);
+            };
+            let Some(values) = buf.get(at..) else {
+                return Ok(None);
+            };
+            (rep, def, values)
         }
         Page::DataPageV2 {
             buf,
@@ -569,29 +579,45 @@ fn values(page: &Page, max_def: i16, max_rep: i16) -> Option<(&[u8], usize)> {
             rep_levels_byte_len,
             ..
         } => {
-            let rep = *rep_levels_byte_len as usize;
-            let def_end = rep.checked_add(*def_levels_byte_len as usize)?;
-            let def = buf.get(rep..def_end)?;
-            let present = if max_def > 0 {
-                count_level(def, width(max_def), max_def, num_values)
-            } else {
-                num_values
+            let rep_end = *rep_levels_byte_len as usize;
+            let Some(def_end) = rep_end.checked_add(*def_levels_byte_len as usize) else {
+                return Ok(None);
             };
-            Some((buf.get(def_end..)?, present))
+            let (Some(rep), Some(def), Some(values)) = (
+                buf.get(..rep_end),
+                buf.get(rep_end..def_end),
+                buf.get(def_end..),
+            ) else {
+                return Ok(None);
+            };
+            (
+                (max_rep > 0).then_some(rep),
+                (max_def > 0).then_some(def),
+                values,
+            )
         }
-        _ => None,
+        _ => return Ok(None),
+    };
+    if let Some(rep) = rep {
+        hybrid_headers(rep, width(max_rep), num_values)?;
     }
+    let present = match def {
+        Some(def) => count_level(def, width(max_def), max_def, num_values)?,
+        None => num_values,
+    };
+    Ok(Some((values, present)))
 }
 
 /// How many of the first `n` levels of the RLE/bit-packed hybrid run
 /// `data` (`width` bits each) are `level`, at most: levels past the end of
-/// the data count as `level`.
-fn count_level(mut data: &[u8], width: usize, level: i16, n: usize) -> usize {
+/// the data count as `level`. A run header longer than 10 bytes, on which
+/// the decoder panics, is an error.
+fn count_level(mut data: &[u8], width: usize, level: i16, n: usize) -> Result<usize> {
     let level = level as u64;
     let (mut seen, mut found) = (0usize, 0usize);
     while seen < n {
-        let Some((header, rest)) = uleb128(data) else {
-            return found + (n - seen);
+        let Some((header, rest)) = varint(data)? else {
+            return Ok(found + (n - seen));
         };
         data = rest;
         let left = n - seen;
@@ -599,7 +625,7 @@ fn count_level(mut data: &[u8], width: usize, level: i16, n: usize) -> usize {
             // a run of one value, stored in whole bytes
             let bytes = width.div_ceil(8);
             let Some(value) = data.get(..bytes) else {
-                return found + left;
+                return Ok(found + left);
             };
             let value = value
                 .iter()
@@ -619,7 +645,7 @@ fn count_level(mut data: &[u8], width: usize, level: i16, n: usize) -> usize {
                 .min(left);
             let bytes = (values * width).div_ceil(8);
             let Some(packed) = data.get(..bytes) else {
-                return found + left;
+                return Ok(found + left);
             };
             for i in 0..values {
                 let mut value = 0u64;
@@ -633,7 +659,34 @@ fn count_level(mut data: &[u8], width: usize, level: i16, n: usize) -> usize {
             data = &data[bytes..];
         }
     }
-    found
+    Ok(found)
+}
+
+/// Walks the run headers of the first `n` values of the RLE/bit-packed
+/// hybrid run `data` (`width` bits each) as the decoder will: a header
+/// longer than 10 bytes, on which it panics, is an error. Data that ends
+/// early is the decoder's to report.
+fn hybrid_headers(mut data: &[u8], width: usize, n: usize) -> Result<()> {
+    let mut seen = 0usize;
+    while seen < n {
+        let Some((header, rest)) = varint(data)? else {
+            return Ok(());
+        };
+        let run = usize::try_from(header >> 1).unwrap_or(usize::MAX);
+        let (values, bytes) = if header & 1 == 0 {
+            (run, width.div_ceil(8))
+        } else {
+            // groups of 8 values of `width` bits: `width` bytes a group
+            (run.saturating_mul(8), run.saturating_mul(width))
+        };
+        let Some(rest) = rest.get(bytes..) else {
+            return Ok(());
+        };
+        // a run of no values still moves on by its header
+        seen = seen.saturating_add(values);
+        data = rest;
+    }
+    Ok(())
 }
 
 /// An unsigned LEB128 varint as the parquet crate reads one, and the bytes
@@ -802,15 +855,51 @@ mod tests {
     fn hybrid_levels_are_counted() {
         // an RLE run of 3 zeros (1 byte each, width 1); one bit-packed group
         // of 8 values 0b0000_0101 (the first and third are 1)
-        assert_eq!(count_level(&[0x06, 0x00], 1, 1, 3), 0);
-        assert_eq!(count_level(&[0x06, 0x01], 1, 1, 3), 3);
-        assert_eq!(count_level(&[0x03, 0b101], 1, 1, 8), 2);
-        assert_eq!(count_level(&[0x03, 0b101], 1, 1, 2), 1);
+        let count = |data: &[u8], n| count_level(data, 1, 1, n).unwrap();
+        assert_eq!(count(&[0x06, 0x00], 3), 0);
+        assert_eq!(count(&[0x06, 0x01], 3), 3);
+        assert_eq!(count(&[0x03, 0b101], 8), 2);
+        assert_eq!(count(&[0x03, 0b101], 2), 1);
         // cut short: every level not read may be one
-        assert_eq!(count_level(&[0x03], 1, 1, 8), 8);
-        assert_eq!(count_level(&[0x06, 0x00], 1, 1, 5), 2);
+        assert_eq!(count(&[0x03], 8), 8);
+        assert_eq!(count(&[0x06, 0x00], 5), 2);
         assert_eq!(uleb128(&[0x80, 0x01, 7]), Some((128, &[7u8][..])));
         assert_eq!(uleb128(&[0x80]), None);
+    }
+
+    #[test]
+    fn run_headers_longer_than_ten_bytes_are_errors() {
+        // the decoder `assert!`s on them; ten bytes, or data that ends
+        // inside a header, it reads (or reports) itself
+        let long = [0xffu8; 11];
+        let message = "Parquet error: a page holds a varint longer than 10 bytes";
+        let e = count_level(&long, 1, 1, 8).unwrap_err().to_string();
+        assert!(e.starts_with(message), "{e}");
+        let e = hybrid_headers(&long, 3, 8).unwrap_err().to_string();
+        assert!(e.starts_with(message), "{e}");
+        assert!(hybrid_headers(&long[..10], 3, 8).is_ok());
+        // the second header, after a bit-packed group of 8 three-bit values
+        let mut runs = vec![0x03, 0, 0, 0];
+        runs.extend(long);
+        assert!(hybrid_headers(&runs, 3, 8).is_ok());
+        assert!(hybrid_headers(&runs, 3, 9).is_err());
+        // an RLE run of 5 (one byte of value), then the long header
+        let mut runs = vec![0x0a, 7];
+        runs.extend(long);
+        assert!(hybrid_headers(&runs, 3, 5).is_ok());
+        assert!(hybrid_headers(&runs, 3, 6).is_err());
+    }
+
+    #[test]
+    fn a_page_whose_level_run_header_is_too_long_is_an_error() {
+        // a dictionary-encoded page (whose values the checks do not walk)
+        // of 100 values, every other one null, written by pyarrow: its
+        // definition levels, one bit-packed run of 13 groups, begin with an
+        // 11-byte header instead (the mode byte, then the file)
+        let input =
+            include_bytes!("../../../fuzz/regressions/parquet_documents/level-run-header-too-long");
+        let e = read_all(input[1..].to_vec()).unwrap_err().to_string();
+        assert!(e.contains("varint longer than 10 bytes"), "{e}");
     }
 
     #[test]
