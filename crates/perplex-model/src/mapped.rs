@@ -12,14 +12,13 @@
 //! it is outside the contract (as for every tool that maps its weights): a
 //! run may then read the new bytes, or be stopped by the system (SIGBUS).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 use crate::gguf::gguf_row_of_hf_row;
-use crate::weights::row_bytes;
+use crate::weights::{aligned_bytes, dequantize_bytes, row_bytes};
 
 /// A whole file mapped read-only.
 #[derive(Debug)]
@@ -173,9 +172,8 @@ impl MappedMatrix {
         let rb = self.encoding.row_bytes(self.cols);
         match self.encoding {
             Encoding::Blocks(dtype) => {
-                // candle dequantizes rows of blocks it owns, copied from
-                // bytes aligned for the block type; the permuted rows are
-                // gathered into that copy
+                // the permuted rows gathered into aligned storage, which
+                // candle then dequantizes as it would its own
                 let mut gathered = Vec::new();
                 let bytes = match self.heads {
                     None => {
@@ -183,14 +181,15 @@ impl MappedMatrix {
                         &self.file.bytes()[from..from + n * rb]
                     }
                     Some(_) => {
-                        let view = aligned_zeroed(&mut gathered, n * rb);
+                        let view = aligned_bytes(&mut gathered, n * rb);
                         for (r, dst) in (start..start + n).zip(view.chunks_exact_mut(rb.max(1))) {
                             dst.copy_from_slice(self.row(r));
                         }
                         &*view
                     }
                 };
-                dequantize_into(bytes, dtype, (n, self.cols), out)
+                let rows = dequantize_bytes(bytes, dtype, (n, self.cols))?;
+                crate::matmul::with_slice(&rows, |data| out.copy_from_slice(data))
             }
             half => {
                 if self.heads.is_none() {
@@ -268,35 +267,10 @@ fn widen_into(bytes: &[u8], half: Encoding, out: &mut [f32]) {
     }
 }
 
-/// `len` zeroed bytes in `storage`, aligned for every block type (the
-/// widest field of one is an f32).
-fn aligned_zeroed(storage: &mut Vec<u32>, len: usize) -> &mut [u8] {
-    *storage = vec![0u32; len.div_ceil(4)];
-    &mut bytemuck::cast_slice_mut(storage)[..len]
-}
-
-/// Dequantizes `dims` = `(rows, cols)` of `dtype` blocks into `out`.
-fn dequantize_into(
-    bytes: &[u8],
-    dtype: GgmlDType,
-    dims: (usize, usize),
-    out: &mut [f32],
-) -> candle_core::Result<()> {
-    let mut copy = Vec::new();
-    let bytes = if (bytes.as_ptr() as usize).is_multiple_of(4) {
-        bytes
-    } else {
-        let view = aligned_zeroed(&mut copy, bytes.len());
-        view.copy_from_slice(bytes);
-        &*view
-    };
-    let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
-    let rows = QTensor::new(storage, dims)?.dequantize(&Device::Cpu)?;
-    crate::matmul::with_slice(&rows, |data| out.copy_from_slice(data))
-}
-
 #[cfg(test)]
 mod tests {
+    use candle_core::quantized::QTensor;
+
     use super::*;
 
     /// A mapped temporary file holding `bytes`.
@@ -407,10 +381,7 @@ mod tests {
         let hf_rows = hf.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for encoding in [Encoding::Bf16, Encoding::Blocks(GgmlDType::Q8_0)] {
             // the GGUF order: HF row r stored at gguf_row_of_hf_row(r)
-            let mut order = vec![0; rows];
-            for (r, slot) in order.iter_mut().enumerate() {
-                *slot = r;
-            }
+            let mut order: Vec<usize> = (0..rows).collect();
             order.sort_by_key(|&r| gguf_row_of_hf_row(r, rows, n_head));
             let stored: Vec<f32> = order
                 .iter()

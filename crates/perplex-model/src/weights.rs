@@ -211,11 +211,38 @@ fn dequantize_rows(q: &QTensor, start: usize, len: usize) -> candle_core::Result
     }
     let rb = row_bytes(q.dtype(), cols);
     let data = q.data()?;
-    // The storage is a Vec of blocks, so `data` is aligned for the block type
-    // and so is every row start (a row is a whole number of blocks).
-    let slice = &data[start * rb..(start + len) * rb];
-    let storage = QStorage::from_data(Cow::Borrowed(slice), &Device::Cpu, q.dtype())?;
-    QTensor::new(storage, (len, cols))?.dequantize(&Device::Cpu)
+    dequantize_bytes(
+        &data[start * rb..(start + len) * rb],
+        q.dtype(),
+        (len, cols),
+    )
+}
+
+/// Dequantizes `(rows, cols)` of `dtype` data from `bytes`, which are
+/// copied into aligned storage first where they are not aligned for the
+/// block type (a QTensor's own storage is; a mapped file's may not be).
+pub(crate) fn dequantize_bytes(
+    bytes: &[u8],
+    dtype: GgmlDType,
+    dims: (usize, usize),
+) -> candle_core::Result<Tensor> {
+    let mut copy = Vec::new();
+    let bytes = if (bytes.as_ptr() as usize).is_multiple_of(4) {
+        bytes
+    } else {
+        let view = aligned_bytes(&mut copy, bytes.len());
+        view.copy_from_slice(bytes);
+        &*view
+    };
+    let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
+    QTensor::new(storage, dims)?.dequantize(&Device::Cpu)
+}
+
+/// `len` zeroed bytes in `storage`, aligned for every block type (the
+/// widest field of one is an f32).
+pub(crate) fn aligned_bytes(storage: &mut Vec<u32>, len: usize) -> &mut [u8] {
+    *storage = vec![0u32; len.div_ceil(4)];
+    &mut bytemuck::cast_slice_mut(storage)[..len]
 }
 
 /// Builds a quantized tensor from rows of raw ggml data. `bytes` is copied
@@ -225,9 +252,8 @@ pub(crate) fn qtensor_from_bytes(
     dtype: GgmlDType,
     dims: &[usize],
 ) -> candle_core::Result<QTensor> {
-    // u32 storage aligns the bytes for every block type (the widest field is an f32)
-    let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-    let view: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut aligned)[..bytes.len()];
+    let mut aligned = Vec::new();
+    let view = aligned_bytes(&mut aligned, bytes.len());
     view.copy_from_slice(bytes);
     let storage = QStorage::from_data(Cow::Borrowed(view), &Device::Cpu, dtype)?;
     QTensor::new(storage, dims.to_vec())
