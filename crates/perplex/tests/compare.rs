@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, json_of, perplex, render, snapshot, FOUR_DECIMALS};
+use common::{fixture, json_of, perplex, render, snapshot, FOUR_DECIMALS, LARGE_NUMBERS};
 use perplex::core::compare::{PairStats, PairToken, PositionReduction};
 use perplex::core::{CausalLm, WindowRef};
 use perplex::model::{load_model, LoadOptions};
@@ -213,7 +213,11 @@ fn an_adapter_compared_on_the_command_line() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", render(&out));
-    snapshot!("compare_adapters_table", render(&out), [FOUR_DECIMALS]);
+    snapshot!(
+        "compare_adapters_table",
+        render(&out),
+        [LARGE_NUMBERS, FOUR_DECIMALS]
+    );
 }
 
 #[test]
